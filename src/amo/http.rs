@@ -1,0 +1,429 @@
+//! `HttpAmoTransport`: the reqwest implementation of `AmoTransport` for AmoCRM API v4.
+//!
+//! It owns the quirks AmoCRM is known for: 204 as "nothing found", `next` links that
+//! lead to a 204, non-JSON 429/403 bodies, and `query` hits that are not real matches.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, Method};
+use serde::de::DeserializeOwned;
+use url::Url;
+use uuid::Uuid;
+
+mod matching;
+mod status;
+
+use self::matching::{phone_value_matches, pick_created};
+use self::status::{map_status, Answer};
+use super::wire::{self, ListPage};
+use super::{AmoContact, AmoError, AmoLead, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead};
+use crate::domain::{Phone, Region};
+
+/// AmoCRM's maximum page size: fewer requests against a 7 req/s budget.
+const PAGE_LIMIT: &str = "250";
+/// 20 × 250 rows is far beyond any honest match; the cap stops a runaway walk, which
+/// AmoCRM itself flags as suspicious behaviour.
+const MAX_PAGES: u32 = 20;
+
+pub struct AmoClientConfig {
+    pub base_url: Url,
+    pub access_token: String,
+    pub region: Region,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for AmoClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmoClientConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("access_token", &"[redacted]")
+            .field("region", &self.region)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpAmoTransport {
+    config: AmoClientConfig,
+    client: Client,
+    /// Built once and marked sensitive, so it never shows in `Debug` output.
+    authorization: HeaderValue,
+}
+
+impl HttpAmoTransport {
+    pub fn new(config: AmoClientConfig) -> Result<Self, AmoError> {
+        if config.base_url.cannot_be_a_base()
+            || !matches!(config.base_url.scheme(), "http" | "https")
+        {
+            return Err(AmoError::Network(format!(
+                "AmoCRM base URL `{}` is not an http(s) URL",
+                config.base_url
+            )));
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.access_token))
+            .map_err(|_| {
+            AmoError::Network("AmoCRM access token is not a valid header value".into())
+        })?;
+        authorization.set_sensitive(true);
+        let client = Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("amosync/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(60))
+            // A redirect would replay POSTs as GETs or drop the token on another host;
+            // surfacing it as an error is clearer.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                AmoError::Network(format!(
+                    "could not build the HTTP client: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        Ok(HttpAmoTransport {
+            config,
+            client,
+            authorization,
+        })
+    }
+
+    fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.config.base_url.clone();
+        // Checked in `new`: the base can carry a path, so this cannot fail.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path);
+        }
+        url.set_query(None);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// One request; `Ok(None)` is AmoCRM's 204 "nothing found".
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, AmoError> {
+        let what = format!("{method} {}", url.path());
+        let mut request = self
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&what, e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match response.bytes().await {
+            Ok(bytes) => bytes.to_vec(),
+            Err(e) if (200..300).contains(&status) => return Err(transport_error(&what, e)),
+            // The status already says what went wrong; a lost error body changes nothing.
+            Err(_) => Vec::new(),
+        };
+        match map_status(status, retry_after.as_deref(), &body)? {
+            Answer::Content => Ok(Some(body)),
+            Answer::NoContent => Ok(None),
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<Option<T>, AmoError> {
+        match self.call(Method::GET, url, None).await? {
+            Some(body) => decode(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: &impl serde::Serialize,
+    ) -> Result<T, AmoError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| AmoError::InvalidResponse(format!("could not encode request: {e}")))?;
+        match self.call(method, url, Some(body)).await? {
+            Some(body) => decode(&body),
+            None => Err(AmoError::InvalidResponse(
+                "204 No Content where an object was expected".into(),
+            )),
+        }
+    }
+
+    /// Walks `page=1,2,…` until a 204, an empty page, no `next` link, or `MAX_PAGES`.
+    /// Page numbers are counted here rather than following `next` hrefs, so the
+    /// token is only ever sent to the configured host.
+    async fn pages<E, T>(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+        items: impl Fn(E) -> Vec<T>,
+    ) -> Result<Vec<T>, AmoError>
+    where
+        E: DeserializeOwned + Default,
+    {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let page = page.to_string();
+            let mut params = query.to_vec();
+            params.extend([("limit", PAGE_LIMIT), ("page", page.as_str())]);
+            let Some(list) = self
+                .get_json::<ListPage<E>>(self.url(path, &params))
+                .await?
+            else {
+                break;
+            };
+            let more = list.has_next();
+            let found = items(list.embedded);
+            if found.is_empty() {
+                break;
+            }
+            all.extend(found);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn create(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        request_id: &str,
+    ) -> Result<i64, AmoError> {
+        let created: wire::CreatedList = self
+            .send_json(Method::POST, self.url(&["api", "v4", path], &[]), body)
+            .await?;
+        let items = match path {
+            "leads" => created.embedded.leads,
+            _ => created.embedded.contacts,
+        };
+        pick_created(&items, request_id).ok_or_else(|| {
+            AmoError::InvalidResponse(format!(
+                "no created {path} item carries request_id {request_id}"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl AmoTransport for HttpAmoTransport {
+    async fn find_contact_by_phone(&self, phone: &Phone) -> Result<Vec<AmoContact>, AmoError> {
+        let query = [("query", phone.national_digits())];
+        let hits = self
+            .pages(
+                &["api", "v4", "contacts"],
+                &query,
+                |e: wire::ContactsEmbedded| e.contacts,
+            )
+            .await?;
+        Ok(hits
+            .into_iter()
+            .map(AmoContact::from)
+            .filter(|c| {
+                c.phones
+                    .iter()
+                    .any(|v| phone_value_matches(v, phone, self.config.region))
+            })
+            .collect())
+    }
+
+    async fn get_contact(&self, id: i64) -> Result<Option<AmoContact>, AmoError> {
+        let id = id.to_string();
+        match self
+            .get_json::<wire::ContactDto>(self.url(&["api", "v4", "contacts", &id], &[]))
+            .await
+        {
+            Ok(found) => Ok(found.map(AmoContact::from)),
+            Err(AmoError::NotFound { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn find_lead_by_name(&self, name: &str) -> Result<Vec<AmoLead>, AmoError> {
+        let query = [("query", name), ("with", "contacts")];
+        let hits = self
+            .pages(&["api", "v4", "leads"], &query, |e: wire::LeadsEmbedded| {
+                e.leads
+            })
+            .await?;
+        // `query` is full-text; only an exact name is the lead asked for.
+        Ok(hits
+            .into_iter()
+            .filter(|l| l.name.as_deref() == Some(name))
+            .map(AmoLead::from)
+            .collect())
+    }
+
+    async fn create_contact(&self, contact: &NewAmoContact) -> Result<i64, AmoError> {
+        let request_id = Uuid::new_v4().to_string();
+        let body = [wire::NewContactIn {
+            name: &contact.name,
+            custom_fields_values: vec![wire::CustomFieldIn {
+                field_code: wire::PHONE_FIELD_CODE,
+                values: vec![wire::FieldValueIn {
+                    value: contact.phone.as_e164(),
+                    enum_code: "WORK",
+                }],
+            }],
+            request_id: &request_id,
+        }];
+        self.create("contacts", &body, &request_id).await
+    }
+
+    async fn create_lead(&self, lead: &NewAmoLead) -> Result<i64, AmoError> {
+        let request_id = Uuid::new_v4().to_string();
+        let body = [wire::NewLeadIn {
+            name: &lead.name,
+            price: lead.price,
+            status_id: lead.status_id,
+            pipeline_id: lead.pipeline_id,
+            embedded: lead.contact_id.map(|id| wire::LeadEmbeddedIn {
+                contacts: vec![wire::ContactLinkIn { id, is_main: true }],
+            }),
+            request_id: &request_id,
+        }];
+        self.create("leads", &body, &request_id).await
+    }
+
+    async fn subscribe_webhook(
+        &self,
+        destination: &str,
+        settings: &[String],
+    ) -> Result<AmoWebhook, AmoError> {
+        let body = wire::WebhookIn {
+            destination,
+            settings,
+        };
+        // The created webhook comes back at the root, not under `_embedded`.
+        let created: wire::WebhookDto = self
+            .send_json(
+                Method::POST,
+                self.url(&["api", "v4", "webhooks"], &[]),
+                &body,
+            )
+            .await?;
+        Ok(created.into())
+    }
+
+    async fn unsubscribe_webhook(&self, destination: &str) -> Result<(), AmoError> {
+        let body = serde_json::to_vec(&wire::WebhookDestinationIn { destination })
+            .map_err(|e| AmoError::InvalidResponse(format!("could not encode request: {e}")))?;
+        self.call(
+            Method::DELETE,
+            self.url(&["api", "v4", "webhooks"], &[]),
+            Some(body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<AmoWebhook>, AmoError> {
+        let list = self
+            .get_json::<wire::WebhookList>(self.url(&["api", "v4", "webhooks"], &[]))
+            .await?;
+        Ok(list
+            .map(|l| {
+                l.embedded
+                    .webhooks
+                    .into_iter()
+                    .map(AmoWebhook::from)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AmoError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| AmoError::InvalidResponse(format!("body does not parse: {e}")))
+}
+
+/// reqwest errors never carry headers, so the token cannot leak; the URL (with its
+/// query, i.e. a phone or a name) is replaced by the method and path.
+fn transport_error(what: &str, err: reqwest::Error) -> AmoError {
+    if err.is_timeout() {
+        return AmoError::Timeout;
+    }
+    AmoError::Network(format!("{what}: {}", error_chain(&err.without_url())))
+}
+
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn the_config_debug_output_hides_the_token() {
+        let config = AmoClientConfig {
+            base_url: Url::parse("https://x.amocrm.ru").expect("url"),
+            access_token: "s3cr3t-token".into(),
+            region: Region::default(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+        };
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let transport = HttpAmoTransport::new(config).expect("client builds");
+        assert!(!format!("{transport:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn paths_are_joined_onto_a_base_with_or_without_a_trailing_slash() {
+        for base in [
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/",
+            "https://h/proxy",
+            "https://h/proxy/",
+        ] {
+            let transport = HttpAmoTransport::new(AmoClientConfig {
+                base_url: Url::parse(base).expect("url"),
+                access_token: "t".into(),
+                region: Region::default(),
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
+            })
+            .expect("client builds");
+            let url = transport.url(
+                &["api", "v4", "leads"],
+                &[("query", "A & Б"), ("page", "1")],
+            );
+            assert!(
+                url.path().ends_with("/api/v4/leads") && !url.path().contains("//"),
+                "{url}"
+            );
+            let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            assert_eq!(pairs[0], ("query".into(), "A & Б".into()));
+            assert_eq!(pairs.len(), 2);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! How AmoCRM answers map to `AmoError`: one pure function, so every status rule
+//! is tested without a server.
+
+use std::time::Duration;
+
+use crate::amo::wire;
+use crate::amo::{AmoError, ValidationIssue};
+
+/// A server asking for a longer pause is better retried by the caller's own schedule.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Enough of an unexpected body to diagnose it, never a whole HTML page.
+const DETAIL_PREFIX_CHARS: usize = 200;
+
+/// A successful answer: a body to parse, or AmoCRM's way of saying "nothing found".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    Content,
+    NoContent,
+}
+
+/// Maps an AmoCRM status (and, for 4xx, its body) to an `Answer` or an `AmoError`.
+pub(super) fn map_status(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Result<Answer, AmoError> {
+    match status {
+        204 => Ok(Answer::NoContent),
+        200..=299 => Ok(Answer::Content),
+        401 => Err(AmoError::Unauthorized),
+        402 => Err(AmoError::PaymentRequired),
+        403 => Err(AmoError::Forbidden),
+        429 => Err(AmoError::RateLimited {
+            retry_after: parse_retry_after(retry_after),
+        }),
+        400..=499 => {
+            let problem = serde_json::from_slice::<wire::ProblemDto>(body).ok();
+            let detail = problem
+                .as_ref()
+                .and_then(|p| p.detail.clone().or_else(|| p.title.clone()))
+                .unwrap_or_else(|| body_prefix(body));
+            if status == 400 {
+                let issues = problem
+                    .and_then(|p| p.validation_errors)
+                    .map(flatten_issues)
+                    .unwrap_or_default();
+                if !issues.is_empty() {
+                    return Err(AmoError::Validation { issues });
+                }
+            }
+            if status == 404 {
+                return Err(AmoError::NotFound { detail });
+            }
+            Err(AmoError::BadRequest { status, detail })
+        }
+        500..=599 => Err(AmoError::Server { status }),
+        other => Err(AmoError::InvalidResponse(format!(
+            "unexpected HTTP status {other}"
+        ))),
+    }
+}
+
+fn flatten_issues(items: Vec<wire::ValidationItemDto>) -> Vec<ValidationIssue> {
+    items
+        .into_iter()
+        .flat_map(|item| {
+            let request_id = item.request_id;
+            item.errors.into_iter().map(move |e| ValidationIssue {
+                request_id: request_id.clone(),
+                code: e.code.unwrap_or_default(),
+                path: e.path.unwrap_or_default(),
+                detail: e.detail.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by AmoCRM), at most a minute.
+fn parse_retry_after(raw: Option<&str>) -> Option<Duration> {
+    let secs: u64 = raw?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+fn body_prefix(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "empty body".into();
+    }
+    let mut prefix: String = text.chars().take(DETAIL_PREFIX_CHARS).collect();
+    if prefix.len() < text.len() {
+        prefix.push('…');
+    }
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_statuses_hand_over_the_body_and_204_means_nothing_found() {
+        for status in [200, 201, 202] {
+            assert_eq!(map_status(status, None, b"{}").ok(), Some(Answer::Content));
+        }
+        assert_eq!(map_status(204, None, b"").ok(), Some(Answer::NoContent));
+    }
+
+    #[test]
+    fn a_400_with_validation_errors_becomes_flattened_issues() {
+        let body = br#"{"validation-errors":[{"request_id":"r1","errors":[
+            {"code":"NotSupportedChoice","path":"custom_fields_values.0.field_id","detail":"bad"},
+            {"code":"X","path":"name","detail":"empty"}]}],
+            "title":"Bad Request","status":400,"detail":"Request validation failed"}"#;
+        let Err(AmoError::Validation { issues }) = map_status(400, None, body) else {
+            panic!("expected Validation");
+        };
+        assert_eq!(issues.len(), 2);
+        assert_eq!(issues[0].request_id.as_deref(), Some("r1"));
+        assert_eq!(issues[0].code, "NotSupportedChoice");
+        assert_eq!(issues[1].path, "name");
+    }
+
+    #[test]
+    fn other_4xx_carry_the_problem_detail_or_a_short_body_prefix() {
+        let problem = br#"{"title":"Bad Request","status":400,"detail":"Empty body"}"#;
+        assert!(matches!(map_status(400, None, problem),
+            Err(AmoError::BadRequest { status: 400, detail }) if detail == "Empty body"));
+        assert!(matches!(map_status(404, None, br#"{"title":"Not Found"}"#),
+            Err(AmoError::NotFound { detail }) if detail == "Not Found"));
+        let html = format!("<html>{}</html>", "x".repeat(5000));
+        let Err(AmoError::BadRequest {
+            status: 405,
+            detail,
+        }) = map_status(405, None, html.as_bytes())
+        else {
+            panic!("expected BadRequest");
+        };
+        assert!(detail.starts_with("<html>") && detail.chars().count() <= DETAIL_PREFIX_CHARS + 1);
+    }
+
+    #[test]
+    fn auth_payment_and_block_statuses_have_their_own_errors() {
+        assert!(matches!(
+            map_status(401, None, b"{}"),
+            Err(AmoError::Unauthorized)
+        ));
+        assert!(matches!(
+            map_status(402, None, b""),
+            Err(AmoError::PaymentRequired)
+        ));
+        assert!(matches!(
+            map_status(403, None, b"<html>403 Forbidden nginx</html>"),
+            Err(AmoError::Forbidden)
+        ));
+    }
+
+    #[test]
+    fn a_429_reads_retry_after_in_seconds_clamped_to_a_minute() {
+        let after = |h| match map_status(429, h, b"Too Many Requests") {
+            Err(AmoError::RateLimited { retry_after }) => retry_after,
+            other => panic!("expected RateLimited, got {other:?}"),
+        };
+        assert_eq!(after(Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(after(Some("3600")), Some(Duration::from_secs(60)));
+        assert_eq!(after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(after(None), None);
+    }
+
+    #[test]
+    fn server_errors_keep_their_status_and_odd_statuses_are_invalid() {
+        assert!(matches!(
+            map_status(500, None, b""),
+            Err(AmoError::Server { status: 500 })
+        ));
+        assert!(matches!(
+            map_status(504, None, b"<html/>"),
+            Err(AmoError::Server { status: 504 })
+        ));
+        assert!(matches!(
+            map_status(302, None, b""),
+            Err(AmoError::InvalidResponse(_))
+        ));
+    }
+}

@@ -1,0 +1,110 @@
+//! The AmoCRM side: the `AmoTransport` role, its reqwest implementation, and the
+//! wire shapes of API v4 as AmoCRM really sends them.
+
+mod error;
+mod http;
+pub mod wire;
+
+pub use error::{AmoError, ValidationIssue};
+pub use http::{AmoClientConfig, HttpAmoTransport};
+
+use async_trait::async_trait;
+
+use crate::domain::Phone;
+
+/// A contact as amosync needs it from AmoCRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmoContact {
+    pub id: i64,
+    pub name: String,
+    /// Raw PHONE values as managers typed them.
+    pub phones: Vec<String>,
+    pub updated_at: Option<i64>,
+}
+
+/// A lead as amosync needs it from AmoCRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmoLead {
+    pub id: i64,
+    pub name: String,
+    pub price: Option<i64>,
+    pub status_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    /// AmoCRM ids of the linked contacts (present when asked `with=contacts`).
+    pub contact_ids: Vec<i64>,
+    /// The main contact, when AmoCRM marks one.
+    pub main_contact_id: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAmoContact {
+    pub name: String,
+    pub phone: Phone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAmoLead {
+    pub name: String,
+    pub price: Option<i64>,
+    pub status_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    /// AmoCRM id of the contact to link as the main contact.
+    pub contact_id: Option<i64>,
+}
+
+impl NewAmoLead {
+    /// The lead as AmoCRM now holds it, once it answered with `id`.
+    pub fn into_created(self, id: i64) -> AmoLead {
+        AmoLead {
+            id,
+            name: self.name,
+            price: self.price,
+            status_id: self.status_id,
+            pipeline_id: self.pipeline_id,
+            contact_ids: self.contact_id.into_iter().collect(),
+            main_contact_id: self.contact_id,
+            updated_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AmoWebhook {
+    pub id: i64,
+    pub destination: String,
+    pub settings: Vec<String>,
+    pub disabled: bool,
+}
+
+/// Everything amosync asks of AmoCRM. Implementations own paging, status codes and
+/// wire formats; callers get domain values or an `AmoError`.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AmoTransport: Send + Sync {
+    /// Every contact whose PHONE field really holds `phone`. AmoCRM's `query` is a
+    /// full-text search with false positives; those are filtered out here.
+    async fn find_contact_by_phone(&self, phone: &Phone) -> Result<Vec<AmoContact>, AmoError>;
+
+    /// One contact by id; `Ok(None)` when AmoCRM has no such contact.
+    async fn get_contact(&self, id: i64) -> Result<Option<AmoContact>, AmoError>;
+
+    /// Every lead whose name equals `name` exactly, with its linked contacts.
+    async fn find_lead_by_name(&self, name: &str) -> Result<Vec<AmoLead>, AmoError>;
+
+    /// Creates a contact and returns its AmoCRM id.
+    async fn create_contact(&self, contact: &NewAmoContact) -> Result<i64, AmoError>;
+
+    /// Creates a lead (linked to its contact, if any) and returns its AmoCRM id.
+    async fn create_lead(&self, lead: &NewAmoLead) -> Result<i64, AmoError>;
+
+    async fn subscribe_webhook(
+        &self,
+        destination: &str,
+        settings: &[String],
+    ) -> Result<AmoWebhook, AmoError>;
+
+    async fn unsubscribe_webhook(&self, destination: &str) -> Result<(), AmoError>;
+
+    async fn list_webhooks(&self) -> Result<Vec<AmoWebhook>, AmoError>;
+}
