@@ -3,3 +3,5 @@
 
 pub mod amo;
 pub mod domain;
+pub mod repositories;
+pub mod schema;

@@ -1,0 +1,260 @@
+//! Contacts in the mirror: lookups, the claim that makes find-or-create safe under
+//! concurrency, and the sync bookkeeping.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::mysql::MysqlConnection;
+use diesel::prelude::*;
+
+use super::db::{with_named_lock, Db};
+use super::models::{Claim, Contact, NewContact, SyncStatus};
+use super::sync_state::{
+    bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
+    CLAIM_LOCK_TIMEOUT_SECS,
+};
+use super::RepoError;
+use crate::schema::contacts;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    /// E.164, already normalised.
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub amocrm_id: Option<i64>,
+    /// Keyset cursor: only ids greater than this.
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ContactRepository: Send + Sync {
+    async fn get(&self, id: i64) -> Result<Option<Contact>, RepoError>;
+
+    /// The contact holding this E.164 phone (synced first, then the oldest).
+    async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError>;
+
+    /// Finds the row for `new.phone` or inserts it as pending, and leases it to the
+    /// caller unless it is synced or leased to someone else. One caller at a time
+    /// per phone, across instances (MySQL named lock around check-and-insert).
+    async fn claim_by_phone(
+        &self,
+        new: NewContact,
+        lease: Duration,
+    ) -> Result<Claim<Contact>, RepoError>;
+
+    /// Marks the row synced with its AmoCRM id. When another row already mirrors
+    /// that AmoCRM contact, the pending row is folded into it and that row returned.
+    async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError>;
+
+    /// Keeps the row pending, records why, and frees its lease.
+    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+
+    async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
+}
+
+pub struct MysqlContactRepository {
+    db: Db,
+}
+
+impl MysqlContactRepository {
+    pub fn new(db: Db) -> Self {
+        MysqlContactRepository { db }
+    }
+}
+
+fn active() -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
+    contacts::table
+        .filter(contacts::deleted_at.is_null())
+        .into_boxed()
+}
+
+fn load(conn: &mut MysqlConnection, id: i64) -> Result<Contact, RepoError> {
+    Ok(contacts::table
+        .find(id)
+        .select(Contact::as_select())
+        .first(conn)?)
+}
+
+/// Runs under the per-phone named lock, which is what keeps two claimers apart.
+fn claim(
+    conn: &mut MysqlConnection,
+    new: &NewContact,
+    lease: Duration,
+) -> Result<Claim<Contact>, RepoError> {
+    conn.transaction(|conn| {
+        let now = db_now(conn)?;
+        let found = active()
+            .filter(contacts::phone.eq(&new.phone))
+            .order((
+                contacts::sync_status.eq(SyncStatus::Synced.as_str()).desc(),
+                contacts::id.asc(),
+            ))
+            .select(Contact::as_select())
+            .first(conn)
+            .optional()?;
+        let until = lease_end(now, lease);
+        match found {
+            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
+            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
+            Some(row) => {
+                diesel::update(contacts::table.find(row.id))
+                    .set(contacts::sync_lease_until.eq(until))
+                    .execute(conn)?;
+                Ok(Claim::Leased {
+                    row: load(conn, row.id)?,
+                    inserted: false,
+                })
+            }
+            None => {
+                diesel::insert_into(contacts::table)
+                    .values((
+                        contacts::name.eq(&new.name),
+                        contacts::phone.eq(&new.phone),
+                        contacts::sync_status.eq(SyncStatus::Pending.as_str()),
+                        contacts::sync_lease_until.eq(until),
+                    ))
+                    .execute(conn)?;
+                let id = last_insert_id(conn)?;
+                Ok(Claim::Leased {
+                    row: load(conn, id)?,
+                    inserted: true,
+                })
+            }
+        }
+    })
+}
+
+fn finish(
+    conn: &mut MysqlConnection,
+    id: i64,
+    amocrm_id: i64,
+    name: &str,
+) -> Result<Contact, RepoError> {
+    conn.transaction(|conn| {
+        let updated = diesel::update(contacts::table.find(id))
+            .set((
+                contacts::amocrm_id.eq(amocrm_id),
+                contacts::name.eq(name),
+                contacts::sync_status.eq(SyncStatus::Synced.as_str()),
+                contacts::sync_error.eq(None::<String>),
+                contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                contacts::sync_attempts.eq(contacts::sync_attempts + 1),
+            ))
+            .execute(conn)
+            .map_err(RepoError::from);
+        match updated {
+            Ok(_) => load(conn, id),
+            Err(RepoError::Conflict(_)) => {
+                // The AmoCRM contact is mirrored already (it holds several phones, or
+                // a webhook brought it in): that row is the truth, ours was a placeholder.
+                let twin: Contact = contacts::table
+                    .filter(contacts::amocrm_id.eq(amocrm_id))
+                    .select(Contact::as_select())
+                    .first(conn)?;
+                diesel::update(contacts::table.find(twin.id))
+                    .set(contacts::deleted_at.eq(None::<chrono::NaiveDateTime>))
+                    .execute(conn)?;
+                diesel::delete(contacts::table.find(id)).execute(conn)?;
+                load(conn, twin.id)
+            }
+            Err(other) => Err(other),
+        }
+    })
+}
+
+#[async_trait]
+impl ContactRepository for MysqlContactRepository {
+    async fn get(&self, id: i64) -> Result<Option<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(active()
+                    .filter(contacts::id.eq(id))
+                    .select(Contact::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError> {
+        let phone = phone.to_owned();
+        self.db
+            .run(move |conn| {
+                Ok(active()
+                    .filter(contacts::phone.eq(phone))
+                    .order((
+                        contacts::sync_status.eq(SyncStatus::Synced.as_str()).desc(),
+                        contacts::id.asc(),
+                    ))
+                    .select(Contact::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn claim_by_phone(
+        &self,
+        new: NewContact,
+        lease: Duration,
+    ) -> Result<Claim<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let lock = lock_name("contact", &new.phone);
+                with_named_lock(conn, &lock, CLAIM_LOCK_TIMEOUT_SECS, |conn| {
+                    claim(conn, &new, lease)
+                })
+            })
+            .await
+    }
+
+    async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError> {
+        let name = name.to_owned();
+        self.db
+            .run(move |conn| finish(conn, id, amocrm_id, &name))
+            .await
+    }
+
+    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
+        let error = bounded_error(error);
+        self.db
+            .run(move |conn| {
+                diesel::update(contacts::table.find(id))
+                    .set((
+                        contacts::sync_error.eq(error),
+                        contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                        contacts::sync_attempts.eq(contacts::sync_attempts + 1),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let mut query = active();
+                if let Some(phone) = filter.phone {
+                    query = query.filter(contacts::phone.eq(phone));
+                }
+                if let Some(name) = filter.name {
+                    query = query.filter(contacts::name.eq(name));
+                }
+                if let Some(amocrm_id) = filter.amocrm_id {
+                    query = query.filter(contacts::amocrm_id.eq(amocrm_id));
+                }
+                if let Some(after) = filter.after_id {
+                    query = query.filter(contacts::id.gt(after));
+                }
+                Ok(query
+                    .order(contacts::id.asc())
+                    .limit(filter.limit)
+                    .select(Contact::as_select())
+                    .load(conn)?)
+            })
+            .await
+    }
+}

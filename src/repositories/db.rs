@@ -1,0 +1,150 @@
+//! The connection pool and the one helper through which every query runs: the
+//! connection is checked out and used inside `spawn_blocking`, never on an async worker.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::mysql::MysqlConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sql_types::{Integer, Nullable, Text};
+use diesel::RunQueryDsl;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use slog::Logger;
+
+use super::RepoError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Every session speaks UTC, so `DATETIME` values mean the same on every instance.
+#[derive(Debug)]
+struct SessionSetup;
+
+impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute("SET time_zone = '+00:00', NAMES utf8mb4")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<MysqlConnection>>,
+}
+
+impl Db {
+    /// Builds the pool without connecting, so start-up can wait for a booting database.
+    /// A checkout that waits longer than `checkout_timeout` fails as `Unavailable`.
+    pub fn new(database_url: &str, max_size: u32, checkout_timeout: Duration) -> Db {
+        let manager = ConnectionManager::<MysqlConnection>::new(database_url);
+        let pool = Pool::builder()
+            .max_size(max_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(checkout_timeout)
+            .connection_customizer(Box::new(SessionSetup))
+            .build_unchecked(manager);
+        Db { pool }
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(&mut MysqlConnection) -> Result<T, RepoError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| RepoError::Query(format!("database task failed: {e}")))?
+    }
+
+    /// Waits, with growing pauses, until the database answers or `limit` has passed.
+    pub async fn wait_until_reachable(
+        &self,
+        limit: Duration,
+        logger: &Logger,
+    ) -> Result<(), RepoError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.run(ping).await {
+                Ok(()) => return Ok(()),
+                Err(err) if started.elapsed() + pause < limit => {
+                    slog::warn!(logger, "database not reachable yet, retrying";
+                        "error" => err.to_string(), "retry_in_ms" => pause.as_millis() as u64);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Applies pending migrations, serialised across instances by a MySQL named lock.
+    pub async fn migrate(&self) -> Result<Vec<String>, RepoError> {
+        self.run(|conn| {
+            with_named_lock(conn, "amosync.migrations", 120, |conn| {
+                let applied = conn
+                    .run_pending_migrations(MIGRATIONS)
+                    .map_err(|e| RepoError::Query(format!("migration failed: {e}")))?;
+                Ok(applied.iter().map(|v| v.to_string()).collect())
+            })
+        })
+        .await
+    }
+
+    /// `Ok(true)` when the database answers and no migration is pending.
+    pub async fn is_ready(&self) -> Result<bool, RepoError> {
+        self.run(|conn| {
+            ping(conn)?;
+            conn.has_pending_migration(MIGRATIONS)
+                .map(|pending| !pending)
+                .map_err(|e| RepoError::Query(format!("cannot read migration state: {e}")))
+        })
+        .await
+    }
+}
+
+fn ping(conn: &mut MysqlConnection) -> Result<(), RepoError> {
+    conn.batch_execute("SELECT 1").map_err(RepoError::from)
+}
+
+/// Runs `f` while holding the MySQL named lock `name` (waiting up to `timeout_secs`).
+/// Named locks belong to the session, not the transaction, so they are released
+/// explicitly whatever `f` returns.
+pub fn with_named_lock<T>(
+    conn: &mut MysqlConnection,
+    name: &str,
+    timeout_secs: i32,
+    f: impl FnOnce(&mut MysqlConnection) -> Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    let got: Option<i32> = diesel::select(
+        diesel::dsl::sql::<Nullable<Integer>>("GET_LOCK(")
+            .bind::<Text, _>(name)
+            .sql(", ")
+            .bind::<Integer, _>(timeout_secs)
+            .sql(")"),
+    )
+    .get_result(conn)?;
+    if got != Some(1) {
+        return Err(RepoError::Unavailable(format!(
+            "could not take lock {name} within {timeout_secs}s"
+        )));
+    }
+    let result = f(conn);
+    let released: Result<Option<i32>, _> = diesel::select(
+        diesel::dsl::sql::<Nullable<Integer>>("RELEASE_LOCK(")
+            .bind::<Text, _>(name)
+            .sql(")"),
+    )
+    .get_result(conn);
+    match (result, released) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Err(err), _) => Err(err),
+        (Ok(_), Err(err)) => Err(err.into()),
+    }
+}

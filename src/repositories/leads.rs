@@ -1,0 +1,261 @@
+//! Leads in the mirror. A lead's identity is its exact name plus, when one is
+//! given, its contact: AmoCRM allows many leads with one name.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::mysql::MysqlConnection;
+use diesel::prelude::*;
+
+use super::db::{with_named_lock, Db};
+use super::models::{Claim, Lead, NewLead, SyncStatus};
+use super::sync_state::{
+    bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
+    CLAIM_LOCK_TIMEOUT_SECS,
+};
+use super::RepoError;
+use crate::amo::AmoLead;
+use crate::schema::leads;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadFilter {
+    pub name: Option<String>,
+    pub status_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait LeadRepository: Send + Sync {
+    async fn get(&self, id: i64) -> Result<Option<Lead>, RepoError>;
+
+    /// The lead named exactly `name` and, when `contact_id` is given, linked to it.
+    async fn find_match(
+        &self,
+        name: &str,
+        contact_id: Option<i64>,
+    ) -> Result<Option<Lead>, RepoError>;
+
+    /// Like `ContactRepository::claim_by_phone`, keyed by name and `new.contact_id`.
+    async fn claim(&self, new: NewLead, lease: Duration) -> Result<Claim<Lead>, RepoError>;
+
+    /// Marks the row synced with AmoCRM's view of the lead (folding it into an
+    /// existing row that already mirrors the same AmoCRM lead).
+    async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError>;
+
+    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+
+    async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
+}
+
+pub struct MysqlLeadRepository {
+    db: Db,
+}
+
+impl MysqlLeadRepository {
+    pub fn new(db: Db) -> Self {
+        MysqlLeadRepository { db }
+    }
+}
+
+fn active() -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
+    leads::table
+        .filter(leads::deleted_at.is_null())
+        .into_boxed()
+}
+
+fn matching(
+    name: &str,
+    contact_id: Option<i64>,
+) -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
+    let mut query = active().filter(leads::name.eq(name.to_owned()));
+    if let Some(contact_id) = contact_id {
+        query = query.filter(leads::contact_id.eq(contact_id));
+    }
+    query.order((
+        leads::sync_status.eq(SyncStatus::Synced.as_str()).desc(),
+        leads::id.asc(),
+    ))
+}
+
+fn load(conn: &mut MysqlConnection, id: i64) -> Result<Lead, RepoError> {
+    Ok(leads::table
+        .find(id)
+        .select(Lead::as_select())
+        .first(conn)?)
+}
+
+/// Runs under the per-identity named lock, which is what keeps two claimers apart.
+fn claim(
+    conn: &mut MysqlConnection,
+    new: &NewLead,
+    lease: Duration,
+) -> Result<Claim<Lead>, RepoError> {
+    conn.transaction(|conn| {
+        let now = db_now(conn)?;
+        let found = matching(&new.name, new.contact_id)
+            .select(Lead::as_select())
+            .first(conn)
+            .optional()?;
+        let until = lease_end(now, lease);
+        match found {
+            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
+            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
+            Some(row) => {
+                diesel::update(leads::table.find(row.id))
+                    .set(leads::sync_lease_until.eq(until))
+                    .execute(conn)?;
+                Ok(Claim::Leased {
+                    row: load(conn, row.id)?,
+                    inserted: false,
+                })
+            }
+            None => {
+                diesel::insert_into(leads::table)
+                    .values((
+                        new,
+                        leads::sync_status.eq(SyncStatus::Pending.as_str()),
+                        leads::sync_lease_until.eq(until),
+                    ))
+                    .execute(conn)?;
+                let id = last_insert_id(conn)?;
+                Ok(Claim::Leased {
+                    row: load(conn, id)?,
+                    inserted: true,
+                })
+            }
+        }
+    })
+}
+
+fn finish(conn: &mut MysqlConnection, id: i64, amo: &AmoLead) -> Result<Lead, RepoError> {
+    conn.transaction(|conn| {
+        let updated = diesel::update(leads::table.find(id))
+            .set((
+                leads::amocrm_id.eq(amo.id),
+                leads::name.eq(&amo.name),
+                leads::price.eq(amo.price),
+                leads::status_id.eq(amo.status_id),
+                leads::pipeline_id.eq(amo.pipeline_id),
+                leads::amo_updated_at.eq(amo.updated_at),
+                leads::sync_status.eq(SyncStatus::Synced.as_str()),
+                leads::sync_error.eq(None::<String>),
+                leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                leads::sync_attempts.eq(leads::sync_attempts + 1),
+            ))
+            .execute(conn)
+            .map_err(RepoError::from);
+        match updated {
+            Ok(_) => load(conn, id),
+            Err(RepoError::Conflict(_)) => {
+                let twin: Lead = leads::table
+                    .filter(leads::amocrm_id.eq(amo.id))
+                    .select(Lead::as_select())
+                    .first(conn)?;
+                diesel::update(leads::table.find(twin.id))
+                    .set(leads::deleted_at.eq(None::<chrono::NaiveDateTime>))
+                    .execute(conn)?;
+                diesel::delete(leads::table.find(id)).execute(conn)?;
+                load(conn, twin.id)
+            }
+            Err(other) => Err(other),
+        }
+    })
+}
+
+/// The named-lock key: the same name with and without a contact are different identities.
+fn claim_key(new: &NewLead) -> String {
+    match new.contact_id {
+        Some(contact_id) => format!("{}\u{0}{contact_id}", new.name),
+        None => format!("{}\u{0}-", new.name),
+    }
+}
+
+#[async_trait]
+impl LeadRepository for MysqlLeadRepository {
+    async fn get(&self, id: i64) -> Result<Option<Lead>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(active()
+                    .filter(leads::id.eq(id))
+                    .select(Lead::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn find_match(
+        &self,
+        name: &str,
+        contact_id: Option<i64>,
+    ) -> Result<Option<Lead>, RepoError> {
+        let name = name.to_owned();
+        self.db
+            .run(move |conn| {
+                Ok(matching(&name, contact_id)
+                    .select(Lead::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn claim(&self, new: NewLead, lease: Duration) -> Result<Claim<Lead>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let lock = lock_name("lead", &claim_key(&new));
+                with_named_lock(conn, &lock, CLAIM_LOCK_TIMEOUT_SECS, |conn| {
+                    claim(conn, &new, lease)
+                })
+            })
+            .await
+    }
+
+    async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError> {
+        self.db.run(move |conn| finish(conn, id, &amo)).await
+    }
+
+    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
+        let error = bounded_error(error);
+        self.db
+            .run(move |conn| {
+                diesel::update(leads::table.find(id))
+                    .set((
+                        leads::sync_error.eq(error),
+                        leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                        leads::sync_attempts.eq(leads::sync_attempts + 1),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let mut query = active();
+                if let Some(name) = filter.name {
+                    query = query.filter(leads::name.eq(name));
+                }
+                if let Some(status_id) = filter.status_id {
+                    query = query.filter(leads::status_id.eq(status_id));
+                }
+                if let Some(contact_id) = filter.contact_id {
+                    query = query.filter(leads::contact_id.eq(contact_id));
+                }
+                if let Some(after) = filter.after_id {
+                    query = query.filter(leads::id.gt(after));
+                }
+                Ok(query
+                    .order(leads::id.asc())
+                    .limit(filter.limit)
+                    .select(Lead::as_select())
+                    .load(conn)?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,65 @@
+//! Repositories own all SQL. Each is a trait (mocked in service tests) with a
+//! MySQL implementation whose queries run through `Db::run`.
+
+mod contacts;
+mod db;
+mod leads;
+mod models;
+mod sync_state;
+
+pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
+pub use db::{with_named_lock, Db, MIGRATIONS};
+pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
+pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+
+#[cfg(test)]
+pub use contacts::MockContactRepository;
+#[cfg(test)]
+pub use leads::MockLeadRepository;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RepoError {
+    /// The database cannot be reached, the pool is exhausted or a lock timed out:
+    /// worth retrying, and a 503 for the client.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique key already holds this value.
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    /// Any other failure of a query: a bug or a schema mismatch.
+    #[error("query failed: {0}")]
+    Query(String),
+}
+
+impl From<DieselError> for RepoError {
+    fn from(err: DieselError) -> Self {
+        match &err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                RepoError::Conflict(info.message().to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                RepoError::Unavailable(err.to_string())
+            }
+            DieselError::DatabaseError(_, info) if is_transient_mysql_message(info.message()) => {
+                RepoError::Unavailable(info.message().to_owned())
+            }
+            _ => RepoError::Query(err.to_string()),
+        }
+    }
+}
+
+/// MySQL reports lost connections, deadlocks and lock waits only as text in
+/// Diesel's `Unknown` kind; this is the one place that reads those messages.
+fn is_transient_mysql_message(message: &str) -> bool {
+    const TRANSIENT: [&str; 6] = [
+        "gone away",
+        "Lost connection",
+        "Can't connect",
+        "Deadlock found",
+        "Lock wait timeout",
+        "server shutdown",
+    ];
+    TRANSIENT.iter().any(|needle| message.contains(needle))
+}
