@@ -5,3 +5,4 @@ pub mod amo;
 pub mod domain;
 pub mod repositories;
 pub mod schema;
+pub mod services;

@@ -1,0 +1,326 @@
+//! Contacts: find in the mirror, then in AmoCRM by phone, else create in AmoCRM,
+//! with the local row written (pending) before AmoCRM is called.
+
+use std::sync::Arc;
+
+use slog::Logger;
+
+use super::single_flight::SingleFlight;
+use super::{claim_then_push, keep_pending, ServiceError, Synced, SYNC_LEASE};
+use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
+use crate::domain::{EntityName, Phone};
+use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInput {
+    pub name: EntityName,
+    pub phone: Phone,
+}
+
+type Outcome = Result<Synced<Contact>, ServiceError>;
+
+pub struct ContactService {
+    repo: Arc<dyn ContactRepository>,
+    amo: Arc<dyn AmoTransport>,
+    flights: SingleFlight<Outcome>,
+    logger: Logger,
+}
+
+impl ContactService {
+    pub fn new(
+        repo: Arc<dyn ContactRepository>,
+        amo: Arc<dyn AmoTransport>,
+        logger: Logger,
+    ) -> Self {
+        ContactService {
+            repo,
+            amo,
+            flights: SingleFlight::default(),
+            logger,
+        }
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Contact, ServiceError> {
+        self.repo.get(id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, ServiceError> {
+        Ok(self.repo.list(filter).await?)
+    }
+
+    /// The contact with this phone: from the mirror, else from AmoCRM, else newly
+    /// created in AmoCRM. Concurrent calls for one phone share a single execution;
+    /// only the caller that started it may see `created: true`.
+    pub async fn find_or_create(&self, input: ContactInput) -> Outcome {
+        if let Some(found) = self.repo.find_by_phone(input.phone.as_e164()).await? {
+            if found.is_synced() {
+                return Ok(Synced {
+                    record: found,
+                    created: false,
+                });
+            }
+        }
+        let key = input.phone.as_e164().to_owned();
+        let work = sync_contact(
+            Arc::clone(&self.repo),
+            Arc::clone(&self.amo),
+            self.logger.clone(),
+            input,
+        );
+        let (outcome, leader) = self.flights.run(key, work, panicked).await;
+        outcome.map(|synced| Synced {
+            created: synced.created && leader,
+            ..synced
+        })
+    }
+}
+
+fn panicked() -> Outcome {
+    Err(ServiceError::Internal("contact sync task panicked".into()))
+}
+
+async fn sync_contact(
+    repo: Arc<dyn ContactRepository>,
+    amo: Arc<dyn AmoTransport>,
+    logger: Logger,
+    input: ContactInput,
+) -> Outcome {
+    let new = NewContact {
+        name: input.name.to_string(),
+        phone: input.phone.as_e164().to_owned(),
+    };
+    claim_then_push(
+        || repo.claim_by_phone(new.clone(), SYNC_LEASE),
+        |row| push_to_amo(&*repo, &*amo, &logger, row, &input.phone),
+        |row| row.id,
+    )
+    .await
+}
+
+/// Several AmoCRM contacts may hold one phone (AmoCRM keeps duplicates): the
+/// oldest one, i.e. the lowest id, is the one the mirror follows.
+pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
+    matches.into_iter().min_by_key(|c| c.id)
+}
+
+async fn push_to_amo(
+    repo: &dyn ContactRepository,
+    amo: &dyn AmoTransport,
+    logger: &Logger,
+    row: Contact,
+    phone: &Phone,
+) -> Outcome {
+    let found_or_created: Result<(i64, String, bool), AmoError> = async {
+        if let Some(existing) = pick_contact(amo.find_contact_by_phone(phone).await?) {
+            return Ok((existing.id, existing.name, false));
+        }
+        let id = amo
+            .create_contact(&NewAmoContact {
+                name: row.name.clone(),
+                phone: phone.clone(),
+            })
+            .await?;
+        Ok((id, row.name.clone(), true))
+    }
+    .await;
+    match found_or_created {
+        Ok((amocrm_id, name, created)) => {
+            let record = repo.finish_sync(row.id, amocrm_id, &name).await?;
+            slog::info!(logger, "contact synced";
+                "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created);
+            Ok(Synced { record, created })
+        }
+        Err(error) => {
+            let why = error.to_string();
+            let record_failure = repo.record_failure(row.id, &why);
+            Err(keep_pending(logger, "contact", row.id, error, record_failure).await)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amo::MockAmoTransport;
+    use crate::domain::Region;
+    use crate::repositories::{Claim, MockContactRepository, RepoError};
+    use mockall::predicate::eq;
+
+    fn input() -> ContactInput {
+        ContactInput {
+            name: EntityName::parse("Иван").expect("name"),
+            phone: Phone::parse("8 916 123-45-67", Region::default()).expect("phone"),
+        }
+    }
+
+    pub(crate) fn contact(id: i64, amocrm_id: Option<i64>) -> Contact {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .map(|d| d.naive_utc())
+            .expect("ts");
+        Contact {
+            id,
+            amocrm_id,
+            name: "Иван".into(),
+            phone: "+79161234567".into(),
+            sync_status: if amocrm_id.is_some() {
+                "synced"
+            } else {
+                "pending"
+            }
+            .into(),
+            sync_attempts: 0,
+            sync_error: None,
+            sync_lease_until: None,
+            amo_updated_at: None,
+            deleted_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn amo_contact(id: i64, name: &str) -> AmoContact {
+        AmoContact {
+            id,
+            name: name.into(),
+            phones: vec!["+7 916 123-45-67".into()],
+            updated_at: None,
+        }
+    }
+
+    fn service(repo: MockContactRepository, amo: MockAmoTransport) -> ContactService {
+        ContactService::new(
+            Arc::new(repo),
+            Arc::new(amo),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    fn leased(repo: &mut MockContactRepository, row: Contact) {
+        repo.expect_find_by_phone().returning(|_| Ok(None));
+        repo.expect_claim_by_phone()
+            .withf(|new, _| new.phone == "+79161234567" && new.name == "Иван")
+            .times(1)
+            .returning(move |_, _| {
+                Ok(Claim::Leased {
+                    row: row.clone(),
+                    inserted: true,
+                })
+            });
+    }
+
+    #[tokio::test]
+    async fn a_synced_local_contact_is_returned_without_calling_amocrm() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone()
+            .with(eq("+79161234567"))
+            .returning(|_| Ok(Some(contact(3, Some(77)))));
+        let amo = MockAmoTransport::new(); // any AmoCRM call would panic
+        let out = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect("found");
+        assert_eq!((out.record.id, out.created), (3, false));
+    }
+
+    #[tokio::test]
+    async fn a_contact_found_in_amocrm_is_saved_with_its_amocrm_name_and_not_created() {
+        let mut repo = MockContactRepository::new();
+        leased(&mut repo, contact(5, None));
+        repo.expect_finish_sync()
+            .with(eq(5), eq(100), eq("Иван Петров"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(5, Some(100))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().times(1).returning(|_| {
+            Ok(vec![
+                amo_contact(300, "Дубль"),
+                amo_contact(100, "Иван Петров"),
+            ])
+        });
+        amo.expect_create_contact().never();
+        let out = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect("synced");
+        assert_eq!((out.record.amocrm_id, out.created), (Some(100), false));
+    }
+
+    #[tokio::test]
+    async fn a_contact_unknown_everywhere_is_created_in_amocrm_with_the_normalised_phone() {
+        let mut repo = MockContactRepository::new();
+        leased(&mut repo, contact(6, None));
+        repo.expect_finish_sync()
+            .with(eq(6), eq(555), eq("Иван"))
+            .returning(|_, _, _| Ok(contact(6, Some(555))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
+        amo.expect_create_contact()
+            .withf(|c| c.name == "Иван" && c.phone.as_e164() == "+79161234567")
+            .times(1)
+            .returning(|_| Ok(555));
+        let out = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect("created");
+        assert_eq!((out.record.id, out.created), (6, true));
+    }
+
+    #[tokio::test]
+    async fn an_amocrm_failure_keeps_the_row_pending_and_reports_its_id() {
+        let mut repo = MockContactRepository::new();
+        leased(&mut repo, contact(8, None));
+        repo.expect_finish_sync().never();
+        repo.expect_record_failure()
+            .withf(|id, why| *id == 8 && why.contains("server error"))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone()
+            .returning(|_| Err(AmoError::Server { status: 502 }));
+        let err = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect_err("amo down");
+        assert!(matches!(
+            err,
+            ServiceError::Amo {
+                error: AmoError::Server { status: 502 },
+                pending_id: Some(8)
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_record_being_synced_elsewhere_is_awaited_until_it_is_synced() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone().returning(|_| Ok(None));
+        let mut calls = 0;
+        repo.expect_claim_by_phone()
+            .times(2)
+            .returning(move |_, _| {
+                calls += 1;
+                Ok(if calls == 1 {
+                    Claim::Busy(contact(9, None))
+                } else {
+                    Claim::Existing(contact(9, Some(90)))
+                })
+            });
+        let out = service(repo, MockAmoTransport::new())
+            .find_or_create(input())
+            .await
+            .expect("waited");
+        assert_eq!((out.record.amocrm_id, out.created), (Some(90), false));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_as_such() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone()
+            .returning(|_| Err(RepoError::Unavailable("pool timed out".into())));
+        let err = service(repo, MockAmoTransport::new())
+            .find_or_create(input())
+            .await
+            .expect_err("db down");
+        assert!(matches!(err, ServiceError::DatabaseUnavailable));
+    }
+}

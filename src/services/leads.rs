@@ -1,0 +1,472 @@
+//! Leads: a lead is "the same" when its name matches exactly and, when a contact
+//! is given, it is linked to that contact. The contact is resolved (found or
+//! created) first, so the AmoCRM lead can be linked to it at creation.
+
+use std::sync::Arc;
+
+use slog::Logger;
+
+use super::single_flight::SingleFlight;
+use super::{
+    claim_then_push, keep_pending, ContactInput, ContactService, ServiceError, Synced, SYNC_LEASE,
+};
+use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
+use crate::domain::{EntityName, FieldError, Phone};
+use crate::repositories::{Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeadContact {
+    None,
+    /// A local contact id.
+    Existing(i64),
+    /// A contact to find or create first.
+    New(ContactInput),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadInput {
+    pub name: EntityName,
+    pub price: Option<i64>,
+    pub status_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    pub contact: LeadContact,
+}
+
+type Outcome = Result<Synced<Lead>, ServiceError>;
+
+pub struct LeadService {
+    repo: Arc<dyn LeadRepository>,
+    contact_repo: Arc<dyn ContactRepository>,
+    contacts: Arc<ContactService>,
+    amo: Arc<dyn AmoTransport>,
+    flights: SingleFlight<Outcome>,
+    logger: Logger,
+}
+
+/// What the sync task needs to know about the lead and its contact.
+struct LeadJob {
+    new: NewLead,
+    /// The contact was created in AmoCRM by this very request: no lead can be linked to it yet.
+    contact_is_new: bool,
+}
+
+impl LeadService {
+    pub fn new(
+        repo: Arc<dyn LeadRepository>,
+        contact_repo: Arc<dyn ContactRepository>,
+        contacts: Arc<ContactService>,
+        amo: Arc<dyn AmoTransport>,
+        logger: Logger,
+    ) -> Self {
+        LeadService {
+            repo,
+            contact_repo,
+            contacts,
+            amo,
+            flights: SingleFlight::default(),
+            logger,
+        }
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Lead, ServiceError> {
+        self.repo.get(id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, ServiceError> {
+        Ok(self.repo.list(filter).await?)
+    }
+
+    pub async fn find_or_create(&self, input: LeadInput) -> Outcome {
+        let contact = self.resolve_contact(input.contact.clone()).await?;
+        let contact_id = contact.as_ref().map(|c| c.record.id);
+        if let Some(found) = self
+            .repo
+            .find_match(input.name.as_str(), contact_id)
+            .await?
+        {
+            if found.is_synced() {
+                return Ok(Synced {
+                    record: found,
+                    created: false,
+                });
+            }
+        }
+        let job = LeadJob {
+            new: NewLead {
+                name: input.name.to_string(),
+                price: input.price,
+                status_id: input.status_id,
+                pipeline_id: input.pipeline_id,
+                contact_id,
+                contact_amocrm_id: contact.as_ref().and_then(|c| c.record.amocrm_id),
+            },
+            contact_is_new: contact.as_ref().is_some_and(|c| c.created),
+        };
+        let key = format!(
+            "{}\u{0}{}",
+            job.new.name,
+            contact_id.map(|id| id.to_string()).unwrap_or_default()
+        );
+        let work = sync_lead(
+            Arc::clone(&self.repo),
+            Arc::clone(&self.amo),
+            self.logger.clone(),
+            job,
+        );
+        let (outcome, leader) = self.flights.run(key, work, panicked).await;
+        outcome.map(|synced| Synced {
+            created: synced.created && leader,
+            ..synced
+        })
+    }
+
+    /// The lead's contact, synced with AmoCRM (its AmoCRM id is needed for the link).
+    async fn resolve_contact(
+        &self,
+        contact: LeadContact,
+    ) -> Result<Option<Synced<Contact>>, ServiceError> {
+        match contact {
+            LeadContact::None => Ok(None),
+            LeadContact::New(input) => Ok(Some(self.contacts.find_or_create(input).await?)),
+            LeadContact::Existing(id) => {
+                let unknown = || {
+                    ServiceError::Invalid(vec![FieldError::new(
+                        "contact_id",
+                        "no contact with this id",
+                    )])
+                };
+                let contact = self.contact_repo.get(id).await?.ok_or_else(unknown)?;
+                if contact.is_synced() {
+                    return Ok(Some(Synced {
+                        record: contact,
+                        created: false,
+                    }));
+                }
+                // A contact accepted earlier but still pending: finish it now.
+                let input = ContactInput {
+                    name: EntityName::parse(&contact.name).map_err(|e| {
+                        ServiceError::Internal(format!("stored contact name: {e}").into())
+                    })?,
+                    phone: Phone::from_e164(&contact.phone).map_err(|e| {
+                        ServiceError::Internal(format!("stored contact phone: {e}").into())
+                    })?,
+                };
+                Ok(Some(self.contacts.find_or_create(input).await?))
+            }
+        }
+    }
+}
+
+fn panicked() -> Outcome {
+    Err(ServiceError::Internal("lead sync task panicked".into()))
+}
+
+async fn sync_lead(
+    repo: Arc<dyn LeadRepository>,
+    amo: Arc<dyn AmoTransport>,
+    logger: Logger,
+    job: LeadJob,
+) -> Outcome {
+    claim_then_push(
+        || repo.claim(job.new.clone(), SYNC_LEASE),
+        |row| push_to_amo(&*repo, &*amo, &logger, row, &job),
+        |row| row.id,
+    )
+    .await
+}
+
+/// Among AmoCRM leads with the exact name, the ones linked to the contact (any,
+/// when no contact is given); the oldest wins, as for contacts.
+pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -> Option<AmoLead> {
+    matches
+        .into_iter()
+        .filter(|lead| contact_amocrm_id.is_none_or(|id| lead.contact_ids.contains(&id)))
+        .min_by_key(|lead| lead.id)
+}
+
+async fn push_to_amo(
+    repo: &dyn LeadRepository,
+    amo: &dyn AmoTransport,
+    logger: &Logger,
+    row: Lead,
+    job: &LeadJob,
+) -> Outcome {
+    let contact_amocrm_id = job.new.contact_amocrm_id;
+    let found_or_created: Result<(AmoLead, bool), AmoError> = async {
+        if !job.contact_is_new {
+            if let Some(lead) =
+                pick_lead(amo.find_lead_by_name(&row.name).await?, contact_amocrm_id)
+            {
+                return Ok((lead, false));
+            }
+        }
+        let new = NewAmoLead {
+            name: row.name.clone(),
+            price: row.price,
+            status_id: row.status_id,
+            pipeline_id: row.pipeline_id,
+            contact_id: contact_amocrm_id,
+        };
+        let id = amo.create_lead(&new).await?;
+        Ok((new.into_created(id), true))
+    }
+    .await;
+    match found_or_created {
+        Ok((amo_lead, created)) => {
+            let amocrm_id = amo_lead.id;
+            let record = repo.finish_sync(row.id, amo_lead).await?;
+            slog::info!(logger, "lead synced";
+                "lead.id" => record.id, "lead.amocrm_id" => amocrm_id, "amo.created" => created);
+            Ok(Synced { record, created })
+        }
+        Err(error) => {
+            let why = error.to_string();
+            let record_failure = repo.record_failure(row.id, &why);
+            Err(keep_pending(logger, "lead", row.id, error, record_failure).await)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amo::MockAmoTransport;
+    use crate::domain::Region;
+    use crate::repositories::{Claim, MockContactRepository, MockLeadRepository};
+    use mockall::predicate::eq;
+
+    fn at() -> chrono::NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .map(|d| d.naive_utc())
+            .expect("ts")
+    }
+
+    fn contact(id: i64, amocrm_id: Option<i64>) -> Contact {
+        Contact {
+            id,
+            amocrm_id,
+            name: "Иван".into(),
+            phone: "+79161234567".into(),
+            sync_status: if amocrm_id.is_some() {
+                "synced"
+            } else {
+                "pending"
+            }
+            .into(),
+            sync_attempts: 0,
+            sync_error: None,
+            sync_lease_until: None,
+            amo_updated_at: None,
+            deleted_at: None,
+            created_at: at(),
+            updated_at: at(),
+        }
+    }
+
+    fn lead(id: i64, amocrm_id: Option<i64>, contact_id: Option<i64>) -> Lead {
+        Lead {
+            id,
+            amocrm_id,
+            name: "Заказ".into(),
+            price: Some(100),
+            status_id: None,
+            pipeline_id: None,
+            contact_id,
+            contact_amocrm_id: None,
+            sync_status: if amocrm_id.is_some() {
+                "synced"
+            } else {
+                "pending"
+            }
+            .into(),
+            sync_attempts: 0,
+            sync_error: None,
+            sync_lease_until: None,
+            amo_updated_at: None,
+            deleted_at: None,
+            created_at: at(),
+            updated_at: at(),
+        }
+    }
+
+    fn amo_lead(id: i64, name: &str, contacts: &[i64]) -> AmoLead {
+        AmoLead {
+            id,
+            name: name.into(),
+            price: Some(7),
+            status_id: Some(142),
+            pipeline_id: Some(1),
+            contact_ids: contacts.to_vec(),
+            main_contact_id: contacts.first().copied(),
+            updated_at: Some(1_800_000_000),
+        }
+    }
+
+    fn input(contact: LeadContact) -> LeadInput {
+        LeadInput {
+            name: EntityName::parse("Заказ").expect("name"),
+            price: Some(100),
+            status_id: None,
+            pipeline_id: None,
+            contact,
+        }
+    }
+
+    fn service(
+        leads: MockLeadRepository,
+        contacts: MockContactRepository,
+        amo: MockAmoTransport,
+    ) -> LeadService {
+        let logger = Logger::root(slog::Discard, slog::o!());
+        let contacts: Arc<dyn ContactRepository> = Arc::new(contacts);
+        let amo: Arc<dyn AmoTransport> = Arc::new(amo);
+        let contact_service = Arc::new(ContactService::new(
+            Arc::clone(&contacts),
+            Arc::clone(&amo),
+            logger.clone(),
+        ));
+        LeadService::new(Arc::new(leads), contacts, contact_service, amo, logger)
+    }
+
+    #[test]
+    fn only_leads_linked_to_the_contact_count_and_the_oldest_wins() {
+        let matches = vec![
+            amo_lead(30, "Заказ", &[1]),
+            amo_lead(20, "Заказ", &[2]),
+            amo_lead(25, "Заказ", &[2, 1]),
+        ];
+        assert_eq!(pick_lead(matches.clone(), Some(1)).map(|l| l.id), Some(25));
+        assert_eq!(pick_lead(matches.clone(), None).map(|l| l.id), Some(20));
+        assert_eq!(pick_lead(matches, Some(3)), None);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_contact_id_is_a_field_error_and_nothing_is_stored() {
+        let mut contacts = MockContactRepository::new();
+        contacts.expect_get().with(eq(999)).returning(|_| Ok(None));
+        let mut leads = MockLeadRepository::new();
+        leads.expect_claim().never();
+        let err = service(leads, contacts, MockAmoTransport::new())
+            .find_or_create(input(LeadContact::Existing(999)))
+            .await
+            .expect_err("unknown contact");
+        assert!(
+            matches!(err, ServiceError::Invalid(ref f) if f[0].field == "contact_id"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lead_of_another_contact_is_not_reused_and_the_new_lead_is_linked() {
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .with(eq(4))
+            .returning(|_| Ok(Some(contact(4, Some(400)))));
+        let mut leads = MockLeadRepository::new();
+        leads
+            .expect_find_match()
+            .with(eq("Заказ"), eq(Some(4)))
+            .returning(|_, _| Ok(None));
+        leads
+            .expect_claim()
+            .withf(|new, _| new.contact_id == Some(4) && new.contact_amocrm_id == Some(400))
+            .returning(|_, _| {
+                Ok(Claim::Leased {
+                    row: lead(11, None, Some(4)),
+                    inserted: true,
+                })
+            });
+        leads
+            .expect_finish_sync()
+            .withf(|id, amo| *id == 11 && amo.id == 9000 && amo.price == Some(100))
+            .returning(|_, _| Ok(lead(11, Some(9000), Some(4))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_lead_by_name()
+            .returning(|_| Ok(vec![amo_lead(50, "Заказ", &[401])]));
+        amo.expect_create_lead()
+            .withf(|l| l.contact_id == Some(400) && l.name == "Заказ" && l.price == Some(100))
+            .times(1)
+            .returning(|_| Ok(9000));
+        let out = service(leads, contacts, amo)
+            .find_or_create(input(LeadContact::Existing(4)))
+            .await
+            .expect("ok");
+        assert_eq!((out.record.amocrm_id, out.created), (Some(9000), true));
+    }
+
+    #[tokio::test]
+    async fn a_matching_amocrm_lead_is_mirrored_with_its_own_fields() {
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_get()
+            .returning(|_| Ok(Some(contact(4, Some(400)))));
+        let mut leads = MockLeadRepository::new();
+        leads.expect_find_match().returning(|_, _| Ok(None));
+        leads.expect_claim().returning(|_, _| {
+            Ok(Claim::Leased {
+                row: lead(12, None, Some(4)),
+                inserted: true,
+            })
+        });
+        leads
+            .expect_finish_sync()
+            .withf(|id, amo| {
+                *id == 12 && amo.id == 77 && amo.status_id == Some(142) && amo.price == Some(7)
+            })
+            .returning(|_, _| Ok(lead(12, Some(77), Some(4))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_lead_by_name()
+            .with(eq("Заказ"))
+            .returning(|_| Ok(vec![amo_lead(77, "Заказ", &[400])]));
+        amo.expect_create_lead().never();
+        let out = service(leads, contacts, amo)
+            .find_or_create(input(LeadContact::Existing(4)))
+            .await
+            .expect("ok");
+        assert_eq!((out.record.amocrm_id, out.created), (Some(77), false));
+    }
+
+    #[tokio::test]
+    async fn a_contact_created_by_this_request_skips_the_lead_search() {
+        let mut contacts = MockContactRepository::new();
+        contacts.expect_find_by_phone().returning(|_| Ok(None));
+        contacts.expect_claim_by_phone().returning(|_, _| {
+            Ok(Claim::Leased {
+                row: contact(5, None),
+                inserted: true,
+            })
+        });
+        contacts
+            .expect_finish_sync()
+            .returning(|_, _, _| Ok(contact(5, Some(500))));
+        let mut leads = MockLeadRepository::new();
+        leads.expect_find_match().returning(|_, _| Ok(None));
+        leads.expect_claim().returning(|_, _| {
+            Ok(Claim::Leased {
+                row: lead(13, None, Some(5)),
+                inserted: true,
+            })
+        });
+        leads
+            .expect_finish_sync()
+            .returning(|_, _| Ok(lead(13, Some(600), Some(5))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
+        amo.expect_create_contact().times(1).returning(|_| Ok(500));
+        amo.expect_find_lead_by_name().never();
+        amo.expect_create_lead()
+            .withf(|l| l.contact_id == Some(500))
+            .times(1)
+            .returning(|_| Ok(600));
+        let inline = ContactInput {
+            name: EntityName::parse("Иван").expect("name"),
+            phone: Phone::parse("+79161234567", Region::default()).expect("phone"),
+        };
+        let out = service(leads, contacts, amo)
+            .find_or_create(input(LeadContact::New(inline)))
+            .await
+            .expect("ok");
+        assert!(out.created);
+    }
+}

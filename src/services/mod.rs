@@ -1,0 +1,118 @@
+//! Services own the rules: find-or-create against the mirror and AmoCRM. They
+//! depend on the repository traits and `AmoTransport`, never on actix.
+
+mod contacts;
+mod leads;
+mod single_flight;
+
+pub use contacts::{ContactInput, ContactService};
+pub use leads::{LeadContact, LeadInput, LeadService};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slog::Logger;
+
+use crate::amo::AmoError;
+use crate::domain::FieldError;
+use crate::repositories::{Claim, RepoError};
+
+/// How long a claim on a pending record is exclusive. Longer than any single
+/// AmoCRM round (searches page through results, each call has its own timeout).
+pub const SYNC_LEASE: Duration = Duration::from_secs(90);
+
+/// How long a request waits for another instance that is creating the same record.
+pub const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a waiting request looks again at a record leased elsewhere.
+pub const BUSY_POLL: Duration = Duration::from_millis(200);
+
+/// A record and whether this request created it in AmoCRM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced<T> {
+    pub record: T,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that passed parsing but breaks a rule (e.g. an unknown `contact_id`).
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("not found")]
+    NotFound,
+    /// AmoCRM failed or refused; `pending_id` is the local row kept as pending.
+    #[error("AmoCRM call failed: {error}")]
+    Amo {
+        error: AmoError,
+        pending_id: Option<i64>,
+    },
+    /// Another instance holds the lease on this record and did not finish in time.
+    #[error("record {id} is being synced elsewhere")]
+    SyncInProgress { id: i64 },
+    #[error("database unavailable")]
+    DatabaseUnavailable,
+    #[error("internal error: {0}")]
+    Internal(Arc<str>),
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(err: RepoError) -> Self {
+        match err {
+            RepoError::Unavailable(_) => ServiceError::DatabaseUnavailable,
+            RepoError::Conflict(why) | RepoError::Query(why) => ServiceError::Internal(why.into()),
+        }
+    }
+}
+
+/// An AmoCRM failure during a sync: the row stays pending with the reason recorded
+/// (by `record_failure`), and the client learns which row holds its submission.
+async fn keep_pending(
+    logger: &Logger,
+    entity: &'static str,
+    id: i64,
+    error: AmoError,
+    record_failure: impl Future<Output = Result<(), RepoError>>,
+) -> ServiceError {
+    slog::warn!(logger, "AmoCRM call failed, record kept pending";
+        "entity" => entity, "record.id" => id, "amo.error" => error.kind(), "error" => error.to_string());
+    if let Err(db_error) = record_failure.await {
+        slog::error!(logger, "could not record the sync failure";
+            "entity" => entity, "record.id" => id, "error" => db_error.to_string());
+    }
+    ServiceError::Amo {
+        error,
+        pending_id: Some(id),
+    }
+}
+
+/// Claims the record and, when this caller gets the lease, runs `push` (the AmoCRM
+/// round) on the row. A row leased elsewhere is re-claimed every `BUSY_POLL` until
+/// it is synced, its lease lapses, or `BUSY_WAIT` runs out.
+async fn claim_then_push<T, C, P>(
+    mut claim: impl FnMut() -> C,
+    push: impl FnOnce(T) -> P,
+    id_of: fn(&T) -> i64,
+) -> Result<Synced<T>, ServiceError>
+where
+    C: Future<Output = Result<Claim<T>, RepoError>>,
+    P: Future<Output = Result<Synced<T>, ServiceError>>,
+{
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match claim().await? {
+            Claim::Existing(record) => {
+                return Ok(Synced {
+                    record,
+                    created: false,
+                })
+            }
+            Claim::Leased { row, .. } => return push(row).await,
+            Claim::Busy(row) if Instant::now() >= deadline => {
+                return Err(ServiceError::SyncInProgress { id: id_of(&row) })
+            }
+            Claim::Busy(_) => tokio::time::sleep(BUSY_POLL).await,
+        }
+    }
+}
