@@ -2,7 +2,12 @@
 //! MySQL mirror. The binary is a thin shell; tests start the real app from here.
 
 pub mod amo;
+pub mod controllers;
 pub mod domain;
+pub mod error;
 pub mod repositories;
 pub mod schema;
 pub mod services;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,292 @@
+//! Turning raw requests into typed input, with every failure a problem+json:
+//! a JSON body extractor that names the wrong field, and query-parameter parsers.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use validator::{ValidationErrors, ValidationErrorsKind};
+
+use crate::domain::FieldError;
+use crate::error::ApiError;
+
+/// The largest JSON body accepted, set from `MAX_BODY_BYTES`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON body of type `T`. Unlike `web::Json`, a wrong type is reported with the
+/// path of the field (`contact.phone`), and every failure is an `ApiError`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<BodyLimit>>()
+            .map(|l| l.0)
+            .unwrap_or(64 * 1024);
+        let checks = check_content_type(req).and_then(|()| check_declared_length(req, limit));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            checks?;
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::MalformedBody(format!("could not read the body: {e}"))
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+/// JSON, `+json` types and no content type at all are accepted (the earlier Node
+/// service's clients always sent JSON); anything else is a 415.
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+fn check_declared_length(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedBody(
+            "the body is empty; send a JSON object".into(),
+        ));
+    }
+    // serde would happily read a struct from a JSON array; only objects are accepted.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+            return Err(ApiError::MalformedBody("the body is not valid JSON".into()));
+        }
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let inner = err.inner();
+        if inner.is_data() {
+            let path = err.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::Validation(vec![FieldError::new(
+                field,
+                without_position(&inner.to_string()),
+            )])
+        } else {
+            ApiError::MalformedBody(format!("the body is not valid JSON: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde_json appends "at line 1 column 9" to messages; the field name says more.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Flattens validator's nested errors into `field` / `parent.field` entries.
+pub fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    collect(errors, "", &mut out);
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                for e in list {
+                    let message = e
+                        .message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| e.code.to_string());
+                    out.push(FieldError::new(path.clone(), message));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    collect(inner, &format!("{path}.{index}"), out);
+                }
+            }
+        }
+    }
+}
+
+/// An optional positive id in a query string (`contact_id=12`).
+pub fn query_id(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<i64> {
+    let raw = raw?.trim();
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Some(id),
+        _ => {
+            errors.push(FieldError::new(field, "must be a positive integer"));
+            None
+        }
+    }
+}
+
+/// `limit` in 1..=500 (default 50) and the keyset `cursor` of a list request.
+pub fn page_params(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> (i64, Option<i64>) {
+    let limit = match limit.map(str::trim) {
+        None | Some("") => 50,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", "must be an integer from 1 to 500"));
+                50
+            }
+        },
+    };
+    let cursor = cursor
+        .filter(|c| !c.is_empty())
+        .and_then(|raw| match raw.parse::<i64>() {
+            Ok(id) if id >= 0 => Some(id),
+            _ => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor returned by this API",
+                ));
+                None
+            }
+        });
+    (limit, cursor)
+}
+
+/// Keeps `limit` rows of `rows` (fetched with `limit + 1`) and the cursor to the next page.
+pub fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    id_of: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(|r| id_of(r).to_string());
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: Option<String>,
+        contact: Option<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        phone: Option<String>,
+    }
+
+    fn fields(err: ApiError) -> Vec<String> {
+        match err {
+            ApiError::Validation(list) => list.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_types_name_the_nested_field() {
+        let err =
+            parse_json::<Body>(br#"{"name":"x","contact":{"phone":12}}"#).expect_err("wrong type");
+        assert_eq!(fields(err), ["contact.phone"]);
+        let err = parse_json::<Body>(b"[1,2]").expect_err("not an object");
+        assert_eq!(fields(err), ["body"]);
+    }
+
+    #[test]
+    fn broken_json_and_empty_bodies_are_malformed_not_invalid() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\":"),
+            Err(ApiError::MalformedBody(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"  "),
+            Err(ApiError::MalformedBody(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"{} trailing"),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+
+    #[test]
+    fn limits_and_cursors_are_checked() {
+        let mut errors = Vec::new();
+        assert_eq!(page_params(None, None, &mut errors), (50, None));
+        assert_eq!(
+            page_params(Some("500"), Some("41"), &mut errors),
+            (500, Some(41))
+        );
+        assert!(errors.is_empty());
+        page_params(Some("0"), Some("abc"), &mut errors);
+        page_params(Some("501"), None, &mut errors);
+        let names: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(names, ["limit", "cursor", "limit"]);
+    }
+
+    #[test]
+    fn a_full_page_carries_a_cursor_and_a_short_one_does_not() {
+        let (rows, next) = paginate(vec![1, 2, 3], 2, |r| *r);
+        assert_eq!((rows, next.as_deref()), (vec![1, 2], Some("2")));
+        let (rows, next) = paginate(vec![1, 2], 2, |r| *r);
+        assert_eq!((rows, next), (vec![1, 2], None));
+    }
+}

@@ -1,0 +1,159 @@
+//! `/api/v1/leads`: thin handlers over `LeadService`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::contacts::{created_or_found, timestamp, ContactRequest, Page};
+use super::extract::{field_errors, page_params, paginate, query_id, JsonBody};
+use crate::domain::{EntityName, FieldError, Region};
+use crate::error::ApiError;
+use crate::repositories::{Lead, LeadFilter};
+use crate::services::{LeadContact, LeadInput, LeadService, Synced};
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct LeadRequest {
+    #[validate(required(message = "is required"))]
+    pub name: Option<String>,
+    #[validate(range(min = 0, message = "must not be negative"))]
+    pub price: Option<i64>,
+    #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
+    pub status_id: Option<i64>,
+    #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
+    pub pipeline_id: Option<i64>,
+    #[validate(range(min = 1, message = "must be a positive id"))]
+    pub contact_id: Option<i64>,
+    pub contact: Option<ContactRequest>,
+}
+
+impl LeadRequest {
+    pub fn parse(&self, region: Region) -> Result<LeadInput, ApiError> {
+        let mut errors = self
+            .validate()
+            .err()
+            .map(|e| field_errors(&e))
+            .unwrap_or_default();
+        let name = self.name.as_deref().and_then(|raw| {
+            EntityName::parse(raw)
+                .map_err(|e| errors.push(FieldError::new("name", e.to_string())))
+                .ok()
+        });
+        let contact = match (&self.contact_id, &self.contact) {
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "contact",
+                    "give either contact_id or contact, not both",
+                ));
+                None
+            }
+            (Some(id), None) => Some(LeadContact::Existing(*id)),
+            (None, Some(inline)) => inline
+                .parse(region, "contact.", &mut errors)
+                .map(LeadContact::New),
+            (None, None) => Some(LeadContact::None),
+        };
+        match (name, contact) {
+            (Some(name), Some(contact)) if errors.is_empty() => Ok(LeadInput {
+                name,
+                price: self.price,
+                status_id: self.status_id,
+                pipeline_id: self.pipeline_id,
+                contact,
+            }),
+            _ => Err(ApiError::Validation(errors)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeadBody {
+    pub id: i64,
+    pub amocrm_id: Option<i64>,
+    pub name: String,
+    pub price: Option<i64>,
+    pub status_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    pub sync_status: &'static str,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Lead> for LeadBody {
+    fn from(l: Lead) -> Self {
+        LeadBody {
+            id: l.id,
+            amocrm_id: l.amocrm_id,
+            price: l.price,
+            status_id: l.status_id,
+            pipeline_id: l.pipeline_id,
+            contact_id: l.contact_id,
+            sync_status: l.status().as_str(),
+            created_at: timestamp(l.created_at),
+            updated_at: timestamp(l.updated_at),
+            name: l.name,
+        }
+    }
+}
+
+pub async fn create_lead(
+    service: web::Data<LeadService>,
+    region: web::Data<Region>,
+    body: JsonBody<LeadRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0.parse(**region)?;
+    let Synced { record, created } = service.find_or_create(input).await?;
+    Ok(created_or_found(
+        created,
+        format!("/api/v1/leads/{}", record.id),
+        LeadBody::from(record),
+    ))
+}
+
+pub async fn get_lead(
+    service: web::Data<LeadService>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let lead = service.get(id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(LeadBody::from(lead)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LeadListQuery {
+    name: Option<String>,
+    status_id: Option<String>,
+    contact_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list_leads(
+    service: web::Data<LeadService>,
+    query: web::Query<LeadListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = Vec::new();
+    let status_id = query_id("status_id", query.status_id.as_deref(), &mut errors);
+    let contact_id = query_id("contact_id", query.contact_id.as_deref(), &mut errors);
+    let (limit, after_id) =
+        page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let filter = LeadFilter {
+        name: query
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        status_id,
+        contact_id,
+        after_id,
+        limit: limit + 1,
+    };
+    let (rows, next_cursor) = paginate(service.list(filter).await?, limit, |l| l.id);
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(LeadBody::from).collect(),
+        next_cursor,
+    }))
+}

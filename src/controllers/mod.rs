@@ -1,0 +1,73 @@
+//! HTTP: routes and thin handlers. Handlers parse input into domain types, call
+//! one service method and shape the response; errors go through `ApiError`.
+
+mod auth;
+mod contacts;
+mod extract;
+mod health;
+mod leads;
+mod legacy;
+
+pub use auth::ApiTokens;
+pub use extract::BodyLimit;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
+
+use crate::domain::FieldError;
+use crate::error::ApiError;
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::Validation(vec![FieldError::new("query", err.to_string())]).into()
+        }))
+        .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .service(
+            web::scope("/api/v1")
+                .wrap(from_fn(auth::require_api_token))
+                .service(
+                    web::resource("/contacts")
+                        .route(web::post().to(contacts::create_contact))
+                        .route(web::get().to(contacts::list_contacts))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/contacts/{id}")
+                        .route(web::get().to(contacts::get_contact))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/leads")
+                        .route(web::post().to(leads::create_lead))
+                        .route(web::get().to(leads::list_leads))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/leads/{id}")
+                        .route(web::get().to(leads::get_lead))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(not_found)),
+        )
+        .service(
+            web::scope("/contacts")
+                .wrap(from_fn(auth::require_api_token))
+                .route("/create", web::post().to(legacy::create_contact_legacy)),
+        )
+        .service(
+            web::scope("/leads")
+                .wrap(from_fn(auth::require_api_token))
+                .route("/create", web::post().to(legacy::create_lead_legacy)),
+        );
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

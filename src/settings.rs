@@ -1,0 +1,368 @@
+//! One typed `Settings`, read once from the environment (and `.env` when present).
+//!
+//! The variable names of the earlier Node service (`DB_*`, `AMO_*`, `PORT`,
+//! `SERVER_URL`) keep working; `DATABASE_URL` and `AMO_BASE_URL` override them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::domain::Region;
+
+/// A value that must never reach a log line or a `Debug` dump.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// One API client: a name for logs and the bearer token it presents.
+#[derive(Debug, Clone)]
+pub struct ApiClientToken {
+    pub client_id: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind_addr: IpAddr,
+    pub port: u16,
+    pub server_url: Option<Url>,
+    pub database_url: Secret,
+    pub db_pool_size: u32,
+    pub db_wait: Duration,
+    pub db_checkout_timeout: Duration,
+    pub amo_base_url: Url,
+    pub amo_access_token: Secret,
+    pub amo_client_id: Option<String>,
+    pub amo_client_secret: Option<Secret>,
+    pub amo_redirect_uri: Option<String>,
+    pub amo_connect_timeout: Duration,
+    pub amo_request_timeout: Duration,
+    pub api_tokens: Vec<ApiClientToken>,
+    pub log_level: slog::Level,
+    pub default_phone_region: Region,
+    pub max_body_bytes: usize,
+    pub http_workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("missing required environment variable {0}")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Ok(Settings {
+            bind_addr: parse_or(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]))?,
+            port: parse_or(&get, "PORT", 3000)?,
+            server_url: get("SERVER_URL")
+                .map(|v| parse_url("SERVER_URL", &v))
+                .transpose()?,
+            database_url: Secret(database_url(&get)?),
+            db_pool_size: parse_or(&get, "DB_POOL_SIZE", 10)?,
+            db_wait: Duration::from_secs(parse_or(&get, "DB_WAIT_SECS", 60)?),
+            db_checkout_timeout: Duration::from_millis(parse_or(
+                &get,
+                "DB_CHECKOUT_TIMEOUT_MS",
+                3000,
+            )?),
+            amo_base_url: amo_base_url(&get)?,
+            amo_access_token: get("AMO_ACCESS_TOKEN")
+                .map(Secret)
+                .ok_or(SettingsError::Missing("AMO_ACCESS_TOKEN"))?,
+            amo_client_id: get("AMO_CLIENT_ID"),
+            amo_client_secret: get("AMO_CLIENT_SECRET").map(Secret),
+            amo_redirect_uri: get("AMO_REDIRECT_URI"),
+            amo_connect_timeout: Duration::from_secs(parse_or(
+                &get,
+                "AMO_CONNECT_TIMEOUT_SECS",
+                5,
+            )?),
+            amo_request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
+            api_tokens: api_tokens(&get)?,
+            log_level: log_level(&get)?,
+            default_phone_region: match get("DEFAULT_PHONE_REGION") {
+                Some(v) => v.parse().map_err(|reason| SettingsError::Invalid {
+                    name: "DEFAULT_PHONE_REGION",
+                    reason,
+                })?,
+                None => Region::default(),
+            },
+            max_body_bytes: parse_or(&get, "MAX_BODY_BYTES", 64 * 1024)?,
+            http_workers: parse_or(&get, "HTTP_WORKERS", default_workers())?,
+        })
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, SettingsError>
+where
+    T::Err: fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|e: T::Err| SettingsError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn parse_url(name: &'static str, raw: &str) -> Result<Url, SettingsError> {
+    let url = Url::parse(raw).map_err(|e| SettingsError::Invalid {
+        name,
+        reason: e.to_string(),
+    })?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(SettingsError::Invalid {
+            name,
+            reason: format!("scheme `{other}` is not http(s)"),
+        }),
+    }
+}
+
+/// `DATABASE_URL` wins; otherwise the Node service's `DB_*` parts, user and
+/// password percent-encoded so any character is allowed in them.
+fn database_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
+    if let Some(url) = get("DATABASE_URL") {
+        if !url.starts_with("mysql://") {
+            return Err(SettingsError::Invalid {
+                name: "DATABASE_URL",
+                reason: "must start with mysql://".into(),
+            });
+        }
+        return Ok(url);
+    }
+    let name = get("DB_NAME").ok_or(SettingsError::Missing("DATABASE_URL or DB_NAME"))?;
+    let host = get("DB_HOST").unwrap_or_else(|| "127.0.0.1".into());
+    let port: u16 = parse_or(get, "DB_PORT", 3306)?;
+    let invalid = |reason: String| SettingsError::Invalid {
+        name: "DB_HOST",
+        reason,
+    };
+    let mut url =
+        Url::parse(&format!("mysql://{host}:{port}/")).map_err(|e| invalid(e.to_string()))?;
+    url.set_path(&name);
+    url.set_username(&get("DB_USER").unwrap_or_else(|| "root".into()))
+        .map_err(|_| invalid("cannot carry a user name".into()))?;
+    if let Some(password) = get("DB_PASSWORD") {
+        url.set_password(Some(&password))
+            .map_err(|_| invalid("cannot carry a password".into()))?;
+    }
+    Ok(url.to_string())
+}
+
+/// `AMO_BASE_URL` wins (a local fake over plain http works); otherwise
+/// `https://{AMO_DOMAIN}`, where a bare subdomain means `{it}.amocrm.ru`.
+fn amo_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<Url, SettingsError> {
+    if let Some(raw) = get("AMO_BASE_URL") {
+        return parse_url("AMO_BASE_URL", &raw);
+    }
+    let domain = get("AMO_DOMAIN").ok_or(SettingsError::Missing("AMO_BASE_URL or AMO_DOMAIN"))?;
+    let host = domain
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let host = if host.contains('.') {
+        host.to_owned()
+    } else {
+        format!("{host}.amocrm.ru")
+    };
+    parse_url("AMO_DOMAIN", &format!("https://{host}"))
+}
+
+/// `API_TOKENS=token` or `API_TOKENS=crm-form:token,partner:token2`; the part
+/// before `:` names the client in logs, so tokens themselves never appear there.
+fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToken>, SettingsError> {
+    let raw = get("API_TOKENS").ok_or(SettingsError::Missing("API_TOKENS"))?;
+    let mut tokens = Vec::new();
+    for (index, entry) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let (client_id, token) = match entry.split_once(':') {
+            Some((id, token)) => (id.trim().to_owned(), token.trim().to_owned()),
+            None => (format!("client-{}", index + 1), entry.to_owned()),
+        };
+        if token.len() < 16 {
+            return Err(SettingsError::Invalid {
+                name: "API_TOKENS",
+                reason: format!("the token of {client_id} is shorter than 16 characters"),
+            });
+        }
+        tokens.push(ApiClientToken {
+            client_id,
+            token: Secret(token),
+        });
+    }
+    if tokens.is_empty() {
+        return Err(SettingsError::Missing("API_TOKENS"));
+    }
+    Ok(tokens)
+}
+
+fn log_level(get: &impl Fn(&str) -> Option<String>) -> Result<slog::Level, SettingsError> {
+    let raw = get("LOG_LEVEL")
+        .unwrap_or_else(|| "info".into())
+        .to_ascii_lowercase();
+    let level = match raw.as_str() {
+        "trace" => slog::Level::Trace,
+        "debug" => slog::Level::Debug,
+        "info" => slog::Level::Info,
+        "warn" | "warning" => slog::Level::Warning,
+        "error" => slog::Level::Error,
+        "critical" => slog::Level::Critical,
+        _ => {
+            return Err(SettingsError::Invalid {
+                name: "LOG_LEVEL",
+                reason: format!("`{raw}` is not one of trace, debug, info, warn, error, critical"),
+            })
+        }
+    };
+    Ok(level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("DB_NAME", "amosync"),
+        ("AMO_DOMAIN", "example"),
+        ("AMO_ACCESS_TOKEN", "secret-access-token"),
+        ("API_TOKENS", "0123456789abcdef0123"),
+    ];
+
+    #[test]
+    fn node_service_variables_are_enough() {
+        let s = settings(BASE).expect("valid");
+        assert_eq!(
+            s.database_url.expose(),
+            "mysql://root@127.0.0.1:3306/amosync"
+        );
+        assert_eq!(s.amo_base_url.as_str(), "https://example.amocrm.ru/");
+        assert_eq!(s.port, 3000);
+        assert_eq!(s.api_tokens[0].client_id, "client-1");
+    }
+
+    #[test]
+    fn database_url_and_amo_base_url_win_over_their_parts() {
+        let mut vars = BASE.to_vec();
+        vars.push(("DATABASE_URL", "mysql://u:p@db:3307/x"));
+        vars.push(("AMO_BASE_URL", "http://127.0.0.1:9000"));
+        let s = settings(&vars).expect("valid");
+        assert_eq!(s.database_url.expose(), "mysql://u:p@db:3307/x");
+        assert_eq!(s.amo_base_url.as_str(), "http://127.0.0.1:9000/");
+    }
+
+    #[test]
+    fn db_password_with_special_characters_is_encoded() {
+        let mut vars = BASE.to_vec();
+        vars.push(("DB_PASSWORD", "p@ss:w/rd"));
+        vars.push(("DB_HOST", "db"));
+        let s = settings(&vars).expect("valid");
+        assert_eq!(
+            s.database_url.expose(),
+            "mysql://root:p%40ss%3Aw%2Frd@db:3306/amosync"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let vars: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "API_TOKENS")
+            .collect();
+        assert_eq!(
+            settings(&vars).err(),
+            Some(SettingsError::Missing("API_TOKENS"))
+        );
+        let vars: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "AMO_ACCESS_TOKEN")
+            .collect();
+        assert_eq!(
+            settings(&vars).err(),
+            Some(SettingsError::Missing("AMO_ACCESS_TOKEN"))
+        );
+    }
+
+    #[test]
+    fn named_tokens_and_bad_values_are_understood() {
+        let mut vars = BASE.to_vec();
+        vars.retain(|(k, _)| *k != "API_TOKENS");
+        vars.push((
+            "API_TOKENS",
+            "forms:aaaaaaaaaaaaaaaa, partner:bbbbbbbbbbbbbbbb",
+        ));
+        vars.push(("PORT", "nope"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid { name: "PORT", .. })
+        ));
+        vars.retain(|(k, _)| *k != "PORT");
+        let s = settings(&vars).expect("valid");
+        let ids: Vec<_> = s.api_tokens.iter().map(|t| t.client_id.as_str()).collect();
+        assert_eq!(ids, ["forms", "partner"]);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = settings(BASE).expect("valid");
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("secret-access-token"));
+        assert!(!dump.contains("0123456789abcdef0123"));
+    }
+}

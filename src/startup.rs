@@ -1,0 +1,122 @@
+//! Builds the application: pool, migrations, AmoCRM client, services, and the
+//! actix server bound to its port (port 0 in tests picks a free one).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use slog::Logger;
+
+use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
+use crate::controllers::{self, ApiTokens, BodyLimit};
+use crate::repositories::{Db, MysqlContactRepository, MysqlLeadRepository, RepoError};
+use crate::services::{ContactService, LeadService};
+use crate::settings::Settings;
+use crate::telemetry;
+
+/// How long in-flight requests get to finish after SIGTERM.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] RepoError),
+    #[error("AmoCRM client: {0}")]
+    Amo(#[from] AmoError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Connects (waiting for the database), migrates, and binds. The server runs
+    /// once `run_until_stopped` is awaited.
+    pub async fn build(settings: Settings, logger: Logger) -> Result<Application, StartupError> {
+        let db = Db::new(
+            settings.database_url.expose(),
+            settings.db_pool_size,
+            settings.db_checkout_timeout,
+        );
+        db.wait_until_reachable(settings.db_wait, &logger).await?;
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            slog::info!(logger, "migrations applied"; "migrations" => applied.join(","));
+        }
+        let amo = HttpAmoTransport::new(AmoClientConfig {
+            base_url: settings.amo_base_url.clone(),
+            access_token: settings.amo_access_token.expose().to_owned(),
+            region: settings.default_phone_region,
+            connect_timeout: settings.amo_connect_timeout,
+            request_timeout: settings.amo_request_timeout,
+        })?;
+        Self::build_with(settings, logger, db, Arc::new(amo))
+    }
+
+    /// Wires the app around a ready database and any `AmoTransport`.
+    pub fn build_with(
+        settings: Settings,
+        logger: Logger,
+        db: Db,
+        amo: Arc<dyn AmoTransport>,
+    ) -> Result<Application, StartupError> {
+        let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
+        let contacts = Arc::new(ContactService::new(
+            contact_repo.clone(),
+            Arc::clone(&amo),
+            logger.clone(),
+        ));
+        let leads = Arc::new(LeadService::new(
+            Arc::new(MysqlLeadRepository::new(db.clone())),
+            contact_repo,
+            Arc::clone(&contacts),
+            amo,
+            logger.clone(),
+        ));
+
+        let contacts = web::Data::from(contacts);
+        let leads = web::Data::from(leads);
+        let db = web::Data::new(db);
+        let tokens = web::Data::new(ApiTokens::new(settings.api_tokens.clone()));
+        let region = web::Data::new(settings.default_phone_region);
+        let body_limit = web::Data::new(BodyLimit(settings.max_body_bytes));
+        let root_logger = web::Data::new(logger.clone());
+
+        let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
+        let port = listener.local_addr()?.port();
+        slog::info!(logger, "listening"; "addr" => settings.bind_addr.to_string(), "port" => port);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(contacts.clone())
+                .app_data(leads.clone())
+                .app_data(db.clone())
+                .app_data(tokens.clone())
+                .app_data(region.clone())
+                .app_data(body_limit.clone())
+                .app_data(root_logger.clone())
+                .wrap(Compress::default())
+                .wrap(from_fn(telemetry::request_context))
+                .configure(controllers::routes)
+                .default_service(web::to(controllers::not_found))
+        })
+        .workers(settings.http_workers.max(1))
+        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(Application { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,99 @@
+//! Logging: one slog root writing JSON lines to stdout, and the request context
+//! middleware that gives every request an id, a child logger and an access line.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage, HttpRequest};
+use slog::{o, Drain, Logger};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Builds the root logger. Keep the guard alive until exit so buffered lines are flushed.
+pub fn init(level: slog::Level) -> (Logger, slog_async::AsyncGuard) {
+    let json = slog_json::Json::new(std::io::stdout())
+        .add_default_keys()
+        .set_newlines(true)
+        .build()
+        .fuse();
+    let (drain, guard) = slog_async::Async::new(json)
+        .chan_size(8192)
+        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+        .build_with_guard();
+    let drain = drain.filter_level(level).fuse();
+    (Logger::root(drain, o!("service" => "amosync")), guard)
+}
+
+/// The request's id and logger, stored in the request extensions by the middleware.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub logger: Logger,
+}
+
+/// The authenticated API client, stored by the auth middleware for the access line.
+#[derive(Clone)]
+pub struct ClientId(pub String);
+
+/// The logger for this request (falls back to the app logger outside the middleware).
+pub fn request_logger(req: &HttpRequest, fallback: &Logger) -> Logger {
+    req.extensions()
+        .get::<RequestContext>()
+        .map(|ctx| ctx.logger.clone())
+        .unwrap_or_else(|| fallback.clone())
+}
+
+/// Takes the id nginx set (`X-Request-Id`) when it looks like one, otherwise makes one.
+fn request_id_of(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Middleware: request id, child logger, access log line, `X-Request-Id` echoed back.
+pub async fn request_context(
+    root: web::Data<Logger>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let request_id = request_id_of(&req);
+    let logger = root.new(o!("request_id" => request_id.clone()));
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        logger: logger.clone(),
+    });
+    let method = req.method().to_string();
+
+    let mut res = next.call(req).await?;
+
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let client = res
+        .request()
+        .extensions()
+        .get::<ClientId>()
+        .map(|c| c.0.clone());
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    slog::info!(logger, "request";
+        "http.method" => method,
+        "http.route" => route,
+        "http.status" => status,
+        "duration_ms" => format!("{duration_ms:.2}"),
+        "client.id" => client,
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    Ok(res)
+}
