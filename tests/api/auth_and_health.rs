@@ -1,0 +1,110 @@
+use serde_json::json;
+
+use crate::helpers::{spawn_app, API_TOKEN};
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let app = spawn_app().await;
+    let health = app.send(app.client.get(app.url("/health"))).await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (200, Some("ready"))
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_with_503_when_the_schema_is_gone() {
+    let app = spawn_app().await;
+    app.db.execute("DROP TABLE leads");
+    app.db.execute("DROP TABLE contacts");
+    app.db.execute("DELETE FROM __diesel_schema_migrations");
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.problem_code(), "not_ready");
+}
+
+#[tokio::test]
+async fn api_routes_refuse_a_missing_or_unknown_token_with_problem_json() {
+    let app = spawn_app().await;
+    let body = json!({"name": "Иван", "phone": "+79161234567"});
+    let missing = app
+        .send(app.client.post(app.url("/api/v1/contacts")).json(&body))
+        .await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.problem_code(), "unauthorized");
+    let wrong = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/contacts/1"))
+                .bearer_auth(format!("{API_TOKEN}x")),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let legacy = app
+        .send(app.client.post(app.url("/contacts/create")).json(&body))
+        .await;
+    assert_eq!(legacy.status, 401);
+    assert_eq!(app.amo.requests(), 0, "nothing reached AmoCRM");
+    assert_eq!(app.count("contacts"), 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let app = spawn_app().await;
+    let unknown = app.get("/api/v1/nothing-here").await;
+    assert_eq!(
+        (unknown.status, unknown.problem_code()),
+        (404, "not_found".to_owned())
+    );
+    let outside = app.send(app.client.get(app.url("/nope"))).await;
+    assert_eq!(
+        (outside.status, outside.problem_code()),
+        (404, "not_found".to_owned())
+    );
+    let method = app
+        .send(
+            app.client
+                .delete(app.url("/api/v1/contacts"))
+                .bearer_auth(API_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (method.status, method.problem_code()),
+        (405, "method_not_allowed".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_one_nginx_sent() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("reply");
+    assert_eq!(
+        res.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc-123")
+    );
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("reply");
+    let generated = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(generated.len(), 32, "a fresh uuid: {generated}");
+}

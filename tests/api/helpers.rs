@@ -1,0 +1,269 @@
+//! `spawn_app()`: a fresh database, the fake AmoCRM and the real application.
+//!
+//! The database server comes from `TEST_DATABASE_URL` (e.g. `mysql://root@127.0.0.1:3306`)
+//! or, when that is unset, from a MySQL container started with testcontainers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amosync::amo::{AmoClientConfig, HttpAmoTransport};
+use amosync::repositories::Db;
+use amosync::settings::Settings;
+use amosync::startup::Application;
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::fake_amo::FakeAmo;
+
+pub const API_TOKEN: &str = "test-client-token-0123456789";
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    server_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let server_url = server_url().await;
+        let name = format!("amosync_test_{}", uuid::Uuid::new_v4().simple());
+        let (url, db) = (server_url.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn =
+                MysqlConnection::establish(&url).expect("connect to the test database server");
+            diesel::sql_query(format!(
+                "CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            ))
+            .execute(&mut conn)
+            .expect("create test database");
+        })
+        .await
+        .expect("create database task");
+        TestDb { server_url, name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server_url, self.name)
+    }
+
+    /// Runs SQL against this test's database (for checks the API does not expose).
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
+        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut conn).expect("query");
+        rows.first().map(|r| r.n).expect("one row")
+    }
+
+    pub fn execute(&self, sql: &str) {
+        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
+        diesel::sql_query(sql).execute(&mut conn).expect("execute");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = MysqlConnection::establish(&self.server_url) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+                .execute(&mut conn);
+        }
+    }
+}
+
+async fn server_url() -> String {
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        return url.trim_end_matches('/').to_owned();
+    }
+    static CONTAINER: OnceCell<String> = OnceCell::const_new();
+    CONTAINER.get_or_init(start_container).await.clone()
+}
+
+/// Without `TEST_DATABASE_URL`, a throw-away MySQL 8.0 in Docker serves every test.
+async fn start_container() -> String {
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::ImageExt;
+    let container = testcontainers_modules::mysql::Mysql::default()
+        .with_tag("8.0")
+        .start()
+        .await
+        .expect("set TEST_DATABASE_URL, or make a Docker engine available for testcontainers");
+    let port = container
+        .get_host_port_ipv4(3306)
+        .await
+        .expect("mapped MySQL port");
+    // The container lives as long as the test process.
+    std::mem::forget(container);
+    format!("mysql://root@127.0.0.1:{port}")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDb,
+    pub amo: FakeAmo,
+    pub client: reqwest::Client,
+}
+
+fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
+    [
+        ("DATABASE_URL", db.url()),
+        ("AMO_BASE_URL", amo.base_url()),
+        ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.to_owned()),
+        ("API_TOKENS", format!("tests:{API_TOKEN}")),
+        ("BIND_ADDR", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("HTTP_WORKERS", "2".to_owned()),
+        ("DB_POOL_SIZE", "8".to_owned()),
+        ("AMO_TIMEOUT_SECS", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn settings_from(env: HashMap<String, String>) -> Settings {
+    Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings")
+}
+
+fn logger() -> slog::Logger {
+    if std::env::var_os("TEST_LOG").is_some() {
+        amosync::telemetry::init(slog::Level::Debug).0
+    } else {
+        slog::Logger::root(slog::Discard, slog::o!())
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with environment overrides applied before start-up.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let amo = FakeAmo::start().await;
+    let db = TestDb::create().await;
+    let mut env = base_env(&db, &amo);
+    tweak(&mut env);
+    let app = Application::build(settings_from(env), logger())
+        .await
+        .expect("build app");
+    finish_spawn(app, db, amo)
+}
+
+/// The app wired to a database server that does not answer (port 1 on loopback).
+pub async fn spawn_app_without_database() -> TestApp {
+    let amo = FakeAmo::start().await;
+    let db = TestDb::create().await;
+    let settings = settings_from(base_env(&db, &amo));
+    let dead = Db::new(
+        "mysql://root@127.0.0.1:1/none",
+        2,
+        Duration::from_millis(500),
+    );
+    let transport = HttpAmoTransport::new(AmoClientConfig {
+        base_url: settings.amo_base_url.clone(),
+        access_token: FakeAmo::TOKEN.to_owned(),
+        region: settings.default_phone_region,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+    })
+    .expect("transport");
+    let app =
+        Application::build_with(settings, logger(), dead, Arc::new(transport)).expect("build app");
+    finish_spawn(app, db, amo)
+}
+
+fn finish_spawn(app: Application, db: TestDb, amo: FakeAmo) -> TestApp {
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db,
+        amo,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// A response reduced to what the tests look at.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub location: Option<String>,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(API_TOKEN)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path)).bearer_auth(API_TOKEN))
+            .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let res = request.send().await.expect("request reaches the app");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let status = res.status().as_u16();
+        let content_type = header("content-type").unwrap_or_default();
+        let location = header("location");
+        let bytes = res.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            location,
+            body,
+        }
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.db
+            .query_i64(&format!("SELECT COUNT(*) AS n FROM {table}"))
+    }
+}
+
+impl Reply {
+    /// Asserts a problem+json error and returns its `code`.
+    pub fn problem_code(&self) -> String {
+        assert!(
+            self.content_type.starts_with("application/problem+json"),
+            "expected problem+json, got {} {}",
+            self.content_type,
+            self.body
+        );
+        self.body["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The `field` names listed by a 422.
+    pub fn wrong_fields(&self) -> Vec<String> {
+        assert_eq!(self.status, 422, "{}", self.body);
+        self.body["errors"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

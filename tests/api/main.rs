@@ -1,0 +1,11 @@
+//! Integration tests: the real app on port 0, a fresh MySQL database per test,
+//! and an HTTP fake of AmoCRM on loopback. One binary keeps link time down.
+
+mod fake_amo;
+mod helpers;
+
+mod auth_and_health;
+mod contacts;
+mod input_errors;
+mod leads;
+mod legacy_routes;
