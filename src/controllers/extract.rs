@@ -116,10 +116,15 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// serde_json appends "at line 1 column 9" to messages; the field name says more.
+/// serde_json appends "at line 1 column 9" and names Rust structs; the field
+/// name says more, and clients know objects, not structs.
 fn without_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    match message.find("expected struct ") {
+        Some(at) => format!("{}expected an object", &message[..at]),
         None => message.to_owned(),
     }
 }
@@ -247,6 +252,14 @@ mod tests {
         let err =
             parse_json::<Body>(br#"{"name":"x","contact":{"phone":12}}"#).expect_err("wrong type");
         assert_eq!(fields(err), ["contact.phone"]);
+        let err = parse_json::<Body>(br#"{"contact":"abc"}"#).expect_err("not an object");
+        match err {
+            ApiError::Validation(list) => assert_eq!(
+                list[0].message,
+                "invalid type: string \"abc\", expected an object"
+            ),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
         let err = parse_json::<Body>(b"[1,2]").expect_err("not an object");
         assert_eq!(fields(err), ["body"]);
     }
