@@ -1,0 +1,80 @@
+//! What one AmoCRM webhook delivery says, once parsed: the account it comes from
+//! and the contact and lead events it carries, in delivery order.
+
+/// `account[subdomain]` and `account[id]` of the delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    pub subdomain: Option<String>,
+    pub id: Option<i64>,
+}
+
+/// The action group an entity came in (`contacts[add]`, `leads[status]`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Add,
+    Update,
+    Delete,
+    Restore,
+    /// Leads only: the lead moved to another status or pipeline.
+    Status,
+    Responsible,
+}
+
+impl Action {
+    pub fn parse(raw: &str) -> Option<Action> {
+        Some(match raw {
+            "add" => Action::Add,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            "restore" => Action::Restore,
+            "status" => Action::Status,
+            "responsible" => Action::Responsible,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactEvent {
+    pub action: Action,
+    pub id: i64,
+    pub name: Option<String>,
+    /// Values of the custom field whose `code` is `PHONE`, as typed in AmoCRM, in order.
+    pub phones: Vec<String>,
+    /// AmoCRM ids of the leads linked to this contact (`linked_leads_id`).
+    pub linked_lead_ids: Vec<i64>,
+    /// Change time, unix seconds: the larger of `updated_at` and `last_modified`.
+    pub changed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadEvent {
+    pub action: Action,
+    pub id: i64,
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub status_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    /// AmoCRM id of the lead's main contact, when the payload carries one.
+    pub main_contact_id: Option<i64>,
+    /// Change time, unix seconds: the larger of `updated_at` and `last_modified`.
+    pub changed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub account: Account,
+    pub contacts: Vec<ContactEvent>,
+    pub leads: Vec<LeadEvent>,
+    /// Entity items that could not be used (no numeric id, unknown action): counted, not fatal.
+    pub skipped: usize,
+}
+
+/// Why a body is not a webhook delivery at all (answered with 400, or 415).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("unsupported content type `{0}`; AmoCRM sends application/x-www-form-urlencoded")]
+    UnsupportedContentType(String),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+}

@@ -1,0 +1,8 @@
+//! AmoCRM webhooks: parsing deliveries (form-urlencoded v2 layout, or the same
+//! shape as JSON) into events.
+
+mod event;
+mod payload;
+
+pub use event::{Account, Action, ContactEvent, Delivery, LeadEvent, PayloadError};
+pub use payload::parse_delivery;

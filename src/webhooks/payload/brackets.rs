@@ -1,0 +1,134 @@
+//! Splits a PHP-style form key (`contacts[add][0][name]`) into its path segments,
+//! the way PHP builds `$_POST` from AmoCRM's form bodies.
+
+use super::tree::MAX_SEGMENTS;
+use crate::webhooks::PayloadError;
+
+/// One step of a key's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Segment<'a> {
+    /// `[name]`, or the part before the first bracket.
+    Named(&'a str),
+    /// `[]`: the next free index of the list, as PHP appends.
+    Append,
+}
+
+/// The path of `raw`, or `None` when PHP would drop the pair (nothing before the first `[`).
+///
+/// Like PHP, text after a closing bracket that does not open another one is ignored, and
+/// an opening bracket that never closes leaves the whole key as one literal name.
+pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadError> {
+    let Some(open) = raw.find('[') else {
+        return Ok(non_empty(raw).map(|base| vec![Segment::Named(base)]));
+    };
+    let Some(base) = non_empty(&raw[..open]) else {
+        return Ok(None);
+    };
+    let mut segments = vec![Segment::Named(base)];
+    let mut rest = &raw[open..];
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            if segments.len() == 1 {
+                return Ok(Some(vec![Segment::Named(raw)]));
+            }
+            break;
+        };
+        if segments.len() == MAX_SEGMENTS {
+            return Err(PayloadError::Malformed(format!(
+                "key `{}` is nested deeper than {MAX_SEGMENTS} levels",
+                abbreviate(raw)
+            )));
+        }
+        segments.push(match &inner[..close] {
+            "" => Segment::Append,
+            name => Segment::Named(name),
+        });
+        rest = &inner[close + 1..];
+    }
+    Ok(Some(segments))
+}
+
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// Keys go into error messages; a hostile one must not make the message huge.
+pub(super) fn abbreviate(raw: &str) -> String {
+    const SHOWN: usize = 80;
+    if raw.chars().count() <= SHOWN {
+        raw.to_owned()
+    } else {
+        raw.chars().take(SHOWN).chain("…".chars()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Segment::{Append, Named};
+    use super::*;
+
+    #[test]
+    fn a_bracketed_key_becomes_its_path() {
+        assert_eq!(
+            split_key("contacts[add][0][name]"),
+            Ok(Some(vec![
+                Named("contacts"),
+                Named("add"),
+                Named("0"),
+                Named("name")
+            ]))
+        );
+        assert_eq!(split_key("type"), Ok(Some(vec![Named("type")])));
+    }
+
+    #[test]
+    fn empty_brackets_mean_append() {
+        assert_eq!(
+            split_key("tags[][name]"),
+            Ok(Some(vec![Named("tags"), Append, Named("name")]))
+        );
+    }
+
+    #[test]
+    fn keys_without_a_name_before_the_brackets_are_dropped_like_php_does() {
+        assert_eq!(split_key("[a][b]"), Ok(None));
+        assert_eq!(split_key(""), Ok(None));
+    }
+
+    #[test]
+    fn text_after_the_last_bracket_is_ignored_and_an_unclosed_bracket_is_literal() {
+        assert_eq!(
+            split_key("a[b]tail"),
+            Ok(Some(vec![Named("a"), Named("b")]))
+        );
+        assert_eq!(split_key("a[b][c"), Ok(Some(vec![Named("a"), Named("b")])));
+        assert_eq!(split_key("a[b"), Ok(Some(vec![Named("a[b")])));
+        assert_eq!(
+            split_key("a[b[c]"),
+            Ok(Some(vec![Named("a"), Named("b[c")]))
+        );
+    }
+
+    #[test]
+    fn thirty_two_segments_are_accepted_and_thirty_three_are_not() {
+        let deepest = format!("a{}", "[x]".repeat(MAX_SEGMENTS - 1));
+        assert_eq!(
+            split_key(&deepest).map(|s| s.map(|s| s.len())),
+            Ok(Some(MAX_SEGMENTS))
+        );
+        let too_deep = format!("a{}", "[x]".repeat(MAX_SEGMENTS));
+        assert!(matches!(
+            split_key(&too_deep),
+            Err(PayloadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn long_keys_are_abbreviated_on_a_character_boundary() {
+        let long = "я".repeat(100);
+        let shown = abbreviate(&long);
+        assert_eq!(shown.chars().count(), 81);
+        assert!(shown.ends_with('…'));
+        assert_eq!(abbreviate("short"), "short");
+    }
+}
