@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::amo::AmoError;
 use crate::domain::FieldError;
 use crate::services::ServiceError;
+use crate::webhooks::PayloadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -34,6 +35,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("resource not found")]
     NotFound,
+    /// 403: the request is understood but not allowed (e.g. another AmoCRM account).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     /// 409 on the drop-in routes: the record already existed.
@@ -57,6 +61,9 @@ pub enum ApiError {
     /// 503: the database is unreachable or the pool is exhausted.
     #[error("database unavailable")]
     DatabaseUnavailable,
+    /// 409: the service lacks the configuration this request needs.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
     /// 503 from `/ready`.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -89,6 +96,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::AlreadyExists { .. } => "already_exists",
             ApiError::AmoUnavailable { error, .. } => match error {
@@ -100,6 +108,7 @@ impl ApiError {
             ApiError::AmoRejected { .. } => "amocrm_rejected",
             ApiError::SyncInProgress { .. } => "sync_in_progress",
             ApiError::DatabaseUnavailable => "database_unavailable",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
@@ -113,12 +122,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::NotFound => "Not found",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::AlreadyExists { .. } => "Already exists",
             ApiError::AmoUnavailable { .. } => "AmoCRM unavailable",
             ApiError::AmoRejected { .. } => "AmoCRM rejected the record",
             ApiError::SyncInProgress { .. } => "Sync in progress",
             ApiError::DatabaseUnavailable => "Database unavailable",
+            ApiError::NotConfigured(_) => "Not configured",
             ApiError::NotReady(_) => "Not ready",
             ApiError::Internal(_) => "Internal error",
         }
@@ -137,6 +148,7 @@ impl ApiError {
                 "send Authorization: Bearer <token> with a configured API token".into()
             }
             ApiError::NotFound => "no such resource".into(),
+            ApiError::Forbidden(why) => why.clone(),
             ApiError::MethodNotAllowed => "this method is not supported on this resource".into(),
             ApiError::AlreadyExists { id } => format!("the record already exists with id {id}"),
             ApiError::AmoUnavailable { error, pending_id } => {
@@ -153,7 +165,7 @@ impl ApiError {
                 format!("record {id} is being created in AmoCRM; retry shortly")
             }
             ApiError::DatabaseUnavailable => "the database is unavailable; retry shortly".into(),
-            ApiError::NotReady(why) => why.clone(),
+            ApiError::NotConfigured(why) | ApiError::NotReady(why) => why.clone(),
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
         }
     }
@@ -192,8 +204,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. } | ApiError::NotConfigured(_) => StatusCode::CONFLICT,
             ApiError::AmoRejected { .. } => StatusCode::BAD_GATEWAY,
             ApiError::AmoUnavailable { .. }
             | ApiError::SyncInProgress { .. }
@@ -243,6 +256,14 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::SyncInProgress { id } => ApiError::SyncInProgress { id },
             ServiceError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+            ServiceError::Payload(PayloadError::UnsupportedContentType(_)) => {
+                ApiError::UnsupportedMediaType
+            }
+            ServiceError::Payload(PayloadError::Malformed(why)) => ApiError::MalformedBody(why),
+            ServiceError::NotConfigured(why) => ApiError::NotConfigured(why),
+            ServiceError::WrongAccount => {
+                ApiError::Forbidden("the delivery comes from another AmoCRM account".into())
+            }
             ServiceError::Internal(why) => ApiError::Internal(why.to_string()),
         }
     }

@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use amosync::repositories::Db;
+use amosync::services::{Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
-use amosync::startup::Application;
+use amosync::startup::{amo_transport, Application};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,6 +28,21 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage amosync's webhook in AmoCRM ({SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}).
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookAction {
+    /// Subscribe to the configured events (a no-op when already subscribed).
+    Subscribe,
+    /// Remove amosync's webhook (not an error when there is none).
+    Unsubscribe,
+    /// List the account's webhooks.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +62,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings, logger.clone()).await,
             Command::Migrate => migrate(settings, logger.clone()).await,
+            Command::Webhooks { action } => webhooks(settings, action).await,
         }
     });
     match result {
@@ -76,5 +95,65 @@ async fn migrate(settings: Settings, logger: slog::Logger) -> Result<(), String>
         .map_err(|e| e.to_string())?;
     let applied = db.migrate().await.map_err(|e| e.to_string())?;
     slog::info!(logger, "migrations done"; "applied" => applied.len(), "migrations" => applied.join(","));
+    Ok(())
+}
+
+async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), String> {
+    let amo = amo_transport(&settings).map_err(|e| e.to_string())?;
+    let subscription = WebhookSubscription::new(
+        Arc::new(amo),
+        settings.webhook_destination(),
+        settings.webhook_events.clone(),
+    );
+    let secret = settings
+        .webhook_secret
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_default();
+    let mask = |text: &str| {
+        if secret.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(&secret, "***")
+        }
+    };
+    match action {
+        WebhookAction::Subscribe => {
+            match subscription.subscribe().await.map_err(|e| e.to_string())? {
+                Subscribed::Already(hook) => println!(
+                    "already subscribed: {} {:?}",
+                    mask(&hook.destination),
+                    hook.settings
+                ),
+                Subscribed::Created(hook) => println!(
+                    "subscribed: {} {:?}",
+                    mask(&hook.destination),
+                    hook.settings
+                ),
+            }
+        }
+        WebhookAction::Unsubscribe => match subscription
+            .unsubscribe()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            true => println!("unsubscribed"),
+            false => println!("no amosync webhook was subscribed"),
+        },
+        WebhookAction::List => {
+            let (hooks, ours) = subscription.list().await.map_err(|e| e.to_string())?;
+            for hook in hooks {
+                let state = if hook.disabled { "disabled" } else { "active" };
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    hook.id,
+                    state,
+                    mask(&hook.destination),
+                    hook.settings.join(",")
+                );
+            }
+            println!("amosync subscribed: {ours}");
+        }
+    }
     Ok(())
 }

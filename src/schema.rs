@@ -7,7 +7,7 @@ diesel::table! {
         #[max_length = 255]
         name -> Varchar,
         #[max_length = 32]
-        phone -> Varchar,
+        phone -> Nullable<Varchar>,
         #[max_length = 16]
         sync_status -> Varchar,
         sync_attempts -> Integer,
@@ -45,6 +45,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_inbox (id) {
+        id -> Bigint,
+        #[max_length = 128]
+        content_type -> Varchar,
+        body -> Mediumblob,
+        #[max_length = 16]
+        status -> Varchar,
+        attempts -> Integer,
+        #[max_length = 512]
+        last_error -> Nullable<Varchar>,
+        next_attempt_at -> Datetime,
+        leased_until -> Nullable<Datetime>,
+        received_at -> Datetime,
+        processed_at -> Nullable<Datetime>,
+    }
+}
+
 diesel::joinable!(leads -> contacts (contact_id));
 
-diesel::allow_tables_to_appear_in_same_query!(contacts, leads);
+diesel::allow_tables_to_appear_in_same_query!(contacts, leads, webhook_inbox);

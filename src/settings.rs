@@ -58,6 +58,42 @@ pub struct Settings {
     pub default_phone_region: Region,
     pub max_body_bytes: usize,
     pub http_workers: usize,
+    /// The secret path segment of the webhook URL; webhooks are off without it.
+    pub webhook_secret: Option<Secret>,
+    pub webhook_max_body_bytes: usize,
+    /// Events the webhook subscribes to in AmoCRM.
+    pub webhook_events: Vec<String>,
+    /// Deliveries must come from this account (`AMO_ACCOUNT_ID`) ...
+    pub amo_account_id: Option<i64>,
+    /// ... and this subdomain (taken from `AMO_DOMAIN`).
+    pub amo_subdomain: Option<String>,
+}
+
+/// What the webhook subscribes to unless `WEBHOOK_EVENTS` says otherwise.
+pub const DEFAULT_WEBHOOK_EVENTS: [&str; 9] = [
+    "add_contact",
+    "update_contact",
+    "delete_contact",
+    "restore_contact",
+    "add_lead",
+    "update_lead",
+    "delete_lead",
+    "restore_lead",
+    "status_lead",
+];
+
+impl Settings {
+    /// `{SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}`, when both are set.
+    pub fn webhook_destination(&self) -> Option<String> {
+        let base = self
+            .server_url
+            .as_ref()?
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        let secret = self.webhook_secret.as_ref()?;
+        Some(format!("{base}/webhooks/amocrm/{}", secret.expose()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +155,29 @@ impl Settings {
             },
             max_body_bytes: parse_or(&get, "MAX_BODY_BYTES", 64 * 1024)?,
             http_workers: parse_or(&get, "HTTP_WORKERS", default_workers())?,
+            webhook_secret: webhook_secret(&get)?,
+            webhook_max_body_bytes: parse_or(&get, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
+            webhook_events: match get("WEBHOOK_EVENTS") {
+                Some(raw) => raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => DEFAULT_WEBHOOK_EVENTS
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+            },
+            amo_account_id: get("AMO_ACCOUNT_ID")
+                .map(|raw| {
+                    raw.parse().map_err(|_| SettingsError::Invalid {
+                        name: "AMO_ACCOUNT_ID",
+                        reason: "not an integer".into(),
+                    })
+                })
+                .transpose()?,
+            amo_subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
         })
     }
 }
@@ -242,6 +301,34 @@ fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToke
     Ok(tokens)
 }
 
+fn webhook_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
+    let Some(secret) = get("WEBHOOK_SECRET") else {
+        return Ok(None);
+    };
+    if secret.len() < 32
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(SettingsError::Invalid {
+            name: "WEBHOOK_SECRET",
+            reason: "use at least 32 random characters from A-Z, a-z, 0-9, - and _".into(),
+        });
+    }
+    Ok(Some(Secret(secret)))
+}
+
+/// `example.amocrm.ru`, `https://example.kommo.com/` or `example` -> `example`.
+fn subdomain_of(domain: &str) -> String {
+    let host = domain
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    host.split(['.', '/'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 fn log_level(get: &impl Fn(&str) -> Option<String>) -> Result<slog::Level, SettingsError> {
     let raw = get("LOG_LEVEL")
         .unwrap_or_else(|| "info".into())
@@ -356,6 +443,35 @@ mod tests {
         let s = settings(&vars).expect("valid");
         let ids: Vec<_> = s.api_tokens.iter().map(|t| t.client_id.as_str()).collect();
         assert_eq!(ids, ["forms", "partner"]);
+    }
+
+    #[test]
+    fn webhook_settings_have_safe_defaults_and_checks() {
+        let s = settings(BASE).expect("valid");
+        assert!(s.webhook_secret.is_none());
+        assert_eq!(s.webhook_destination(), None);
+        assert_eq!(s.amo_subdomain.as_deref(), Some("example"));
+        assert_eq!(s.webhook_events.len(), 9);
+        let mut vars = BASE.to_vec();
+        vars.push(("WEBHOOK_SECRET", "too-short"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "WEBHOOK_SECRET",
+                ..
+            })
+        ));
+        vars.pop();
+        vars.push(("WEBHOOK_SECRET", "0123456789abcdef0123456789abcdef"));
+        vars.push(("SERVER_URL", "https://hooks.example.com/"));
+        vars.push(("WEBHOOK_EVENTS", "add_contact, update_lead"));
+        let s = settings(&vars).expect("valid");
+        assert_eq!(
+            s.webhook_destination().as_deref(),
+            Some("https://hooks.example.com/webhooks/amocrm/0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(s.webhook_events, ["add_contact", "update_lead"]);
+        assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
     }
 
     #[test]

@@ -11,9 +11,15 @@ use actix_web::{web, App, HttpServer};
 use slog::Logger;
 
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
-use crate::controllers::{self, ApiTokens, BodyLimit};
-use crate::repositories::{Db, MysqlContactRepository, MysqlLeadRepository, RepoError};
-use crate::services::{ContactService, LeadService};
+use crate::controllers::{self, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
+use crate::repositories::{
+    Db, MysqlContactRepository, MysqlInboxRepository, MysqlLeadRepository, MysqlMirrorRepository,
+    RepoError,
+};
+use crate::services::{
+    ContactService, ExpectedAccount, LeadService, WebhookReceiver, WebhookSubscription,
+    WebhookWorker, WorkerConfig,
+};
 use crate::settings::Settings;
 use crate::telemetry;
 
@@ -28,6 +34,17 @@ pub enum StartupError {
     Amo(#[from] AmoError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+}
+
+/// The AmoCRM client the settings describe.
+pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> {
+    HttpAmoTransport::new(AmoClientConfig {
+        base_url: settings.amo_base_url.clone(),
+        access_token: settings.amo_access_token.expose().to_owned(),
+        region: settings.default_phone_region,
+        connect_timeout: settings.amo_connect_timeout,
+        request_timeout: settings.amo_request_timeout,
+    })
 }
 
 pub struct Application {
@@ -49,13 +66,7 @@ impl Application {
         if !applied.is_empty() {
             slog::info!(logger, "migrations applied"; "migrations" => applied.join(","));
         }
-        let amo = HttpAmoTransport::new(AmoClientConfig {
-            base_url: settings.amo_base_url.clone(),
-            access_token: settings.amo_access_token.expose().to_owned(),
-            region: settings.default_phone_region,
-            connect_timeout: settings.amo_connect_timeout,
-            request_timeout: settings.amo_request_timeout,
-        })?;
+        let amo = amo_transport(&settings)?;
         Self::build_with(settings, logger, db, Arc::new(amo))
     }
 
@@ -66,6 +77,7 @@ impl Application {
         db: Db,
         amo: Arc<dyn AmoTransport>,
     ) -> Result<Application, StartupError> {
+        let amo_for_hooks = Arc::clone(&amo);
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let contacts = Arc::new(ContactService::new(
             contact_repo.clone(),
@@ -79,6 +91,40 @@ impl Application {
             amo,
             logger.clone(),
         ));
+
+        let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let secret = settings
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned());
+        let receiver = WebhookReceiver::new(
+            secret.clone(),
+            ExpectedAccount {
+                id: settings.amo_account_id,
+                subdomain: settings.amo_subdomain.clone(),
+            },
+            inbox.clone(),
+            Arc::clone(&wake),
+        );
+        let worker = WebhookWorker::new(
+            inbox,
+            Arc::new(MysqlMirrorRepository::new(db.clone())),
+            settings.default_phone_region,
+            wake,
+            WorkerConfig::default(),
+            logger.new(slog::o!("task" => "webhook_worker")),
+        );
+        // Deliveries accepted before a crash are still in the inbox: start working at once.
+        tokio::spawn(worker.run());
+        let subscription = web::Data::new(WebhookSubscription::new(
+            Arc::clone(&amo_for_hooks),
+            settings.webhook_destination(),
+            settings.webhook_events.clone(),
+        ));
+        let receiver = web::Data::new(receiver);
+        let webhook_secret = web::Data::new(WebhookSecret(secret));
+        let webhook_limit = web::Data::new(WebhookBodyLimit(settings.webhook_max_body_bytes));
 
         let contacts = web::Data::from(contacts);
         let leads = web::Data::from(leads);
@@ -100,6 +146,10 @@ impl Application {
                 .app_data(region.clone())
                 .app_data(body_limit.clone())
                 .app_data(root_logger.clone())
+                .app_data(receiver.clone())
+                .app_data(subscription.clone())
+                .app_data(webhook_secret.clone())
+                .app_data(webhook_limit.clone())
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::request_context))
                 .configure(controllers::routes)

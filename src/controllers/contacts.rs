@@ -6,7 +6,9 @@ use chrono::{NaiveDateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::extract::{field_errors, page_params, paginate, query_id, JsonBody};
+use super::extract::{
+    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+};
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
@@ -64,10 +66,13 @@ pub struct ContactBody {
     pub id: i64,
     pub amocrm_id: Option<i64>,
     pub name: String,
-    pub phone: String,
+    /// E.164; contacts that came from AmoCRM may have none.
+    pub phone: Option<String>,
     pub sync_status: &'static str,
     pub created_at: String,
     pub updated_at: String,
+    /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
+    pub deleted_at: Option<String>,
 }
 
 pub fn timestamp(at: NaiveDateTime) -> String {
@@ -81,6 +86,7 @@ impl From<Contact> for ContactBody {
             amocrm_id: c.amocrm_id,
             sync_status: c.status().as_str(),
             created_at: timestamp(c.created_at),
+            deleted_at: c.deleted_at.map(timestamp),
             updated_at: timestamp(c.updated_at),
             name: c.name,
             phone: c.phone,
@@ -122,8 +128,11 @@ pub async fn create_contact(
 pub async fn get_contact(
     service: web::Data<ContactService>,
     id: web::Path<i64>,
+    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let contact = service.get(id.into_inner()).await?;
+    let contact = service
+        .get(id.into_inner(), query.include_deleted()?)
+        .await?;
     Ok(HttpResponse::Ok().json(ContactBody::from(contact)))
 }
 
@@ -134,6 +143,7 @@ pub struct ContactListQuery {
     amocrm_id: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    include_deleted: Option<String>,
 }
 
 pub async fn list_contacts(
@@ -154,6 +164,11 @@ pub async fn list_contacts(
     let amocrm_id = query_id("amocrm_id", query.amocrm_id.as_deref(), &mut errors);
     let (limit, after_id) =
         page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
+    let include_deleted = query_flag(
+        "include_deleted",
+        query.include_deleted.as_deref(),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -168,6 +183,7 @@ pub async fn list_contacts(
         amocrm_id,
         after_id,
         limit: limit + 1,
+        include_deleted,
     };
     let (rows, next_cursor) = paginate(service.list(filter).await?, limit, |c| c.id);
     Ok(HttpResponse::Ok().json(Page {

@@ -30,22 +30,51 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .map(|l| l.0)
             .unwrap_or(64 * 1024);
         let checks = check_content_type(req).and_then(|()| check_declared_length(req, limit));
-        let mut payload = payload.take();
+        let body = read_limited(payload.take(), limit);
         Box::pin(async move {
             checks?;
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::MalformedBody(format!("could not read the body: {e}"))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge { limit });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse_json(&body).map(JsonBody)
+            parse_json(&body.await?).map(JsonBody)
         })
     }
+}
+
+/// The largest webhook body accepted, set from `WEBHOOK_MAX_BODY_BYTES`.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookBodyLimit(pub usize);
+
+/// A raw body of at most `WebhookBodyLimit` bytes, for webhooks, which are stored verbatim.
+pub struct RawBody(pub Vec<u8>);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<WebhookBodyLimit>>()
+            .map(|l| l.0)
+            .unwrap_or(1024 * 1024);
+        let declared = check_declared_length(req, limit);
+        let body = read_limited(payload.take(), limit);
+        Box::pin(async move {
+            declared?;
+            Ok(RawBody(body.await?.to_vec()))
+        })
+    }
+}
+
+/// Reads the body, failing with 413 as soon as it grows past `limit`.
+async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// JSON, `+json` types and no content type at all are accepted (the earlier Node
@@ -173,6 +202,40 @@ pub fn query_id(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) ->
         _ => {
             errors.push(FieldError::new(field, "must be a positive integer"));
             None
+        }
+    }
+}
+
+/// `?include_deleted=true|false` (also `1`/`0`); absent means false.
+pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> bool {
+    match raw.map(str::trim) {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            errors.push(FieldError::new(field, "must be true or false"));
+            false
+        }
+    }
+}
+
+/// The query of a single-record `GET`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ShowQuery {
+    include_deleted: Option<String>,
+}
+
+impl ShowQuery {
+    pub fn include_deleted(&self) -> Result<bool, ApiError> {
+        let mut errors = Vec::new();
+        let flag = query_flag(
+            "include_deleted",
+            self.include_deleted.as_deref(),
+            &mut errors,
+        );
+        if errors.is_empty() {
+            Ok(flag)
+        } else {
+            Err(ApiError::Validation(errors))
         }
     }
 }

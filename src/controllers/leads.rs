@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::contacts::{created_or_found, timestamp, ContactRequest, Page};
-use super::extract::{field_errors, page_params, paginate, query_id, JsonBody};
+use super::extract::{
+    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+};
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
 use crate::repositories::{Lead, LeadFilter};
@@ -77,6 +79,8 @@ pub struct LeadBody {
     pub sync_status: &'static str,
     pub created_at: String,
     pub updated_at: String,
+    /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
+    pub deleted_at: Option<String>,
 }
 
 impl From<Lead> for LeadBody {
@@ -90,6 +94,7 @@ impl From<Lead> for LeadBody {
             contact_id: l.contact_id,
             sync_status: l.status().as_str(),
             created_at: timestamp(l.created_at),
+            deleted_at: l.deleted_at.map(timestamp),
             updated_at: timestamp(l.updated_at),
             name: l.name,
         }
@@ -113,8 +118,11 @@ pub async fn create_lead(
 pub async fn get_lead(
     service: web::Data<LeadService>,
     id: web::Path<i64>,
+    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let lead = service.get(id.into_inner()).await?;
+    let lead = service
+        .get(id.into_inner(), query.include_deleted()?)
+        .await?;
     Ok(HttpResponse::Ok().json(LeadBody::from(lead)))
 }
 
@@ -125,6 +133,7 @@ pub struct LeadListQuery {
     contact_id: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    include_deleted: Option<String>,
 }
 
 pub async fn list_leads(
@@ -136,6 +145,11 @@ pub async fn list_leads(
     let contact_id = query_id("contact_id", query.contact_id.as_deref(), &mut errors);
     let (limit, after_id) =
         page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
+    let include_deleted = query_flag(
+        "include_deleted",
+        query.include_deleted.as_deref(),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -150,6 +164,7 @@ pub async fn list_leads(
         contact_id,
         after_id,
         limit: limit + 1,
+        include_deleted,
     };
     let (rows, next_cursor) = paginate(service.list(filter).await?, limit, |l| l.id);
     Ok(HttpResponse::Ok().json(Page {

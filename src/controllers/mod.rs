@@ -7,9 +7,11 @@ mod extract;
 mod health;
 mod leads;
 mod legacy;
+mod webhooks;
 
 pub use auth::ApiTokens;
-pub use extract::BodyLimit;
+pub use extract::{BodyLimit, WebhookBodyLimit};
+pub use webhooks::WebhookSecret;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
@@ -25,6 +27,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
+        .service(
+            web::resource("/webhooks/amocrm/{secret}")
+                .route(web::post().to(webhooks::receive_webhook))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(auth::require_api_token))
@@ -48,6 +55,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/leads/{id}")
                         .route(web::get().to(leads::get_lead))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/amocrm/webhooks")
+                        .route(web::get().to(webhooks::list_webhooks))
+                        .route(web::post().to(webhooks::subscribe_webhook))
+                        .route(web::delete().to(webhooks::unsubscribe_webhook))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .default_service(web::to(not_found)),

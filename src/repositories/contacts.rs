@@ -25,12 +25,14 @@ pub struct ContactFilter {
     /// Keyset cursor: only ids greater than this.
     pub after_id: Option<i64>,
     pub limit: i64,
+    pub include_deleted: bool,
 }
 
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ContactRepository: Send + Sync {
-    async fn get(&self, id: i64) -> Result<Option<Contact>, RepoError>;
+    /// One row; soft-deleted rows only when `include_deleted`.
+    async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Contact>, RepoError>;
 
     /// The contact holding this E.164 phone (synced first, then the oldest).
     async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError>;
@@ -65,9 +67,17 @@ impl MysqlContactRepository {
 }
 
 fn active() -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
-    contacts::table
-        .filter(contacts::deleted_at.is_null())
-        .into_boxed()
+    rows(false)
+}
+
+fn rows(include_deleted: bool) -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
+    if include_deleted {
+        contacts::table.into_boxed()
+    } else {
+        contacts::table
+            .filter(contacts::deleted_at.is_null())
+            .into_boxed()
+    }
 }
 
 fn load(conn: &mut MysqlConnection, id: i64) -> Result<Contact, RepoError> {
@@ -166,10 +176,10 @@ fn finish(
 
 #[async_trait]
 impl ContactRepository for MysqlContactRepository {
-    async fn get(&self, id: i64) -> Result<Option<Contact>, RepoError> {
+    async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Contact>, RepoError> {
         self.db
             .run(move |conn| {
-                Ok(active()
+                Ok(rows(include_deleted)
                     .filter(contacts::id.eq(id))
                     .select(Contact::as_select())
                     .first(conn)
@@ -236,7 +246,7 @@ impl ContactRepository for MysqlContactRepository {
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError> {
         self.db
             .run(move |conn| {
-                let mut query = active();
+                let mut query = rows(filter.include_deleted);
                 if let Some(phone) = filter.phone {
                     query = query.filter(contacts::phone.eq(phone));
                 }

@@ -24,12 +24,14 @@ pub struct LeadFilter {
     pub contact_id: Option<i64>,
     pub after_id: Option<i64>,
     pub limit: i64,
+    pub include_deleted: bool,
 }
 
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait LeadRepository: Send + Sync {
-    async fn get(&self, id: i64) -> Result<Option<Lead>, RepoError>;
+    /// One row; soft-deleted rows only when `include_deleted`.
+    async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Lead>, RepoError>;
 
     /// The lead named exactly `name` and, when `contact_id` is given, linked to it.
     async fn find_match(
@@ -61,9 +63,17 @@ impl MysqlLeadRepository {
 }
 
 fn active() -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
-    leads::table
-        .filter(leads::deleted_at.is_null())
-        .into_boxed()
+    rows(false)
+}
+
+fn rows(include_deleted: bool) -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
+    if include_deleted {
+        leads::table.into_boxed()
+    } else {
+        leads::table
+            .filter(leads::deleted_at.is_null())
+            .into_boxed()
+    }
 }
 
 fn matching(
@@ -175,10 +185,10 @@ fn claim_key(new: &NewLead) -> String {
 
 #[async_trait]
 impl LeadRepository for MysqlLeadRepository {
-    async fn get(&self, id: i64) -> Result<Option<Lead>, RepoError> {
+    async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Lead>, RepoError> {
         self.db
             .run(move |conn| {
-                Ok(active()
+                Ok(rows(include_deleted)
                     .filter(leads::id.eq(id))
                     .select(Lead::as_select())
                     .first(conn)
@@ -237,7 +247,7 @@ impl LeadRepository for MysqlLeadRepository {
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError> {
         self.db
             .run(move |conn| {
-                let mut query = active();
+                let mut query = rows(filter.include_deleted);
                 if let Some(name) = filter.name {
                     query = query.filter(leads::name.eq(name));
                 }

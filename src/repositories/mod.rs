@@ -3,19 +3,29 @@
 
 mod contacts;
 mod db;
+mod inbox;
 mod leads;
+mod mirror;
 mod models;
 mod sync_state;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use db::{with_named_lock, Db, MIGRATIONS};
+pub use inbox::{InboxRepository, InboxRow, MysqlInboxRepository, Retry};
 pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
+pub use mirror::{
+    ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
+};
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;
 #[cfg(test)]
+pub use inbox::MockInboxRepository;
+#[cfg(test)]
 pub use leads::MockLeadRepository;
+#[cfg(test)]
+pub use mirror::MockMirrorRepository;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

@@ -38,7 +38,7 @@ pub struct Contact {
     pub id: i64,
     pub amocrm_id: Option<i64>,
     pub name: String,
-    pub phone: String,
+    pub phone: Option<String>,
     pub sync_status: String,
     pub sync_attempts: i32,
     pub sync_error: Option<String>,

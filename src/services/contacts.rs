@@ -40,8 +40,11 @@ impl ContactService {
         }
     }
 
-    pub async fn get(&self, id: i64) -> Result<Contact, ServiceError> {
-        self.repo.get(id).await?.ok_or(ServiceError::NotFound)
+    pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Contact, ServiceError> {
+        self.repo
+            .get(id, include_deleted)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
     pub async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, ServiceError> {
@@ -161,7 +164,7 @@ mod tests {
             id,
             amocrm_id,
             name: "Иван".into(),
-            phone: "+79161234567".into(),
+            phone: Some("+79161234567".into()),
             sync_status: if amocrm_id.is_some() {
                 "synced"
             } else {

@@ -68,8 +68,11 @@ impl LeadService {
         }
     }
 
-    pub async fn get(&self, id: i64) -> Result<Lead, ServiceError> {
-        self.repo.get(id).await?.ok_or(ServiceError::NotFound)
+    pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Lead, ServiceError> {
+        self.repo
+            .get(id, include_deleted)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
     pub async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, ServiceError> {
@@ -135,7 +138,11 @@ impl LeadService {
                         "no contact with this id",
                     )])
                 };
-                let contact = self.contact_repo.get(id).await?.ok_or_else(unknown)?;
+                let contact = self
+                    .contact_repo
+                    .get(id, false)
+                    .await?
+                    .ok_or_else(unknown)?;
                 if contact.is_synced() {
                     return Ok(Some(Synced {
                         record: contact,
@@ -147,9 +154,9 @@ impl LeadService {
                     name: EntityName::parse(&contact.name).map_err(|e| {
                         ServiceError::Internal(format!("stored contact name: {e}").into())
                     })?,
-                    phone: Phone::from_e164(&contact.phone).map_err(|e| {
-                        ServiceError::Internal(format!("stored contact phone: {e}").into())
-                    })?,
+                    phone: Phone::from_e164(contact.phone.as_deref().unwrap_or_default()).map_err(
+                        |e| ServiceError::Internal(format!("stored contact phone: {e}").into()),
+                    )?,
                 };
                 Ok(Some(self.contacts.find_or_create(input).await?))
             }
@@ -246,7 +253,7 @@ mod tests {
             id,
             amocrm_id,
             name: "Иван".into(),
-            phone: "+79161234567".into(),
+            phone: Some("+79161234567".into()),
             sync_status: if amocrm_id.is_some() {
                 "synced"
             } else {
@@ -343,7 +350,10 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_contact_id_is_a_field_error_and_nothing_is_stored() {
         let mut contacts = MockContactRepository::new();
-        contacts.expect_get().with(eq(999)).returning(|_| Ok(None));
+        contacts
+            .expect_get()
+            .with(eq(999), eq(false))
+            .returning(|_, _| Ok(None));
         let mut leads = MockLeadRepository::new();
         leads.expect_claim().never();
         let err = service(leads, contacts, MockAmoTransport::new())
@@ -361,8 +371,8 @@ mod tests {
         let mut contacts = MockContactRepository::new();
         contacts
             .expect_get()
-            .with(eq(4))
-            .returning(|_| Ok(Some(contact(4, Some(400)))));
+            .with(eq(4), eq(false))
+            .returning(|_, _| Ok(Some(contact(4, Some(400)))));
         let mut leads = MockLeadRepository::new();
         leads
             .expect_find_match()
@@ -400,7 +410,7 @@ mod tests {
         let mut contacts = MockContactRepository::new();
         contacts
             .expect_get()
-            .returning(|_| Ok(Some(contact(4, Some(400)))));
+            .returning(|_, _| Ok(Some(contact(4, Some(400)))));
         let mut leads = MockLeadRepository::new();
         leads.expect_find_match().returning(|_, _| Ok(None));
         leads.expect_claim().returning(|_, _| {

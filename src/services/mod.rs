@@ -4,9 +4,13 @@
 mod contacts;
 mod leads;
 mod single_flight;
+mod subscription;
+mod webhooks;
 
 pub use contacts::{ContactInput, ContactService};
 pub use leads::{LeadContact, LeadInput, LeadService};
+pub use subscription::{Subscribed, WebhookSubscription};
+pub use webhooks::{to_batch, ExpectedAccount, WebhookReceiver, WebhookWorker, WorkerConfig};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,8 +57,27 @@ pub enum ServiceError {
     SyncInProgress { id: i64 },
     #[error("database unavailable")]
     DatabaseUnavailable,
+    /// A webhook delivery that is not one (bad content type or body).
+    #[error("{0}")]
+    Payload(crate::webhooks::PayloadError),
+    /// A webhook delivery from another AmoCRM account than the configured one.
+    #[error("delivery from another AmoCRM account")]
+    WrongAccount,
+    /// A feature that needs configuration the service does not have.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
     #[error("internal error: {0}")]
     Internal(Arc<str>),
+}
+
+impl ServiceError {
+    /// An AmoCRM failure with no local record involved.
+    pub fn amo(error: AmoError) -> Self {
+        ServiceError::Amo {
+            error,
+            pending_id: None,
+        }
+    }
 }
 
 impl From<RepoError> for ServiceError {

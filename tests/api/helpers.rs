@@ -18,6 +18,9 @@ use tokio::sync::OnceCell;
 use crate::fake_amo::FakeAmo;
 
 pub const API_TOKEN: &str = "test-client-token-0123456789";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
+/// The account the webhook fixtures come from.
+pub const AMO_ACCOUNT_ID: &str = "29000001";
 
 /// A database of its own for one test, dropped when the test ends.
 pub struct TestDb {
@@ -119,6 +122,9 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("HTTP_WORKERS", "2".to_owned()),
         ("DB_POOL_SIZE", "8".to_owned()),
         ("AMO_TIMEOUT_SECS", "2".to_owned()),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("SERVER_URL", "https://amosync.example.com".to_owned()),
+        ("AMO_ACCOUNT_ID", AMO_ACCOUNT_ID.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -233,6 +239,39 @@ impl TestApp {
             content_type,
             location,
             body,
+        }
+    }
+
+    /// Posts a webhook delivery to `/webhooks/amocrm/{secret}` as AmoCRM would.
+    pub async fn deliver(
+        &self,
+        secret: &str,
+        content_type: &str,
+        body: impl Into<String>,
+    ) -> Reply {
+        let url = self.url(&format!("/webhooks/amocrm/{secret}"));
+        self.send(
+            self.client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body.into()),
+        )
+        .await
+    }
+
+    /// Waits (up to 10 s) until `sql` (a `SELECT ... AS n`) returns `want`.
+    pub async fn wait_for(&self, sql: &str, want: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.db.query_i64(sql);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql} stayed {got}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -9,3 +9,5 @@ mod contacts;
 mod input_errors;
 mod leads;
 mod legacy_routes;
+mod webhook_subscription;
+mod webhooks;

@@ -1,0 +1,3 @@
+DELETE FROM contacts WHERE phone IS NULL;
+ALTER TABLE contacts MODIFY phone VARCHAR(32) NOT NULL;
+DROP TABLE webhook_inbox;

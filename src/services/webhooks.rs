@@ -1,0 +1,280 @@
+//! Webhooks: accepting a delivery (check the secret and account, store it raw,
+//! answer) and the background worker that applies stored deliveries to the mirror.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::Logger;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use super::ServiceError;
+use crate::domain::{Phone, Region};
+use crate::repositories::{
+    ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository, Removal,
+    Retry,
+};
+use crate::webhooks::{parse_delivery, Account, Action, Delivery};
+
+/// The account deliveries must come from, when configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectedAccount {
+    pub id: Option<i64>,
+    pub subdomain: Option<String>,
+}
+
+impl ExpectedAccount {
+    fn admits(&self, account: &Account) -> bool {
+        let id_ok = self.id.is_none_or(|id| account.id == Some(id));
+        let subdomain_ok = self.subdomain.as_deref().is_none_or(|expected| {
+            account
+                .subdomain
+                .as_deref()
+                .is_some_and(|got| got.eq_ignore_ascii_case(expected))
+        });
+        id_ok && subdomain_ok
+    }
+}
+
+pub struct WebhookReceiver {
+    secret: Option<String>,
+    account: ExpectedAccount,
+    inbox: Arc<dyn InboxRepository>,
+    wake: Arc<Notify>,
+}
+
+impl WebhookReceiver {
+    pub fn new(
+        secret: Option<String>,
+        account: ExpectedAccount,
+        inbox: Arc<dyn InboxRepository>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        WebhookReceiver {
+            secret,
+            account,
+            inbox,
+            wake,
+        }
+    }
+
+    /// Checks and stores one delivery; `Ok` only once it is durable. Applying it
+    /// happens later, in the worker, so AmoCRM's 2-second budget is never at risk.
+    pub async fn accept(
+        &self,
+        presented_secret: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<i64, ServiceError> {
+        let known = self
+            .secret
+            .as_deref()
+            .is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(presented_secret.as_bytes())));
+        if !known {
+            return Err(ServiceError::NotFound);
+        }
+        let delivery = parse_delivery(content_type, &body).map_err(ServiceError::Payload)?;
+        if !self.account.admits(&delivery.account) {
+            return Err(ServiceError::WrongAccount);
+        }
+        let id = self
+            .inbox
+            .store(content_type.unwrap_or_default(), body)
+            .await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+}
+
+/// Turns a parsed delivery into mirror changes. Events without their own change
+/// time (deletes) take the time the delivery was received.
+pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorBatch {
+    let mut batch = MirrorBatch::default();
+    for c in delivery.contacts {
+        let changed_at = c.changed_at.unwrap_or(received_at);
+        let removal = Removal {
+            amocrm_id: c.id,
+            changed_at,
+        };
+        match c.action {
+            Action::Delete => batch.contact_deletes.push(removal),
+            Action::Restore => batch.contact_restores.push(removal),
+            Action::Responsible | Action::Status => {}
+            Action::Add | Action::Update => {
+                let phone = c
+                    .phones
+                    .iter()
+                    .find_map(|raw| Phone::parse(raw, region).ok());
+                batch
+                    .links
+                    .extend(c.linked_lead_ids.iter().map(|lead| (*lead, c.id)));
+                batch.contacts.push(ContactChange {
+                    amocrm_id: c.id,
+                    name: c.name,
+                    phone: phone.map(|p| p.as_e164().to_owned()),
+                    changed_at,
+                });
+            }
+        }
+    }
+    for l in delivery.leads {
+        let changed_at = l.changed_at.unwrap_or(received_at);
+        let removal = Removal {
+            amocrm_id: l.id,
+            changed_at,
+        };
+        match l.action {
+            Action::Delete => batch.lead_deletes.push(removal),
+            Action::Restore => batch.lead_restores.push(removal),
+            Action::Responsible => {}
+            Action::Add | Action::Update | Action::Status => batch.leads.push(LeadChange {
+                amocrm_id: l.id,
+                name: l.name,
+                price: l.price,
+                status_id: l.status_id,
+                pipeline_id: l.pipeline_id,
+                contact_amocrm_id: l.main_contact_id,
+                changed_at,
+            }),
+        }
+    }
+    batch
+}
+
+/// How the worker paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub batch_size: i64,
+    pub lease: Duration,
+    pub max_attempts: i32,
+    /// How often to look for due rows without a wake-up (other instances' rows, retries).
+    pub poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            batch_size: 500,
+            lease: Duration::from_secs(30),
+            max_attempts: 10,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct WebhookWorker {
+    inbox: Arc<dyn InboxRepository>,
+    mirror: Arc<dyn MirrorRepository>,
+    region: Region,
+    wake: Arc<Notify>,
+    config: WorkerConfig,
+    logger: Logger,
+}
+
+impl WebhookWorker {
+    pub fn new(
+        inbox: Arc<dyn InboxRepository>,
+        mirror: Arc<dyn MirrorRepository>,
+        region: Region,
+        wake: Arc<Notify>,
+        config: WorkerConfig,
+        logger: Logger,
+    ) -> Self {
+        WebhookWorker {
+            inbox,
+            mirror,
+            region,
+            wake,
+            config,
+            logger,
+        }
+    }
+
+    /// Runs until the task is dropped. Rows left leased by a crashed process come
+    /// back once their lease lapses.
+    pub async fn run(self) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.process_due().await {
+                Ok(0) => {
+                    let _ = tokio::time::timeout(self.config.poll, self.wake.notified()).await;
+                }
+                Ok(_) => pause = Duration::from_millis(100),
+                Err(err) => {
+                    slog::warn!(self.logger, "webhook worker could not reach the database"; "error" => err.to_string());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Claims and applies one batch of due deliveries; returns how many it handled.
+    pub async fn process_due(&self) -> Result<usize, ServiceError> {
+        let rows = self
+            .inbox
+            .claim_due(self.config.batch_size, self.config.lease)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = MirrorBatch::default();
+        let mut parsed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match self.batch_of(row) {
+                Ok(changes) => {
+                    batch.extend(changes.clone());
+                    parsed.push((row, changes));
+                }
+                // A body that does not parse now never will: no retries.
+                Err(why) => self.fail(row, &why, Retry::Never).await,
+            }
+        }
+        match self.mirror.apply(batch).await {
+            Ok(statements) => {
+                let ids: Vec<i64> = parsed.iter().map(|(row, _)| row.id).collect();
+                slog::debug!(self.logger, "webhook deliveries applied";
+                    "inbox.rows" => ids.len(), "db.statements" => statements);
+                self.inbox.mark_processed(ids).await?;
+            }
+            // One bad delivery must not hold up the others: apply them one by one.
+            Err(err) => {
+                slog::warn!(self.logger, "batch apply failed, applying deliveries one by one"; "error" => err.to_string());
+                for (row, changes) in parsed {
+                    match self.mirror.apply(changes).await {
+                        Ok(_) => self.inbox.mark_processed(vec![row.id]).await?,
+                        Err(err) => self.fail(row, &err.to_string(), self.retry_for(row)).await,
+                    }
+                }
+            }
+        }
+        Ok(rows.len())
+    }
+
+    fn batch_of(&self, row: &InboxRow) -> Result<MirrorBatch, String> {
+        let content_type = Some(row.content_type.as_str()).filter(|c| !c.is_empty());
+        let delivery = parse_delivery(content_type, &row.body).map_err(|e| e.to_string())?;
+        Ok(to_batch(
+            delivery,
+            row.received_at.and_utc().timestamp(),
+            self.region,
+        ))
+    }
+
+    /// Exponential backoff from 5 s up to 10 min; after `max_attempts` the row is failed.
+    fn retry_for(&self, row: &InboxRow) -> Retry {
+        if row.attempts + 1 >= self.config.max_attempts {
+            return Retry::Never;
+        }
+        let secs = 5u64.saturating_mul(1 << row.attempts.clamp(0, 7)).min(600);
+        Retry::After(Duration::from_secs(secs))
+    }
+
+    async fn fail(&self, row: &InboxRow, why: &str, retry: Retry) {
+        slog::warn!(self.logger, "webhook delivery failed";
+            "inbox.id" => row.id, "inbox.attempts" => row.attempts + 1, "error" => why, "retry" => format!("{retry:?}"));
+        if let Err(err) = self.inbox.mark_failed(row.id, why, retry).await {
+            slog::error!(self.logger, "could not record the webhook failure"; "inbox.id" => row.id, "error" => err.to_string());
+        }
+    }
+}
