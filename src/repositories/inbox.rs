@@ -50,6 +50,10 @@ pub trait InboxRepository: Send + Sync {
 
     async fn mark_failed(&self, id: i64, error: &str, retry: Retry) -> Result<(), RepoError>;
 
+    /// Frees every lease, so rows a crashed process held are worked on at once.
+    /// Safe with several instances: applying a delivery twice changes nothing.
+    async fn release_leases(&self) -> Result<u64, RepoError>;
+
     /// Rows not yet processed or failed.
     async fn backlog(&self) -> Result<i64, RepoError>;
 }
@@ -160,6 +164,21 @@ impl InboxRepository for MysqlInboxRepository {
                     ))
                     .execute(conn)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn release_leases(&self) -> Result<u64, RepoError> {
+        self.db
+            .run(|conn| {
+                let freed = diesel::update(
+                    webhook_inbox::table
+                        .filter(webhook_inbox::status.eq(INBOX_PENDING))
+                        .filter(webhook_inbox::leased_until.is_not_null()),
+                )
+                .set(webhook_inbox::leased_until.eq(None::<NaiveDateTime>))
+                .execute(conn)?;
+                Ok(freed as u64)
             })
             .await
     }

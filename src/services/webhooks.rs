@@ -190,9 +190,18 @@ impl WebhookWorker {
         }
     }
 
-    /// Runs until the task is dropped. Rows left leased by a crashed process come
-    /// back once their lease lapses.
+    /// Runs until the task is dropped. Rows left leased by a crashed process are
+    /// freed at start-up (and would come back anyway once their lease lapses).
     pub async fn run(self) {
+        match self.inbox.release_leases().await {
+            Ok(0) => {}
+            Ok(freed) => {
+                slog::info!(self.logger, "resuming deliveries left by a stopped worker"; "inbox.rows" => freed)
+            }
+            Err(err) => {
+                slog::warn!(self.logger, "could not free inbox leases"; "error" => err.to_string())
+            }
+        }
         let mut pause = Duration::from_millis(100);
         loop {
             match self.process_due().await {
@@ -276,5 +285,145 @@ impl WebhookWorker {
         if let Err(err) = self.inbox.mark_failed(row.id, why, retry).await {
             slog::error!(self.logger, "could not record the webhook failure"; "inbox.id" => row.id, "error" => err.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repositories::{MockInboxRepository, MockMirrorRepository, RepoError};
+    use crate::webhooks::{ContactEvent, LeadEvent};
+
+    fn row(id: i64, body: &str, attempts: i32) -> InboxRow {
+        InboxRow {
+            id,
+            content_type: "application/x-www-form-urlencoded".into(),
+            body: body.as_bytes().to_vec(),
+            attempts,
+            received_at: chrono::DateTime::from_timestamp(5_000, 0)
+                .map(|d| d.naive_utc())
+                .expect("ts"),
+        }
+    }
+
+    fn worker(inbox: MockInboxRepository, mirror: MockMirrorRepository) -> WebhookWorker {
+        WebhookWorker::new(
+            Arc::new(inbox),
+            Arc::new(mirror),
+            Region::default(),
+            Arc::new(Notify::new()),
+            WorkerConfig::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+    }
+
+    const GOOD: &str = "contacts[add][0][id]=7&contacts[add][0][name]=A&account[id]=1";
+
+    #[test]
+    fn events_become_changes_with_parsed_phones_links_and_fallback_times() {
+        let delivery = Delivery {
+            contacts: vec![
+                ContactEvent {
+                    action: Action::Update,
+                    id: 7,
+                    name: Some("A".into()),
+                    phones: vec!["not a phone".into(), "8 916 123-45-67".into()],
+                    linked_lead_ids: vec![70, 71],
+                    changed_at: Some(100),
+                },
+                ContactEvent {
+                    action: Action::Delete,
+                    id: 8,
+                    name: None,
+                    phones: vec![],
+                    linked_lead_ids: vec![],
+                    changed_at: None,
+                },
+            ],
+            leads: vec![LeadEvent {
+                action: Action::Status,
+                id: 70,
+                name: None,
+                price: None,
+                status_id: Some(142),
+                pipeline_id: Some(3),
+                main_contact_id: None,
+                changed_at: Some(101),
+            }],
+            ..Delivery::default()
+        };
+        let batch = to_batch(delivery, 999, Region::default());
+        assert_eq!(batch.contacts[0].phone.as_deref(), Some("+79161234567"));
+        assert_eq!(batch.links, [(70, 7), (71, 7)]);
+        assert_eq!(
+            batch.contact_deletes,
+            [Removal {
+                amocrm_id: 8,
+                changed_at: 999
+            }]
+        );
+        assert_eq!(
+            (batch.leads[0].status_id, batch.leads[0].name.as_deref()),
+            (Some(142), None)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_delivery_fails_for_good_and_the_rest_is_applied() {
+        let mut inbox = MockInboxRepository::new();
+        inbox
+            .expect_claim_due()
+            .returning(|_, _| Ok(vec![row(1, "a=1&a[b]=2", 0), row(2, GOOD, 0)]));
+        inbox
+            .expect_mark_failed()
+            .withf(|id, _, retry| *id == 1 && *retry == Retry::Never)
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        inbox
+            .expect_mark_processed()
+            .withf(|ids| ids == &[2])
+            .times(1)
+            .returning(|_| Ok(()));
+        let mut mirror = MockMirrorRepository::new();
+        mirror
+            .expect_apply()
+            .withf(|b| b.contacts.len() == 1)
+            .times(1)
+            .returning(|_| Ok(1));
+        assert_eq!(
+            worker(inbox, mirror)
+                .process_due()
+                .await
+                .expect("processed"),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn when_the_batch_fails_each_delivery_is_tried_alone_and_failures_back_off() {
+        let mut inbox = MockInboxRepository::new();
+        inbox
+            .expect_claim_due()
+            .returning(|_, _| Ok(vec![row(1, GOOD, 3), row(2, GOOD, 9)]));
+        inbox
+            .expect_mark_failed()
+            .withf(|id, _, retry| *id == 1 && *retry == Retry::After(Duration::from_secs(40)))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        inbox
+            .expect_mark_failed()
+            .withf(|id, _, retry| *id == 2 && *retry == Retry::Never)
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        inbox.expect_mark_processed().never();
+        let mut mirror = MockMirrorRepository::new();
+        mirror
+            .expect_apply()
+            .times(3)
+            .returning(|_| Err(RepoError::Query("boom".into())));
+        assert_eq!(
+            worker(inbox, mirror).process_due().await.expect("handled"),
+            2
+        );
     }
 }

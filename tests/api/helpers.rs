@@ -51,6 +51,14 @@ impl TestDb {
         format!("{}/{}", self.server_url, self.name)
     }
 
+    /// Applies the migrations the way the app does at start-up.
+    pub async fn migrate(&self) {
+        Db::new(&self.url(), 1, Duration::from_secs(5))
+            .migrate()
+            .await
+            .expect("migrate");
+    }
+
     /// Runs SQL against this test's database (for checks the API does not expose).
     pub fn query_i64(&self, sql: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
@@ -149,8 +157,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like `spawn_app`, with environment overrides applied before start-up.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    spawn_app_on(TestDb::create().await, tweak).await
+}
+
+/// Starts the app on a database the test has already prepared.
+pub async fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
     let amo = FakeAmo::start().await;
-    let db = TestDb::create().await;
     let mut env = base_env(&db, &amo);
     tweak(&mut env);
     let app = Application::build(settings_from(env), logger())

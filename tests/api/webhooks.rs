@@ -1,6 +1,8 @@
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_without_database, TestApp, WEBHOOK_SECRET};
+use crate::helpers::{
+    spawn_app, spawn_app_on, spawn_app_without_database, TestApp, TestDb, WEBHOOK_SECRET,
+};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const MIXED: &str =
@@ -300,5 +302,25 @@ async fn with_the_database_down_a_delivery_gets_503_so_amocrm_retries() {
     assert_eq!(
         (reply.status, reply.problem_code()),
         (503, "database_unavailable".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn deliveries_a_crashed_worker_held_are_applied_after_a_restart() {
+    let db = TestDb::create().await;
+    db.migrate().await;
+    // A delivery that was accepted, then leased by a worker that died mid-way.
+    let body = contact_form("add", 3131, "Survivor", "+79160003131", 1_000);
+    db.execute(&format!(
+        "INSERT INTO webhook_inbox (content_type, body, leased_until) \
+         VALUES ('{FORM}', '{}', NOW(6) + INTERVAL 1 HOUR)",
+        body.replace('\'', "''")
+    ));
+    let app = spawn_app_on(db, |_| {}).await;
+    processed(&app, 1).await;
+    assert_eq!(
+        app.db
+            .query_i64("SELECT COUNT(*) AS n FROM contacts WHERE amocrm_id = 3131"),
+        1
     );
 }
