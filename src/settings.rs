@@ -67,7 +67,13 @@ pub struct Settings {
     pub amo_account_id: Option<i64>,
     /// ... and this subdomain (taken from `AMO_DOMAIN`).
     pub amo_subdomain: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (the reverse proxy).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+/// Loopback and private networks: where nginx runs next to amosync or in compose.
+pub const DEFAULT_TRUSTED_PROXIES: &str =
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
 
 /// What the webhook subscribes to unless `WEBHOOK_EVENTS` says otherwise.
 pub const DEFAULT_WEBHOOK_EVENTS: [&str; 9] = [
@@ -178,6 +184,9 @@ impl Settings {
                 })
                 .transpose()?,
             amo_subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
+            trusted_proxies: trusted_proxies(
+                &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
+            )?,
         })
     }
 }
@@ -316,6 +325,25 @@ fn webhook_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret
         });
     }
     Ok(Some(Secret(secret)))
+}
+
+/// `10.0.0.0/8, 192.168.1.10` (a bare address is a one-address network); `none` trusts nobody.
+fn trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    if raw.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| SettingsError::Invalid {
+                    name: "TRUSTED_PROXIES",
+                    reason: format!("`{part}` is not an address or CIDR network"),
+                })
+        })
+        .collect()
 }
 
 /// `example.amocrm.ru`, `https://example.kommo.com/` or `example` -> `example`.
@@ -472,6 +500,30 @@ mod tests {
         );
         assert_eq!(s.webhook_events, ["add_contact", "update_lead"]);
         assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_networks_or_none() {
+        let s = settings(BASE).expect("valid");
+        assert!(s
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&"172.18.0.5".parse::<IpAddr>().expect("ip"))));
+        let mut vars = BASE.to_vec();
+        vars.push(("TRUSTED_PROXIES", "10.1.2.3, 192.168.0.0/16"));
+        assert_eq!(settings(&vars).expect("valid").trusted_proxies.len(), 2);
+        vars.pop();
+        vars.push(("TRUSTED_PROXIES", "none"));
+        assert!(settings(&vars).expect("valid").trusted_proxies.is_empty());
+        vars.pop();
+        vars.push(("TRUSTED_PROXIES", "nginx"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "TRUSTED_PROXIES",
+                ..
+            })
+        ));
     }
 
     #[test]

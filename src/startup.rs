@@ -133,6 +133,7 @@ impl Application {
         let region = web::Data::new(settings.default_phone_region);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_bytes));
         let root_logger = web::Data::new(logger.clone());
+        let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -146,6 +147,7 @@ impl Application {
                 .app_data(region.clone())
                 .app_data(body_limit.clone())
                 .app_data(root_logger.clone())
+                .app_data(proxies.clone())
                 .app_data(receiver.clone())
                 .app_data(subscription.clone())
                 .app_data(webhook_secret.clone())

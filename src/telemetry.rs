@@ -1,6 +1,7 @@
 //! Logging: one slog root writing JSON lines to stdout, and the request context
 //! middleware that gives every request an id, a child logger and an access line.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -34,6 +35,43 @@ pub struct RequestContext {
     pub logger: Logger,
 }
 
+/// Networks whose forwarding headers are believed (`TRUSTED_PROXIES`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+
+    /// The client's address: the peer itself, unless the peer is a trusted proxy, in
+    /// which case the nearest untrusted hop of `X-Forwarded-For` (or `X-Real-IP`).
+    /// A client talking to amosync directly cannot spoof its address this way.
+    pub fn client_ip(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: Option<&str>,
+        real_ip: Option<&str>,
+    ) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.trusts(&peer) {
+            return Some(peer);
+        }
+        let hops: Vec<IpAddr> = forwarded_for
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|hop| hop.trim().parse().ok())
+            .collect();
+        if let Some(hop) = hops.iter().rev().find(|hop| !self.trusts(hop)) {
+            return Some(*hop);
+        }
+        hops.first()
+            .copied()
+            .or_else(|| real_ip.and_then(|ip| ip.trim().parse().ok()))
+            .or(Some(peer))
+    }
+}
+
 /// The authenticated API client, stored by the auth middleware for the access line.
 #[derive(Clone)]
 pub struct ClientId(pub String);
@@ -59,6 +97,7 @@ fn request_id_of(req: &ServiceRequest) -> String {
 /// Middleware: request id, child logger, access log line, `X-Request-Id` echoed back.
 pub async fn request_context(
     root: web::Data<Logger>,
+    proxies: web::Data<TrustedProxies>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -70,6 +109,14 @@ pub async fn request_context(
         logger: logger.clone(),
     });
     let method = req.method().to_string();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let client_ip = proxies
+        .client_ip(
+            req.peer_addr().map(|a| a.ip()),
+            header("x-forwarded-for"),
+            header("x-real-ip"),
+        )
+        .map(|ip| ip.to_string());
 
     let mut res = next.call(req).await?;
 
@@ -90,10 +137,55 @@ pub async fn request_context(
         "http.status" => status,
         "duration_ms" => format!("{duration_ms:.2}"),
         "client.id" => client,
+        "client.ip" => client_ip,
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies(vec![
+            "172.16.0.0/12".parse().expect("net"),
+            "127.0.0.1/32".parse().expect("net"),
+        ])
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        s.parse().ok()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_when_the_peer_is_a_trusted_proxy() {
+        let p = proxies();
+        assert_eq!(
+            p.client_ip(ip("172.18.0.3"), Some("203.0.113.7"), None),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            p.client_ip(ip("198.51.100.9"), Some("203.0.113.7"), Some("1.2.3.4")),
+            ip("198.51.100.9")
+        );
+        // A client-supplied first hop is skipped when a trusted chain follows it.
+        assert_eq!(
+            p.client_ip(
+                ip("127.0.0.1"),
+                Some("6.6.6.6, 203.0.113.7, 172.18.0.2"),
+                None
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            p.client_ip(ip("127.0.0.1"), None, Some("203.0.113.8")),
+            ip("203.0.113.8")
+        );
+        assert_eq!(p.client_ip(ip("127.0.0.1"), None, None), ip("127.0.0.1"));
+        assert_eq!(p.client_ip(None, Some("203.0.113.7"), None), None);
+    }
 }
