@@ -53,6 +53,8 @@ pub struct Settings {
     pub amo_redirect_uri: Option<String>,
     pub amo_connect_timeout: Duration,
     pub amo_request_timeout: Duration,
+    /// AmoCRM calls allowed in any one-second window (`AMO_MAX_RPS`, 0: no limit).
+    pub amo_max_rps: u32,
     pub api_tokens: Vec<ApiClientToken>,
     pub log_level: slog::Level,
     pub default_phone_region: Region,
@@ -150,6 +152,7 @@ impl Settings {
                 5,
             )?),
             amo_request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
+            amo_max_rps: parse_or(&get, "AMO_MAX_RPS", 7)?,
             api_tokens: api_tokens(&get)?,
             log_level: log_level(&get)?,
             default_phone_region: match get("DEFAULT_PHONE_REGION") {

@@ -44,6 +44,7 @@ pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> 
         region: settings.default_phone_region,
         connect_timeout: settings.amo_connect_timeout,
         request_timeout: settings.amo_request_timeout,
+        max_rps: settings.amo_max_rps,
     })
 }
 

@@ -21,6 +21,7 @@ fn transport_at(base: &str, request_timeout: Duration) -> HttpAmoTransport {
         region: Region::default(),
         connect_timeout: Duration::from_secs(2),
         request_timeout,
+        max_rps: 0,
     })
     .expect("transport builds")
 }

@@ -18,6 +18,7 @@ mod status;
 
 use self::matching::{phone_value_matches, pick_created};
 use self::status::{map_status, Answer};
+use super::limiter::RateLimiter;
 use super::wire::{self, ListPage};
 use super::{AmoContact, AmoError, AmoLead, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead};
 use crate::domain::{Phone, Region};
@@ -34,6 +35,8 @@ pub struct AmoClientConfig {
     pub region: Region,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// AmoCRM calls allowed in any one-second window (0: unlimited).
+    pub max_rps: u32,
 }
 
 impl fmt::Debug for AmoClientConfig {
@@ -44,6 +47,7 @@ impl fmt::Debug for AmoClientConfig {
             .field("region", &self.region)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("max_rps", &self.max_rps)
             .finish()
     }
 }
@@ -52,6 +56,8 @@ impl fmt::Debug for AmoClientConfig {
 pub struct HttpAmoTransport {
     config: AmoClientConfig,
     client: Client,
+    /// Every request, paging and creates alike, passes through it.
+    limiter: RateLimiter,
     /// Built once and marked sensitive, so it never shows in `Debug` output.
     authorization: HeaderValue,
 }
@@ -89,6 +95,7 @@ impl HttpAmoTransport {
                 ))
             })?;
         Ok(HttpAmoTransport {
+            limiter: RateLimiter::per_second(config.max_rps),
             config,
             client,
             authorization,
@@ -115,6 +122,7 @@ impl HttpAmoTransport {
         url: Url,
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, AmoError> {
+        self.limiter.acquire().await;
         let what = format!("{method} {}", url.path());
         let mut request = self
             .client
@@ -140,7 +148,14 @@ impl HttpAmoTransport {
             // The status already says what went wrong; a lost error body changes nothing.
             Err(_) => Vec::new(),
         };
-        match map_status(status, retry_after.as_deref(), &body)? {
+        let answer = map_status(status, retry_after.as_deref(), &body);
+        if let Err(AmoError::RateLimited { retry_after }) = &answer {
+            // Over the limit anyway (another integration on the account, or another
+            // instance): everyone waits, instead of earning a block.
+            self.limiter
+                .pause_for(retry_after.unwrap_or(Duration::from_secs(1)));
+        }
+        match answer? {
             Answer::Content => Ok(Some(body)),
             Answer::NoContent => Ok(None),
         }
@@ -391,6 +406,7 @@ mod tests {
             region: Region::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
+            max_rps: 0,
         };
         assert!(!format!("{config:?}").contains("s3cr3t"));
         let transport = HttpAmoTransport::new(config).expect("client builds");
@@ -411,6 +427,7 @@ mod tests {
                 region: Region::default(),
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(1),
+                max_rps: 0,
             })
             .expect("client builds");
             let url = transport.url(

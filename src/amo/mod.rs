@@ -3,10 +3,12 @@
 
 mod error;
 mod http;
+mod limiter;
 pub mod wire;
 
 pub use error::{AmoError, ValidationIssue};
 pub use http::{AmoClientConfig, HttpAmoTransport};
+pub use limiter::RateLimiter;
 
 use async_trait::async_trait;
 

@@ -187,6 +187,7 @@ pub async fn spawn_app_without_database() -> TestApp {
         region: settings.default_phone_region,
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
+        max_rps: 0,
     })
     .expect("transport");
     let app =

@@ -1,0 +1,130 @@
+//! `RateLimiter`: at most N AmoCRM calls in any sliding one-second window.
+//!
+//! AmoCRM allows about 7 requests per second per integration and blocks accounts
+//! that keep going over. A token bucket with a burst of N would let ~2N through in
+//! one second; a sliding window of send times never does.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    max: usize,
+    window: Duration,
+    sent: Mutex<VecDeque<Instant>>,
+    /// Set from a 429's `Retry-After`: nobody sends before then.
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// `max_per_second` of 0 means unlimited.
+    pub fn per_second(max_per_second: u32) -> Self {
+        RateLimiter {
+            max: max_per_second as usize,
+            window: Duration::from_secs(1),
+            sent: Mutex::new(VecDeque::new()),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until one more call fits in the window, and books it.
+    pub async fn acquire(&self) {
+        if self.max == 0 {
+            return;
+        }
+        loop {
+            let pause = *self
+                .paused_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(until) = pause.filter(|until| *until > Instant::now()) {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            let wait_until = {
+                let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                while sent.front().is_some_and(|at| *at + self.window <= now) {
+                    sent.pop_front();
+                }
+                if sent.len() < self.max {
+                    sent.push_back(now);
+                    return;
+                }
+                sent.front().map(|oldest| *oldest + self.window)
+            };
+            if let Some(at) = wait_until {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+    }
+
+    /// After a 429: hold every caller back for `delay`.
+    pub fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_n_calls_start_in_any_one_second_window() {
+        let limiter = Arc::new(RateLimiter::per_second(7));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            let limiter = Arc::clone(&limiter);
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for task in tasks {
+            times.push(task.await.expect("task"));
+        }
+        times.sort();
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(
+                in_window <= 7,
+                "{in_window} calls within one second from call {i}"
+            );
+        }
+        // 30 calls at 7 per second need a little over 4 seconds, not 30 / 14.
+        assert!(times[29] - started >= Duration::from_secs(4));
+        assert!(times[29] - started < Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_everyone_back_and_zero_means_unlimited() {
+        let limiter = RateLimiter::per_second(7);
+        limiter.pause_for(Duration::from_secs(3));
+        let started = Instant::now();
+        limiter.acquire().await;
+        assert!(Instant::now() - started >= Duration::from_secs(3));
+
+        let unlimited = RateLimiter::per_second(0);
+        let started = Instant::now();
+        for _ in 0..100 {
+            unlimited.acquire().await;
+        }
+        assert_eq!(Instant::now(), started);
+    }
+}
