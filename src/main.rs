@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use amosync::repositories::Db;
-use amosync::services::{Subscribed, WebhookSubscription};
+use amosync::repositories::MysqlJobRepository;
+use amosync::services::{JobService, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
 use amosync::startup::{amo_transport, Application};
 use clap::{Parser, Subcommand};
@@ -28,10 +29,34 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Inspect and re-queue the jobs that carry records to AmoCRM.
+    Sync {
+        #[command(subcommand)]
+        action: SyncAction,
+    },
     /// Manage amosync's webhook in AmoCRM ({SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}).
     Webhooks {
         #[command(subcommand)]
         action: WebhookAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// List sync jobs (oldest first).
+    Jobs {
+        /// pending, done or dead
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Re-queue a job now (with a fresh attempt count), or every dead job.
+    Retry {
+        /// The job id (see `amosync sync jobs --status dead`).
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        all_dead: bool,
     },
 }
 
@@ -63,6 +88,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings, logger.clone()).await,
             Command::Migrate => migrate(settings, logger.clone()).await,
             Command::Webhooks { action } => webhooks(settings, action).await,
+            Command::Sync { action } => sync(settings, logger.clone(), action).await,
         }
     });
     match result {
@@ -153,6 +179,55 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
                 );
             }
             println!("amosync subscribed: {ours}");
+        }
+    }
+    Ok(())
+}
+
+async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> Result<(), String> {
+    let db = Db::new(
+        settings.database_url.expose(),
+        2,
+        settings.db_checkout_timeout,
+    );
+    db.wait_until_reachable(settings.db_wait, &logger)
+        .await
+        .map_err(|e| e.to_string())?;
+    let jobs = JobService::new(Arc::new(MysqlJobRepository::new(db)));
+    match action {
+        SyncAction::Jobs { status, limit } => {
+            for job in jobs
+                .list(status, None, limit.clamp(1, 10_000))
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}\tattempts={}\t{}",
+                    job.id,
+                    job.entity,
+                    job.record_id,
+                    job.status,
+                    job.attempts,
+                    job.last_error.unwrap_or_default()
+                );
+            }
+        }
+        SyncAction::Retry { id: Some(id), .. } => {
+            let job = jobs.retry(id).await.map_err(|e| e.to_string())?;
+            println!("job {} is {} (attempts reset)", job.id, job.status);
+        }
+        SyncAction::Retry {
+            id: None,
+            all_dead: true,
+        } => {
+            let count = jobs.retry_dead().await.map_err(|e| e.to_string())?;
+            println!("re-queued {count} dead job(s)");
+        }
+        SyncAction::Retry {
+            id: None,
+            all_dead: false,
+        } => {
+            return Err("give a job id or --all-dead".into());
         }
     }
     Ok(())

@@ -46,6 +46,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    sync_jobs (id) {
+        id -> Bigint,
+        #[max_length = 16]
+        entity -> Varchar,
+        record_id -> Bigint,
+        #[max_length = 16]
+        status -> Varchar,
+        attempts -> Integer,
+        #[max_length = 512]
+        last_error -> Nullable<Varchar>,
+        next_attempt_at -> Datetime,
+        leased_until -> Nullable<Datetime>,
+        created_at -> Datetime,
+        updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
     webhook_inbox (id) {
         id -> Bigint,
         #[max_length = 128]
@@ -65,4 +83,4 @@ diesel::table! {
 
 diesel::joinable!(leads -> contacts (contact_id));
 
-diesel::allow_tables_to_appear_in_same_query!(contacts, leads, webhook_inbox);
+diesel::allow_tables_to_appear_in_same_query!(contacts, leads, sync_jobs, webhook_inbox);

@@ -55,6 +55,12 @@ pub struct Settings {
     pub amo_request_timeout: Duration,
     /// AmoCRM calls allowed in any one-second window (`AMO_MAX_RPS`, 0: no limit).
     pub amo_max_rps: u32,
+    /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
+    pub sync_inline_budget: Duration,
+    /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
+    pub sync_max_attempts: i32,
+    /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
+    pub sync_retry_base: Duration,
     pub api_tokens: Vec<ApiClientToken>,
     pub log_level: slog::Level,
     pub default_phone_region: Region,
@@ -153,6 +159,13 @@ impl Settings {
             )?),
             amo_request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
             amo_max_rps: parse_or(&get, "AMO_MAX_RPS", 7)?,
+            sync_inline_budget: Duration::from_millis(parse_or(
+                &get,
+                "SYNC_INLINE_BUDGET_MS",
+                1500,
+            )?),
+            sync_max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
+            sync_retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
             api_tokens: api_tokens(&get)?,
             log_level: log_level(&get)?,
             default_phone_region: match get("DEFAULT_PHONE_REGION") {

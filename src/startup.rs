@@ -13,12 +13,12 @@ use slog::Logger;
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
 use crate::controllers::{self, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
 use crate::repositories::{
-    Db, MysqlContactRepository, MysqlInboxRepository, MysqlLeadRepository, MysqlMirrorRepository,
-    RepoError,
+    Db, MysqlContactRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
+    MysqlMirrorRepository, RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, LeadService, WebhookReceiver, WebhookSubscription,
-    WebhookWorker, WorkerConfig,
+    ContactService, ExpectedAccount, JobService, LeadService, SyncSettings, SyncWorker,
+    SyncWorkerConfig, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -79,19 +79,43 @@ impl Application {
         amo: Arc<dyn AmoTransport>,
     ) -> Result<Application, StartupError> {
         let amo_for_hooks = Arc::clone(&amo);
+        let sync = SyncSettings {
+            inline_budget: settings.sync_inline_budget,
+            retry: RetryPolicy {
+                max_attempts: settings.sync_max_attempts,
+                base: settings.sync_retry_base,
+                ..RetryPolicy::default()
+            },
+        };
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
+        let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
         let contacts = Arc::new(ContactService::new(
             contact_repo.clone(),
             Arc::clone(&amo),
+            sync,
             logger.clone(),
         ));
         let leads = Arc::new(LeadService::new(
-            Arc::new(MysqlLeadRepository::new(db.clone())),
-            contact_repo,
+            lead_repo.clone(),
+            contact_repo.clone(),
             Arc::clone(&contacts),
             amo,
+            sync,
             logger.clone(),
         ));
+        let jobs = Arc::new(MysqlJobRepository::new(db.clone()));
+        let sync_worker = SyncWorker::new(
+            jobs.clone(),
+            contact_repo,
+            lead_repo,
+            Arc::clone(&contacts),
+            Arc::clone(&leads),
+            SyncWorkerConfig::default(),
+            logger.new(slog::o!("task" => "sync_worker")),
+        );
+        // Jobs left by a previous run (or another instance) are worked off from now on.
+        tokio::spawn(sync_worker.run());
+        let jobs = web::Data::new(JobService::new(jobs));
 
         let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -150,6 +174,7 @@ impl Application {
                 .app_data(root_logger.clone())
                 .app_data(proxies.clone())
                 .app_data(receiver.clone())
+                .app_data(jobs.clone())
                 .app_data(subscription.clone())
                 .app_data(webhook_secret.clone())
                 .app_data(webhook_limit.clone())

@@ -12,7 +12,7 @@ use super::extract::{
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
-use crate::services::{ContactInput, ContactService, Synced};
+use crate::services::{ContactInput, ContactService, Saved};
 
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
 #[derive(Debug, Deserialize, Validate)]
@@ -100,14 +100,21 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// 201 + `Location` when this request created the record in AmoCRM, else 200.
-pub fn created_or_found<T: Serialize>(created: bool, location: String, body: T) -> HttpResponse {
-    if created {
-        HttpResponse::Created()
-            .insert_header((header::LOCATION, location))
-            .json(body)
-    } else {
-        HttpResponse::Ok().json(body)
+/// 201 + `Location` when this request created the record in AmoCRM, 200 when it
+/// existed, 202 + `Location` when it is stored and queued for AmoCRM.
+pub fn saved_response<T, B: Serialize>(
+    saved: Saved<T>,
+    location: impl Fn(&T) -> String,
+    body: impl Fn(T) -> B,
+) -> HttpResponse {
+    match saved {
+        Saved::Created(r) => HttpResponse::Created()
+            .insert_header((header::LOCATION, location(&r)))
+            .json(body(r)),
+        Saved::Found(r) => HttpResponse::Ok().json(body(r)),
+        Saved::Accepted(r) => HttpResponse::Accepted()
+            .insert_header((header::LOCATION, location(&r)))
+            .json(body(r)),
     }
 }
 
@@ -117,11 +124,11 @@ pub async fn create_contact(
     body: JsonBody<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.into_input(**region)?;
-    let Synced { record, created } = service.find_or_create(input).await?;
-    Ok(created_or_found(
-        created,
-        format!("/api/v1/contacts/{}", record.id),
-        ContactBody::from(record),
+    let saved = service.find_or_create(input).await?;
+    Ok(saved_response(
+        saved,
+        |c| format!("/api/v1/contacts/{}", c.id),
+        ContactBody::from,
     ))
 }
 

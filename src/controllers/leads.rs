@@ -4,14 +4,14 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::contacts::{created_or_found, timestamp, ContactRequest, Page};
+use super::contacts::{saved_response, timestamp, ContactRequest, Page};
 use super::extract::{
     field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
 use crate::repositories::{Lead, LeadFilter};
-use crate::services::{LeadContact, LeadInput, LeadService, Synced};
+use crate::services::{LeadContact, LeadInput, LeadService};
 
 #[derive(Debug, Deserialize, Validate)]
 pub struct LeadRequest {
@@ -107,11 +107,11 @@ pub async fn create_lead(
     body: JsonBody<LeadRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.parse(**region)?;
-    let Synced { record, created } = service.find_or_create(input).await?;
-    Ok(created_or_found(
-        created,
-        format!("/api/v1/leads/{}", record.id),
-        LeadBody::from(record),
+    let saved = service.find_or_create(input).await?;
+    Ok(saved_response(
+        saved,
+        |l| format!("/api/v1/leads/{}", l.id),
+        LeadBody::from,
     ))
 }
 

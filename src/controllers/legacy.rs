@@ -10,19 +10,30 @@ use super::extract::JsonBody;
 use super::leads::LeadRequest;
 use crate::domain::Region;
 use crate::error::ApiError;
-use crate::services::{ContactService, LeadService, Synced};
+use crate::services::{ContactService, LeadService, Saved};
 
 #[derive(Serialize)]
 struct Created {
     id: i64,
 }
 
-fn created_or_conflict(id: i64, created: bool) -> Result<HttpResponse, ApiError> {
-    if created {
-        Ok(HttpResponse::Created().json(Created { id }))
-    } else {
-        Err(ApiError::AlreadyExists { id })
+/// 201 when created, 202 when stored and queued for AmoCRM, 409 when it existed.
+fn created_or_conflict(id: i64, saved: Saved<()>) -> Result<HttpResponse, ApiError> {
+    match saved {
+        Saved::Created(()) => Ok(HttpResponse::Created().json(Created { id })),
+        Saved::Accepted(()) => Ok(HttpResponse::Accepted().json(Created { id })),
+        Saved::Found(()) => Err(ApiError::AlreadyExists { id }),
     }
+}
+
+fn shape<T>(saved: Saved<T>, id_of: impl Fn(&T) -> i64) -> (i64, Saved<()>) {
+    let id = id_of(saved.record());
+    let unit = match saved {
+        Saved::Created(_) => Saved::Created(()),
+        Saved::Found(_) => Saved::Found(()),
+        Saved::Accepted(_) => Saved::Accepted(()),
+    };
+    (id, unit)
 }
 
 pub async fn create_contact_legacy(
@@ -31,8 +42,8 @@ pub async fn create_contact_legacy(
     body: JsonBody<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.into_input(**region)?;
-    let Synced { record, created } = service.find_or_create(input).await?;
-    created_or_conflict(record.id, created)
+    let (id, saved) = shape(service.find_or_create(input).await?, |r| r.id);
+    created_or_conflict(id, saved)
 }
 
 pub async fn create_lead_legacy(
@@ -41,6 +52,6 @@ pub async fn create_lead_legacy(
     body: JsonBody<LeadRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.parse(**region)?;
-    let Synced { record, created } = service.find_or_create(input).await?;
-    created_or_conflict(record.id, created)
+    let (id, saved) = shape(service.find_or_create(input).await?, |r| r.id);
+    created_or_conflict(id, saved)
 }

@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod leads;
 mod legacy;
+mod sync_jobs;
 mod webhooks;
 
 pub use auth::ApiTokens;
@@ -55,6 +56,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/leads/{id}")
                         .route(web::get().to(leads::get_lead))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/sync/jobs")
+                        .route(web::get().to(sync_jobs::list_jobs))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/sync/jobs/{id}/retry")
+                        .route(web::post().to(sync_jobs::retry_job))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(

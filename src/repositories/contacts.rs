@@ -8,6 +8,7 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
 use super::db::{with_named_lock, Db};
+use super::jobs::{self, Entity, RetryPolicy};
 use super::models::{Claim, Contact, NewContact, SyncStatus};
 use super::sync_state::{
     bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
@@ -51,7 +52,19 @@ pub trait ContactRepository: Send + Sync {
     async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError>;
 
     /// Keeps the row pending, records why, and frees its lease.
-    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+    /// Keeps the row pending, records why, frees its lease and schedules the next
+    /// attempt of its job (or buries the job); returns `true` when the job is dead.
+    async fn record_failure(
+        &self,
+        id: i64,
+        error: &str,
+        policy: RetryPolicy,
+        permanent: bool,
+    ) -> Result<bool, RepoError>;
+
+    /// Takes the lease of a pending row for a background retry; `None` when it is
+    /// synced, deleted, or leased to someone else right now.
+    async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError>;
 
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
 }
@@ -112,6 +125,7 @@ fn claim(
                 diesel::update(contacts::table.find(row.id))
                     .set(contacts::sync_lease_until.eq(until))
                     .execute(conn)?;
+                jobs::arm(conn, Entity::Contact, row.id)?;
                 Ok(Claim::Leased {
                     row: load(conn, row.id)?,
                     inserted: false,
@@ -127,6 +141,7 @@ fn claim(
                     ))
                     .execute(conn)?;
                 let id = last_insert_id(conn)?;
+                jobs::arm(conn, Entity::Contact, id)?;
                 Ok(Claim::Leased {
                     row: load(conn, id)?,
                     inserted: true,
@@ -155,7 +170,10 @@ fn finish(
             .execute(conn)
             .map_err(RepoError::from);
         match updated {
-            Ok(_) => load(conn, id),
+            Ok(_) => {
+                jobs::complete(conn, Entity::Contact, id)?;
+                load(conn, id)
+            }
             Err(RepoError::Conflict(_)) => {
                 // The AmoCRM contact is mirrored already (it holds several phones, or
                 // a webhook brought it in): that row is the truth, ours was a placeholder.
@@ -167,6 +185,7 @@ fn finish(
                     .set(contacts::deleted_at.eq(None::<chrono::NaiveDateTime>))
                     .execute(conn)?;
                 diesel::delete(contacts::table.find(id)).execute(conn)?;
+                jobs::complete(conn, Entity::Contact, id)?;
                 load(conn, twin.id)
             }
             Err(other) => Err(other),
@@ -227,18 +246,52 @@ impl ContactRepository for MysqlContactRepository {
             .await
     }
 
-    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
+    async fn record_failure(
+        &self,
+        id: i64,
+        error: &str,
+        policy: RetryPolicy,
+        permanent: bool,
+    ) -> Result<bool, RepoError> {
         let error = bounded_error(error);
         self.db
             .run(move |conn| {
-                diesel::update(contacts::table.find(id))
-                    .set((
-                        contacts::sync_error.eq(error),
-                        contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                        contacts::sync_attempts.eq(contacts::sync_attempts + 1),
-                    ))
-                    .execute(conn)?;
-                Ok(())
+                conn.transaction(|conn| {
+                    diesel::update(contacts::table.find(id))
+                        .set((
+                            contacts::sync_error.eq(&error),
+                            contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                            contacts::sync_attempts.eq(contacts::sync_attempts + 1),
+                        ))
+                        .execute(conn)?;
+                    jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
+                })
+            })
+            .await
+    }
+
+    async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let now = db_now(conn)?;
+                let taken = diesel::update(
+                    contacts::table
+                        .find(id)
+                        .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
+                        .filter(contacts::deleted_at.is_null())
+                        .filter(
+                            contacts::sync_lease_until
+                                .is_null()
+                                .or(contacts::sync_lease_until.lt(now)),
+                        ),
+                )
+                .set(contacts::sync_lease_until.eq(lease_end(now, lease)))
+                .execute(conn)?;
+                if taken == 1 {
+                    load(conn, id).map(Some)
+                } else {
+                    Ok(None)
+                }
             })
             .await
     }

@@ -8,6 +8,7 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
 use super::db::{with_named_lock, Db};
+use super::jobs::{self, Entity, RetryPolicy};
 use super::models::{Claim, Lead, NewLead, SyncStatus};
 use super::sync_state::{
     bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
@@ -47,7 +48,22 @@ pub trait LeadRepository: Send + Sync {
     /// existing row that already mirrors the same AmoCRM lead).
     async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError>;
 
-    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+    /// Keeps the row pending, records why, frees its lease and schedules the next
+    /// attempt of its job (or buries the job); returns `true` when the job is dead.
+    async fn record_failure(
+        &self,
+        id: i64,
+        error: &str,
+        policy: RetryPolicy,
+        permanent: bool,
+    ) -> Result<bool, RepoError>;
+
+    /// Frees the row's lease without counting an attempt (it waits for its contact).
+    async fn release(&self, id: i64) -> Result<(), RepoError>;
+
+    /// Takes the lease of a pending row for a background retry; `None` when it is
+    /// synced, deleted, or leased to someone else right now.
+    async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError>;
 
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
@@ -117,6 +133,7 @@ fn claim(
                 diesel::update(leads::table.find(row.id))
                     .set(leads::sync_lease_until.eq(until))
                     .execute(conn)?;
+                jobs::arm(conn, Entity::Lead, row.id)?;
                 Ok(Claim::Leased {
                     row: load(conn, row.id)?,
                     inserted: false,
@@ -131,6 +148,7 @@ fn claim(
                     ))
                     .execute(conn)?;
                 let id = last_insert_id(conn)?;
+                jobs::arm(conn, Entity::Lead, id)?;
                 Ok(Claim::Leased {
                     row: load(conn, id)?,
                     inserted: true,
@@ -158,7 +176,10 @@ fn finish(conn: &mut MysqlConnection, id: i64, amo: &AmoLead) -> Result<Lead, Re
             .execute(conn)
             .map_err(RepoError::from);
         match updated {
-            Ok(_) => load(conn, id),
+            Ok(_) => {
+                jobs::complete(conn, Entity::Lead, id)?;
+                load(conn, id)
+            }
             Err(RepoError::Conflict(_)) => {
                 let twin: Lead = leads::table
                     .filter(leads::amocrm_id.eq(amo.id))
@@ -168,6 +189,7 @@ fn finish(conn: &mut MysqlConnection, id: i64, amo: &AmoLead) -> Result<Lead, Re
                     .set(leads::deleted_at.eq(None::<chrono::NaiveDateTime>))
                     .execute(conn)?;
                 diesel::delete(leads::table.find(id)).execute(conn)?;
+                jobs::complete(conn, Entity::Lead, id)?;
                 load(conn, twin.id)
             }
             Err(other) => Err(other),
@@ -228,18 +250,63 @@ impl LeadRepository for MysqlLeadRepository {
         self.db.run(move |conn| finish(conn, id, &amo)).await
     }
 
-    async fn record_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
+    async fn record_failure(
+        &self,
+        id: i64,
+        error: &str,
+        policy: RetryPolicy,
+        permanent: bool,
+    ) -> Result<bool, RepoError> {
         let error = bounded_error(error);
         self.db
             .run(move |conn| {
+                conn.transaction(|conn| {
+                    diesel::update(leads::table.find(id))
+                        .set((
+                            leads::sync_error.eq(&error),
+                            leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                            leads::sync_attempts.eq(leads::sync_attempts + 1),
+                        ))
+                        .execute(conn)?;
+                    jobs::fail(conn, Entity::Lead, id, &error, &policy, permanent)
+                })
+            })
+            .await
+    }
+
+    async fn release(&self, id: i64) -> Result<(), RepoError> {
+        self.db
+            .run(move |conn| {
                 diesel::update(leads::table.find(id))
-                    .set((
-                        leads::sync_error.eq(error),
-                        leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                        leads::sync_attempts.eq(leads::sync_attempts + 1),
-                    ))
+                    .set(leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
                     .execute(conn)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let now = db_now(conn)?;
+                let taken = diesel::update(
+                    leads::table
+                        .find(id)
+                        .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
+                        .filter(leads::deleted_at.is_null())
+                        .filter(
+                            leads::sync_lease_until
+                                .is_null()
+                                .or(leads::sync_lease_until.lt(now)),
+                        ),
+                )
+                .set(leads::sync_lease_until.eq(lease_end(now, lease)))
+                .execute(conn)?;
+                if taken == 1 {
+                    load(conn, id).map(Some)
+                } else {
+                    Ok(None)
+                }
             })
             .await
     }

@@ -4,6 +4,7 @@
 mod contacts;
 mod db;
 mod inbox;
+mod jobs;
 mod leads;
 mod mirror;
 mod models;
@@ -12,6 +13,10 @@ mod sync_state;
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use db::{with_named_lock, Db, MIGRATIONS};
 pub use inbox::{InboxRepository, InboxRow, MysqlInboxRepository, Retry};
+pub use jobs::{
+    Entity, JobRepository, MysqlJobRepository, RetryPolicy, SyncJob, JOB_DEAD, JOB_DONE,
+    JOB_PENDING,
+};
 pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
 pub use mirror::{
     ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
@@ -22,6 +27,8 @@ pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use contacts::MockContactRepository;
 #[cfg(test)]
 pub use inbox::MockInboxRepository;
+#[cfg(test)]
+pub use jobs::MockJobRepository;
 #[cfg(test)]
 pub use leads::MockLeadRepository;
 #[cfg(test)]

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use slog::Logger;
 
 use super::single_flight::SingleFlight;
-use super::{claim_then_push, keep_pending, ServiceError, Synced, SYNC_LEASE};
+use super::{
+    claim_then_push, keep_pending, settle, Saved, ServiceError, SyncSettings, Synced, SYNC_LEASE,
+};
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
-use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact};
+use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact, RetryPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInput {
@@ -23,6 +25,7 @@ pub struct ContactService {
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
     flights: SingleFlight<Outcome>,
+    settings: SyncSettings,
     logger: Logger,
 }
 
@@ -30,12 +33,14 @@ impl ContactService {
     pub fn new(
         repo: Arc<dyn ContactRepository>,
         amo: Arc<dyn AmoTransport>,
+        settings: SyncSettings,
         logger: Logger,
     ) -> Self {
         ContactService {
             repo,
             amo,
             flights: SingleFlight::default(),
+            settings,
             logger,
         }
     }
@@ -52,29 +57,55 @@ impl ContactService {
     }
 
     /// The contact with this phone: from the mirror, else from AmoCRM, else newly
-    /// created in AmoCRM. Concurrent calls for one phone share a single execution;
-    /// only the caller that started it may see `created: true`.
-    pub async fn find_or_create(&self, input: ContactInput) -> Outcome {
+    /// created in AmoCRM. The row and its sync job are stored first; when AmoCRM
+    /// does not answer within the inline budget the stored row is `Accepted` and the
+    /// sync worker finishes it. Concurrent calls for one phone share one execution.
+    pub async fn find_or_create(
+        &self,
+        input: ContactInput,
+    ) -> Result<Saved<Contact>, ServiceError> {
         if let Some(found) = self.repo.find_by_phone(input.phone.as_e164()).await? {
             if found.is_synced() {
-                return Ok(Synced {
-                    record: found,
-                    created: false,
-                });
+                return Ok(Saved::Found(found));
             }
         }
-        let key = input.phone.as_e164().to_owned();
+        let phone = input.phone.as_e164().to_owned();
         let work = sync_contact(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
+            self.settings.retry,
             self.logger.clone(),
             input,
         );
-        let (outcome, leader) = self.flights.run(key, work, panicked).await;
-        outcome.map(|synced| Synced {
-            created: synced.created && leader,
-            ..synced
-        })
+        let flight = self.flights.run(phone.clone(), work, panicked);
+        tokio::pin!(flight);
+        let (outcome, leader) =
+            match tokio::time::timeout(self.settings.inline_budget, &mut flight).await {
+                Ok(done) => done,
+                // AmoCRM is slow: answer with the stored row; the flight goes on by itself.
+                Err(_) => match self.repo.find_by_phone(&phone).await? {
+                    Some(row) if row.is_synced() => return Ok(Saved::Found(row)),
+                    Some(row) => return Ok(Saved::Accepted(row)),
+                    None => flight.await,
+                },
+            };
+        settle(outcome, leader, |id| self.repo.get(id, false)).await
+    }
+
+    /// One background attempt for a pending row the sync worker leased.
+    pub async fn push_pending(&self, row: Contact) -> Result<(), ServiceError> {
+        let phone = Phone::from_e164(row.phone.as_deref().unwrap_or_default())
+            .map_err(|e| ServiceError::Internal(format!("stored contact phone: {e}").into()))?;
+        push_to_amo(
+            &*self.repo,
+            &*self.amo,
+            &self.settings.retry,
+            &self.logger,
+            row,
+            &phone,
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -85,6 +116,7 @@ fn panicked() -> Outcome {
 async fn sync_contact(
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
+    retry: RetryPolicy,
     logger: Logger,
     input: ContactInput,
 ) -> Outcome {
@@ -94,7 +126,7 @@ async fn sync_contact(
     };
     claim_then_push(
         || repo.claim_by_phone(new.clone(), SYNC_LEASE),
-        |row| push_to_amo(&*repo, &*amo, &logger, row, &input.phone),
+        |row| push_to_amo(&*repo, &*amo, &retry, &logger, row, &input.phone),
         |row| row.id,
     )
     .await
@@ -106,9 +138,12 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
     matches.into_iter().min_by_key(|c| c.id)
 }
 
+/// Searches before it creates, so a retry after an ambiguous failure (a timeout
+/// after AmoCRM did create the contact) finds that contact instead of making a second.
 async fn push_to_amo(
     repo: &dyn ContactRepository,
     amo: &dyn AmoTransport,
+    retry: &RetryPolicy,
     logger: &Logger,
     row: Contact,
     phone: &Phone,
@@ -135,7 +170,7 @@ async fn push_to_amo(
         }
         Err(error) => {
             let why = error.to_string();
-            let record_failure = repo.record_failure(row.id, &why);
+            let record_failure = repo.record_failure(row.id, &why, *retry, error.is_rejection());
             Err(keep_pending(logger, "contact", row.id, error, record_failure).await)
         }
     }
@@ -148,6 +183,14 @@ mod tests {
     use crate::domain::Region;
     use crate::repositories::{Claim, MockContactRepository, RepoError};
     use mockall::predicate::eq;
+
+    fn kind<T>(saved: &Saved<T>) -> &'static str {
+        match saved {
+            Saved::Created(_) => "created",
+            Saved::Found(_) => "found",
+            Saved::Accepted(_) => "accepted",
+        }
+    }
 
     fn input() -> ContactInput {
         ContactInput {
@@ -194,6 +237,7 @@ mod tests {
         ContactService::new(
             Arc::new(repo),
             Arc::new(amo),
+            SyncSettings::default(),
             Logger::root(slog::Discard, slog::o!()),
         )
     }
@@ -222,7 +266,7 @@ mod tests {
             .find_or_create(input())
             .await
             .expect("found");
-        assert_eq!((out.record.id, out.created), (3, false));
+        assert_eq!((out.record().id, kind(&out)), (3, "found"));
     }
 
     #[tokio::test]
@@ -245,7 +289,7 @@ mod tests {
             .find_or_create(input())
             .await
             .expect("synced");
-        assert_eq!((out.record.amocrm_id, out.created), (Some(100), false));
+        assert_eq!((out.record().amocrm_id, kind(&out)), (Some(100), "found"));
     }
 
     #[tokio::test]
@@ -265,32 +309,90 @@ mod tests {
             .find_or_create(input())
             .await
             .expect("created");
-        assert_eq!((out.record.id, out.created), (6, true));
+        assert_eq!((out.record().id, kind(&out)), (6, "created"));
     }
 
     #[tokio::test]
-    async fn an_amocrm_failure_keeps_the_row_pending_and_reports_its_id() {
+    async fn a_transient_amocrm_failure_keeps_the_row_queued_and_answers_accepted() {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(8, None));
         repo.expect_finish_sync().never();
         repo.expect_record_failure()
-            .withf(|id, why| *id == 8 && why.contains("server error"))
+            .withf(|id, why, _, permanent| *id == 8 && why.contains("server error") && !permanent)
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _, _| Ok(false));
+        repo.expect_get()
+            .with(eq(8), eq(false))
+            .returning(|_, _| Ok(Some(contact(8, None))));
         let mut amo = MockAmoTransport::new();
         amo.expect_find_contact_by_phone()
             .returning(|_| Err(AmoError::Server { status: 502 }));
+        let out = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect("accepted");
+        assert_eq!((out.record().id, kind(&out)), (8, "accepted"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_by_amocrm_buries_the_job_and_is_reported() {
+        let mut repo = MockContactRepository::new();
+        leased(&mut repo, contact(8, None));
+        repo.expect_record_failure()
+            .withf(|id, _, _, permanent| *id == 8 && *permanent)
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
+        amo.expect_create_contact()
+            .returning(|_| Err(AmoError::Validation { issues: vec![] }));
         let err = service(repo, amo)
             .find_or_create(input())
             .await
-            .expect_err("amo down");
+            .expect_err("refused");
         assert!(matches!(
             err,
             ServiceError::Amo {
-                error: AmoError::Server { status: 502 },
+                error: AmoError::Validation { .. },
                 pending_id: Some(8)
             }
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_amocrm_is_not_waited_for_past_the_inline_budget() {
+        let mut repo = MockContactRepository::new();
+        let mut lookups = 0;
+        repo.expect_find_by_phone().returning(move |_| {
+            lookups += 1;
+            Ok((lookups > 1).then(|| contact(12, None)))
+        });
+        repo.expect_claim_by_phone().returning(|_, _| {
+            Ok(Claim::Leased {
+                row: contact(12, None),
+                inserted: true,
+            })
+        });
+        repo.expect_finish_sync()
+            .returning(|_, _, _| Ok(contact(12, Some(1))));
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(vec![])
+        });
+        amo.expect_create_contact().returning(|_| Ok(1));
+        let settings = SyncSettings {
+            inline_budget: std::time::Duration::from_millis(50),
+            ..SyncSettings::default()
+        };
+        let service = ContactService::new(
+            Arc::new(repo),
+            Arc::new(amo),
+            settings,
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let out = service.find_or_create(input()).await.expect("accepted");
+        assert_eq!((out.record().id, kind(&out)), (12, "accepted"));
     }
 
     #[tokio::test]
@@ -312,7 +414,7 @@ mod tests {
             .find_or_create(input())
             .await
             .expect("waited");
-        assert_eq!((out.record.amocrm_id, out.created), (Some(90), false));
+        assert_eq!((out.record().amocrm_id, kind(&out)), (Some(90), "found"));
     }
 
     #[tokio::test]

@@ -8,11 +8,14 @@ use slog::Logger;
 
 use super::single_flight::SingleFlight;
 use super::{
-    claim_then_push, keep_pending, ContactInput, ContactService, ServiceError, Synced, SYNC_LEASE,
+    claim_then_push, keep_pending, settle, ContactInput, ContactService, Saved, ServiceError,
+    SyncSettings, Synced, SYNC_LEASE,
 };
 use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
 use crate::domain::{EntityName, FieldError, Phone};
-use crate::repositories::{Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead};
+use crate::repositories::{
+    Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead, RetryPolicy,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeadContact {
@@ -40,6 +43,7 @@ pub struct LeadService {
     contacts: Arc<ContactService>,
     amo: Arc<dyn AmoTransport>,
     flights: SingleFlight<Outcome>,
+    settings: SyncSettings,
     logger: Logger,
 }
 
@@ -56,6 +60,7 @@ impl LeadService {
         contact_repo: Arc<dyn ContactRepository>,
         contacts: Arc<ContactService>,
         amo: Arc<dyn AmoTransport>,
+        settings: SyncSettings,
         logger: Logger,
     ) -> Self {
         LeadService {
@@ -64,6 +69,7 @@ impl LeadService {
             contacts,
             amo,
             flights: SingleFlight::default(),
+            settings,
             logger,
         }
     }
@@ -79,55 +85,108 @@ impl LeadService {
         Ok(self.repo.list(filter).await?)
     }
 
-    pub async fn find_or_create(&self, input: LeadInput) -> Outcome {
+    pub async fn find_or_create(&self, input: LeadInput) -> Result<Saved<Lead>, ServiceError> {
         let contact = self.resolve_contact(input.contact.clone()).await?;
-        let contact_id = contact.as_ref().map(|c| c.record.id);
+        let contact_row = contact.as_ref().map(Saved::record);
+        let contact_id = contact_row.map(|c| c.id);
         if let Some(found) = self
             .repo
             .find_match(input.name.as_str(), contact_id)
             .await?
         {
             if found.is_synced() {
-                return Ok(Synced {
-                    record: found,
-                    created: false,
-                });
+                return Ok(Saved::Found(found));
             }
         }
-        let job = LeadJob {
-            new: NewLead {
-                name: input.name.to_string(),
-                price: input.price,
-                status_id: input.status_id,
-                pipeline_id: input.pipeline_id,
-                contact_id,
-                contact_amocrm_id: contact.as_ref().and_then(|c| c.record.amocrm_id),
-            },
-            contact_is_new: contact.as_ref().is_some_and(|c| c.created),
+        let new = NewLead {
+            name: input.name.to_string(),
+            price: input.price,
+            status_id: input.status_id,
+            pipeline_id: input.pipeline_id,
+            contact_id,
+            contact_amocrm_id: contact_row.and_then(|c| c.amocrm_id),
         };
+        if contact_row.is_some_and(|c| !c.is_synced()) {
+            return self.queue_behind_contact(new).await;
+        }
+        let job = LeadJob {
+            new,
+            contact_is_new: matches!(contact, Some(Saved::Created(_))),
+        };
+        let name = job.new.name.clone();
         let key = format!(
-            "{}\u{0}{}",
-            job.new.name,
+            "{name}\u{0}{}",
             contact_id.map(|id| id.to_string()).unwrap_or_default()
         );
         let work = sync_lead(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
+            self.settings.retry,
             self.logger.clone(),
             job,
         );
-        let (outcome, leader) = self.flights.run(key, work, panicked).await;
-        outcome.map(|synced| Synced {
-            created: synced.created && leader,
-            ..synced
-        })
+        let flight = self.flights.run(key, work, panicked);
+        tokio::pin!(flight);
+        let (outcome, leader) =
+            match tokio::time::timeout(self.settings.inline_budget, &mut flight).await {
+                Ok(done) => done,
+                Err(_) => match self.repo.find_match(&name, contact_id).await? {
+                    Some(row) if row.is_synced() => return Ok(Saved::Found(row)),
+                    Some(row) => return Ok(Saved::Accepted(row)),
+                    None => flight.await,
+                },
+            };
+        settle(outcome, leader, |id| self.repo.get(id, false)).await
     }
 
-    /// The lead's contact, synced with AmoCRM (its AmoCRM id is needed for the link).
+    /// The contact is still on its way to AmoCRM, so the lead cannot be linked yet:
+    /// store it with its job and let the worker send it after the contact.
+    async fn queue_behind_contact(&self, new: NewLead) -> Result<Saved<Lead>, ServiceError> {
+        match self.repo.claim(new, SYNC_LEASE).await? {
+            Claim::Existing(row) => Ok(Saved::Found(row)),
+            Claim::Busy(row) => Ok(Saved::Accepted(row)),
+            Claim::Leased { row, .. } => {
+                self.repo.release(row.id).await?;
+                Ok(Saved::Accepted(row))
+            }
+        }
+    }
+
+    /// One background attempt for a pending lead the sync worker leased, linked to
+    /// the AmoCRM id of its contact (already synced).
+    pub async fn push_pending(
+        &self,
+        row: Lead,
+        contact_amocrm_id: Option<i64>,
+    ) -> Result<(), ServiceError> {
+        let job = LeadJob {
+            new: NewLead {
+                name: row.name.clone(),
+                price: row.price,
+                status_id: row.status_id,
+                pipeline_id: row.pipeline_id,
+                contact_id: row.contact_id,
+                contact_amocrm_id,
+            },
+            contact_is_new: false,
+        };
+        push_to_amo(
+            &*self.repo,
+            &*self.amo,
+            &self.settings.retry,
+            &self.logger,
+            row,
+            &job,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The lead's contact, found or created first (its AmoCRM id is needed for the link).
     async fn resolve_contact(
         &self,
         contact: LeadContact,
-    ) -> Result<Option<Synced<Contact>>, ServiceError> {
+    ) -> Result<Option<Saved<Contact>>, ServiceError> {
         match contact {
             LeadContact::None => Ok(None),
             LeadContact::New(input) => Ok(Some(self.contacts.find_or_create(input).await?)),
@@ -144,12 +203,9 @@ impl LeadService {
                     .await?
                     .ok_or_else(unknown)?;
                 if contact.is_synced() {
-                    return Ok(Some(Synced {
-                        record: contact,
-                        created: false,
-                    }));
+                    return Ok(Some(Saved::Found(contact)));
                 }
-                // A contact accepted earlier but still pending: finish it now.
+                // A contact accepted earlier but still pending: try to finish it now.
                 let input = ContactInput {
                     name: EntityName::parse(&contact.name).map_err(|e| {
                         ServiceError::Internal(format!("stored contact name: {e}").into())
@@ -171,12 +227,13 @@ fn panicked() -> Outcome {
 async fn sync_lead(
     repo: Arc<dyn LeadRepository>,
     amo: Arc<dyn AmoTransport>,
+    retry: RetryPolicy,
     logger: Logger,
     job: LeadJob,
 ) -> Outcome {
     claim_then_push(
         || repo.claim(job.new.clone(), SYNC_LEASE),
-        |row| push_to_amo(&*repo, &*amo, &logger, row, &job),
+        |row| push_to_amo(&*repo, &*amo, &retry, &logger, row, &job),
         |row| row.id,
     )
     .await
@@ -194,6 +251,7 @@ pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -
 async fn push_to_amo(
     repo: &dyn LeadRepository,
     amo: &dyn AmoTransport,
+    retry: &RetryPolicy,
     logger: &Logger,
     row: Lead,
     job: &LeadJob,
@@ -228,7 +286,7 @@ async fn push_to_amo(
         }
         Err(error) => {
             let why = error.to_string();
-            let record_failure = repo.record_failure(row.id, &why);
+            let record_failure = repo.record_failure(row.id, &why, *retry, error.is_rejection());
             Err(keep_pending(logger, "lead", row.id, error, record_failure).await)
         }
     }
@@ -241,6 +299,14 @@ mod tests {
     use crate::domain::Region;
     use crate::repositories::{Claim, MockContactRepository, MockLeadRepository};
     use mockall::predicate::eq;
+
+    fn kind<T>(saved: &Saved<T>) -> &'static str {
+        match saved {
+            Saved::Created(_) => "created",
+            Saved::Found(_) => "found",
+            Saved::Accepted(_) => "accepted",
+        }
+    }
 
     fn at() -> chrono::NaiveDateTime {
         chrono::DateTime::from_timestamp(1_800_000_000, 0)
@@ -327,12 +393,21 @@ mod tests {
         let logger = Logger::root(slog::Discard, slog::o!());
         let contacts: Arc<dyn ContactRepository> = Arc::new(contacts);
         let amo: Arc<dyn AmoTransport> = Arc::new(amo);
+        let settings = SyncSettings::default();
         let contact_service = Arc::new(ContactService::new(
             Arc::clone(&contacts),
             Arc::clone(&amo),
+            settings,
             logger.clone(),
         ));
-        LeadService::new(Arc::new(leads), contacts, contact_service, amo, logger)
+        LeadService::new(
+            Arc::new(leads),
+            contacts,
+            contact_service,
+            amo,
+            settings,
+            logger,
+        )
     }
 
     #[test]
@@ -402,7 +477,10 @@ mod tests {
             .find_or_create(input(LeadContact::Existing(4)))
             .await
             .expect("ok");
-        assert_eq!((out.record.amocrm_id, out.created), (Some(9000), true));
+        assert_eq!(
+            (out.record().amocrm_id, kind(&out)),
+            (Some(9000), "created")
+        );
     }
 
     #[tokio::test]
@@ -434,7 +512,7 @@ mod tests {
             .find_or_create(input(LeadContact::Existing(4)))
             .await
             .expect("ok");
-        assert_eq!((out.record.amocrm_id, out.created), (Some(77), false));
+        assert_eq!((out.record().amocrm_id, kind(&out)), (Some(77), "found"));
     }
 
     #[tokio::test]
@@ -477,6 +555,6 @@ mod tests {
             .find_or_create(input(LeadContact::New(inline)))
             .await
             .expect("ok");
-        assert!(out.created);
+        assert_eq!(kind(&out), "created");
     }
 }

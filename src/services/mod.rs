@@ -2,14 +2,18 @@
 //! depend on the repository traits and `AmoTransport`, never on actix.
 
 mod contacts;
+mod jobs;
 mod leads;
 mod single_flight;
 mod subscription;
+mod sync;
 mod webhooks;
 
 pub use contacts::{ContactInput, ContactService};
+pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};
 pub use subscription::{Subscribed, WebhookSubscription};
+pub use sync::{SyncWorker, SyncWorkerConfig};
 pub use webhooks::{to_batch, ExpectedAccount, WebhookReceiver, WebhookWorker, WorkerConfig};
 
 use std::future::Future;
@@ -20,7 +24,7 @@ use slog::Logger;
 
 use crate::amo::AmoError;
 use crate::domain::FieldError;
-use crate::repositories::{Claim, RepoError};
+use crate::repositories::{Claim, RepoError, RetryPolicy};
 
 /// How long a claim on a pending record is exclusive. Longer than any single
 /// AmoCRM round (searches page through results, each call has its own timeout).
@@ -37,6 +41,79 @@ pub const BUSY_POLL: Duration = Duration::from_millis(200);
 pub struct Synced<T> {
     pub record: T,
     pub created: bool,
+}
+
+/// How a find-or-create ended, as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saved<T> {
+    /// Created in AmoCRM by this request.
+    Created(T),
+    /// Already in the mirror or in AmoCRM.
+    Found(T),
+    /// Stored locally and queued: AmoCRM did not confirm it within the inline budget
+    /// (slow, rate-limited, failing). The sync worker finishes it.
+    Accepted(T),
+}
+
+impl<T> Saved<T> {
+    pub fn record(&self) -> &T {
+        match self {
+            Saved::Created(r) | Saved::Found(r) | Saved::Accepted(r) => r,
+        }
+    }
+
+    pub fn into_record(self) -> T {
+        match self {
+            Saved::Created(r) | Saved::Found(r) | Saved::Accepted(r) => r,
+        }
+    }
+}
+
+/// How hard a request tries AmoCRM itself before handing over to the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
+    pub inline_budget: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            inline_budget: Duration::from_millis(1500),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What a finished flight means for this caller: only the caller that started it
+/// reports `Created`; a transient AmoCRM failure or a record busy elsewhere means
+/// the stored pending record is the answer (its job retries it).
+async fn settle<T, L, F>(
+    outcome: Result<Synced<T>, ServiceError>,
+    leader: bool,
+    load: L,
+) -> Result<Saved<T>, ServiceError>
+where
+    L: FnOnce(i64) -> F,
+    F: Future<Output = Result<Option<T>, RepoError>>,
+{
+    let pending_id = match outcome {
+        Ok(synced) if synced.created && leader => return Ok(Saved::Created(synced.record)),
+        Ok(synced) => return Ok(Saved::Found(synced.record)),
+        Err(ServiceError::Amo {
+            error,
+            pending_id: Some(id),
+        }) if !error.is_rejection() => id,
+        Err(ServiceError::SyncInProgress { id }) => id,
+        Err(other) => return Err(other),
+    };
+    match load(pending_id).await? {
+        Some(record) => Ok(Saved::Accepted(record)),
+        None => Err(ServiceError::Internal(
+            format!("pending record {pending_id} vanished").into(),
+        )),
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,13 +173,15 @@ async fn keep_pending(
     entity: &'static str,
     id: i64,
     error: AmoError,
-    record_failure: impl Future<Output = Result<(), RepoError>>,
+    record_failure: impl Future<Output = Result<bool, RepoError>>,
 ) -> ServiceError {
-    slog::warn!(logger, "AmoCRM call failed, record kept pending";
-        "entity" => entity, "record.id" => id, "amo.error" => error.kind(), "error" => error.to_string());
-    if let Err(db_error) = record_failure.await {
-        slog::error!(logger, "could not record the sync failure";
-            "entity" => entity, "record.id" => id, "error" => db_error.to_string());
+    match record_failure.await {
+        Ok(false) => slog::warn!(logger, "AmoCRM call failed, record kept pending for a retry";
+            "entity" => entity, "record.id" => id, "amo.error" => error.kind(), "error" => error.to_string()),
+        Ok(true) => slog::error!(logger, "AmoCRM call failed for good, sync job is dead";
+            "entity" => entity, "record.id" => id, "amo.error" => error.kind(), "error" => error.to_string()),
+        Err(db_error) => slog::error!(logger, "could not record the sync failure";
+            "entity" => entity, "record.id" => id, "error" => db_error.to_string()),
     }
     ServiceError::Amo {
         error,

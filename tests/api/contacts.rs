@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with, API_TOKEN};
 
 #[tokio::test]
 async fn a_new_contact_is_created_in_amocrm_and_mirrored_with_201() {
@@ -131,52 +131,132 @@ async fn twenty_concurrent_identical_posts_create_one_contact_everywhere() {
 }
 
 #[tokio::test]
-async fn when_amocrm_fails_the_client_gets_503_and_the_row_stays_pending_until_a_retry() {
+async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it() {
     let app = spawn_app().await;
     let body = json!({"name": "Иван", "phone": "+79161234567"});
-    for (status, code) in [
-        (503, "amocrm_unavailable"),
-        (429, "amocrm_rate_limited"),
-        (401, "amocrm_unauthorized"),
-        (403, "amocrm_account_blocked"),
-    ] {
+    let mut ids = Vec::new();
+    for status in [503, 429, 401, 403] {
         app.amo.fail_with(Some(status));
         let reply = app.post("/api/v1/contacts", &body).await;
-        assert_eq!(reply.status, 503, "AmoCRM {status}: {}", reply.body);
-        assert_eq!(reply.problem_code(), code, "AmoCRM {status}");
-        assert!(
-            reply.body["id"].as_i64().is_some(),
-            "the pending id is reported"
+        assert_eq!(reply.status, 202, "AmoCRM {status}: {}", reply.body);
+        assert_eq!(reply.body["sync_status"], "pending");
+        let id = reply.body["id"].as_i64().expect("the stored record");
+        assert_eq!(
+            reply.location.as_deref(),
+            Some(format!("/api/v1/contacts/{id}").as_str())
         );
+        ids.push(id);
     }
-    assert_eq!(
-        app.count("contacts"),
-        1,
-        "one pending row, however often it failed"
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one record however often it was posted: {ids:?}"
     );
-    let pending = app.db.query_i64("SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'pending' AND sync_error IS NOT NULL");
-    assert_eq!(pending, 1);
+    assert_eq!(app.count("contacts"), 1);
+    let jobs = app.get("/api/v1/sync/jobs?status=pending").await;
+    assert_eq!(
+        jobs.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        jobs.body
+    );
+    assert_eq!(jobs.body["items"][0]["entity"], "contact");
 
     app.amo.fail_with(None);
-    let reply = app.post("/api/v1/contacts", &body).await;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    assert_eq!(reply.body["sync_status"], "synced");
-    assert_eq!(app.count("contacts"), 1);
+    let path = format!("/api/v1/contacts/{}", ids[0]);
+    let synced = app
+        .eventually(&path, |r| r.body["sync_status"] == "synced")
+        .await;
+    assert_eq!(
+        synced.body["amocrm_id"].as_i64(),
+        app.amo.contacts().first().map(|c| c.id)
+    );
     assert_eq!(app.amo.contact_creates(), 1);
+    app.eventually("/api/v1/sync/jobs?status=done", |r| {
+        r.body["items"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
 }
 
 #[tokio::test]
-async fn an_amocrm_that_does_not_answer_in_time_is_a_503() {
-    let app = spawn_app().await;
-    app.amo.set_latency(Duration::from_secs(4));
+async fn a_job_that_keeps_failing_ends_dead_and_can_be_retried() {
+    let app = spawn_app_with(|env| {
+        env.insert("SYNC_MAX_ATTEMPTS".into(), "2".into());
+    })
+    .await;
+    app.amo.fail_with(Some(500));
     let reply = app
         .post(
             "/api/v1/contacts",
             &json!({"name": "Иван", "phone": "+79161234567"}),
         )
         .await;
-    assert_eq!(reply.status, 503);
-    assert_eq!(reply.problem_code(), "amocrm_unavailable");
+    assert_eq!(reply.status, 202);
+    let dead = app
+        .eventually("/api/v1/sync/jobs?status=dead", |r| {
+            r.body["items"].as_array().map(Vec::len) == Some(1)
+        })
+        .await;
+    let job = dead.body["items"][0].clone();
+    assert_eq!(job["attempts"], 2);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{job}"
+    );
+
+    app.amo.fail_with(None);
+    let retry = app.url(&format!("/api/v1/sync/jobs/{}/retry", job["id"]));
+    let retried = app
+        .send(app.client.post(retry).bearer_auth(API_TOKEN))
+        .await;
+    assert_eq!(
+        (retried.status, retried.body["status"].as_str()),
+        (200, Some("pending"))
+    );
+    let path = format!("/api/v1/contacts/{}", reply.body["id"]);
+    app.eventually(&path, |r| r.body["sync_status"] == "synced")
+        .await;
+    assert_eq!(app.amo.contact_creates(), 1);
+}
+
+#[tokio::test]
+async fn a_refusal_by_amocrm_is_a_502_and_the_job_is_dead_at_once() {
+    let app = spawn_app().await;
+    app.amo.fail_with(Some(400));
+    let reply = app
+        .post(
+            "/api/v1/contacts",
+            &json!({"name": "Иван", "phone": "+79161234567"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.problem_code()),
+        (502, "amocrm_rejected".to_owned())
+    );
+    assert!(reply.body["id"].as_i64().is_some());
+    let dead = app.get("/api/v1/sync/jobs?status=dead").await;
+    assert_eq!(dead.body["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn an_amocrm_that_does_not_answer_is_not_waited_for() {
+    let app = spawn_app().await;
+    app.amo.set_latency(Duration::from_secs(4));
+    let started = std::time::Instant::now();
+    let reply = app
+        .post(
+            "/api/v1/contacts",
+            &json!({"name": "Иван", "phone": "+79161234567"}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.body["sync_status"], "pending");
     assert_eq!(app.count("contacts"), 1);
 }
 

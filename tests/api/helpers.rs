@@ -133,6 +133,7 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("SERVER_URL", "https://amosync.example.com".to_owned()),
         ("AMO_ACCOUNT_ID", AMO_ACCOUNT_ID.to_owned()),
+        ("SYNC_RETRY_BASE_MS", "50".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -285,6 +286,24 @@ impl TestApp {
                 "{sql} stayed {got}, expected {want}"
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls `GET path` until `check` holds (10 s at most); returns the last body.
+    pub async fn eventually(&self, path: &str, check: impl Fn(&Reply) -> bool) -> Reply {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self.get(path).await;
+            if check(&reply) {
+                return reply;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} never matched: {} {}",
+                reply.status,
+                reply.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

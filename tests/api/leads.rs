@@ -171,7 +171,7 @@ async fn a_pending_contact_is_finished_before_its_lead_is_created() {
             &json!({"name": "Иван", "phone": "+79161234567"}),
         )
         .await;
-    assert_eq!(contact.status, 503);
+    assert_eq!(contact.status, 202);
     let pending_id = contact.body["id"].clone();
     app.amo.fail_with(None);
     let lead = app
@@ -186,4 +186,34 @@ async fn a_pending_contact_is_finished_before_its_lead_is_created() {
         app.amo.leads().pop().map(|l| l.contact_ids),
         Some(vec![amo_contact.id])
     );
+}
+
+#[tokio::test]
+async fn a_lead_waits_in_the_queue_behind_its_contact_while_amocrm_is_down() {
+    let app = spawn_app().await;
+    app.amo.fail_with(Some(503));
+    let body =
+        json!({"name": "Заказ в очереди", "contact": {"name": "Иван", "phone": "+79161234567"}});
+    let reply = app.post("/api/v1/leads", &body).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.body["sync_status"], "pending");
+    assert!(
+        reply.body["contact_id"].as_i64().is_some(),
+        "linked locally to the pending contact"
+    );
+
+    app.amo.fail_with(None);
+    let path = format!("/api/v1/leads/{}", reply.body["id"]);
+    let synced = app
+        .eventually(&path, |r| r.body["sync_status"] == "synced")
+        .await;
+    let contact = app.amo.contacts().pop().expect("contact reached AmoCRM");
+    let lead = app.amo.leads().pop().expect("lead reached AmoCRM");
+    assert_eq!(
+        lead.contact_ids,
+        [contact.id],
+        "created after its contact, and linked to it"
+    );
+    assert_eq!(synced.body["amocrm_id"].as_i64(), Some(lead.id));
+    assert_eq!((app.amo.contact_creates(), app.amo.lead_creates()), (1, 1));
 }

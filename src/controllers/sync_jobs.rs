@@ -1,0 +1,85 @@
+//! `GET /api/v1/sync/jobs` and `POST /api/v1/sync/jobs/{id}/retry`: what is still
+//! on its way to AmoCRM, what gave up (`dead`), and re-queueing it.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::contacts::{timestamp, Page};
+use super::extract::{page_params, paginate};
+use crate::domain::FieldError;
+use crate::error::ApiError;
+use crate::repositories::{SyncJob, JOB_DEAD, JOB_DONE, JOB_PENDING};
+use crate::services::JobService;
+
+#[derive(Debug, Serialize)]
+pub struct JobBody {
+    id: i64,
+    entity: String,
+    record_id: i64,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    next_attempt_at: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<SyncJob> for JobBody {
+    fn from(j: SyncJob) -> Self {
+        JobBody {
+            id: j.id,
+            entity: j.entity,
+            record_id: j.record_id,
+            status: j.status,
+            attempts: j.attempts,
+            last_error: j.last_error,
+            next_attempt_at: timestamp(j.next_attempt_at),
+            created_at: timestamp(j.created_at),
+            updated_at: timestamp(j.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct JobListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list_jobs(
+    service: web::Data<JobService>,
+    query: web::Query<JobListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut errors = Vec::new();
+    let status = match query.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) if [JOB_PENDING, JOB_DONE, JOB_DEAD].contains(&s) => Some(s.to_owned()),
+        Some(_) => {
+            errors.push(FieldError::new("status", "must be pending, done or dead"));
+            None
+        }
+    };
+    let (limit, after_id) =
+        page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (rows, next_cursor) = paginate(
+        service.list(status, after_id, limit + 1).await?,
+        limit,
+        |j| j.id,
+    );
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(JobBody::from).collect(),
+        next_cursor,
+    }))
+}
+
+pub async fn retry_job(
+    service: web::Data<JobService>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let job = service.retry(id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(JobBody::from(job)))
+}
