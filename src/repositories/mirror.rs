@@ -36,11 +36,13 @@ pub struct LeadChange {
     pub changed_at: i64,
 }
 
-/// A delete or restore of one record.
+/// A delete or restore of one record. AmoCRM's delete events carry only the id:
+/// without a time of their own they apply as they come (AmoCRM sends them in order),
+/// rather than losing to an `updated_at` stamped a moment ahead of our clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Removal {
     pub amocrm_id: i64,
-    pub changed_at: i64,
+    pub changed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -181,7 +183,8 @@ fn apply(conn: &mut MysqlConnection, batch: &MirrorBatch) -> Result<usize, RepoE
 }
 
 /// Soft-deletes, batched. A delete for a record the mirror never saw leaves a
-/// tombstone, so an older "add" arriving later cannot bring it back.
+/// tombstone (upserts never clear `deleted_at`), so a late "add" cannot bring it back.
+/// A timed delete loses to newer data; an untimed one (AmoCRM's usual) applies.
 fn delete(
     conn: &mut MysqlConnection,
     table: &str,
@@ -192,14 +195,16 @@ fn delete(
         let sql = format!(
             "INSERT INTO {table} (amocrm_id, name, sync_status, amo_updated_at, deleted_at) VALUES {} \
              ON DUPLICATE KEY UPDATE \
-             deleted_at = IF({NEWER}, COALESCE(deleted_at, NOW(6)), deleted_at), {KEEP_NEWEST}",
+             deleted_at = IF(VALUES(amo_updated_at) IS NULL OR {NEWER}, COALESCE(deleted_at, NOW(6)), deleted_at), \
+             amo_updated_at = IF(VALUES(amo_updated_at) IS NULL, amo_updated_at, \
+             GREATEST(COALESCE(amo_updated_at, 0), VALUES(amo_updated_at)))",
             placeholders(chunk.len(), "(?, '', 'synced', ?, NOW(6))")
         );
         let mut q = query(sql);
         for r in chunk {
             q = q
                 .bind::<BigInt, _>(r.amocrm_id)
-                .bind::<BigInt, _>(r.changed_at);
+                .bind::<Nullable<BigInt>, _>(r.changed_at);
         }
         q.execute(conn)?;
         statements += 1;
@@ -215,12 +220,14 @@ fn restore(
 ) -> Result<usize, RepoError> {
     for r in removals {
         query(format!(
-            "UPDATE {table} SET deleted_at = NULL, amo_updated_at = ? \
-             WHERE amocrm_id = ? AND COALESCE(amo_updated_at, 0) <= ?"
+            "UPDATE {table} SET deleted_at = NULL, \
+             amo_updated_at = GREATEST(COALESCE(amo_updated_at, 0), COALESCE(?, 0)) \
+             WHERE amocrm_id = ? AND (? IS NULL OR COALESCE(amo_updated_at, 0) <= ?)"
         ))
-        .bind::<BigInt, _>(r.changed_at)
+        .bind::<Nullable<BigInt>, _>(r.changed_at)
         .bind::<BigInt, _>(r.amocrm_id)
-        .bind::<BigInt, _>(r.changed_at)
+        .bind::<Nullable<BigInt>, _>(r.changed_at)
+        .bind::<Nullable<BigInt>, _>(r.changed_at)
         .execute(conn)?;
     }
     Ok(removals.len())
