@@ -12,6 +12,7 @@ use slog::Logger;
 
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
 use crate::controllers::{self, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
+use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
     MysqlMirrorRepository, RepoError, RetryPolicy,
@@ -23,8 +24,15 @@ use crate::services::{
 use crate::settings::Settings;
 use crate::telemetry;
 
-/// How long in-flight requests get to finish after SIGTERM.
-pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long in-flight requests get to finish after SIGTERM: under Docker's default
+/// 10 s grace period (compose gives 30 s), so nothing is cut off by a SIGKILL.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Between `/ready` turning 503 and the listener closing.
+const READY_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the workers get to finish their batch once the server has stopped.
+const WORKER_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -51,6 +59,9 @@ pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> 
 pub struct Application {
     server: Server,
     port: u16,
+    lifecycle: Arc<Lifecycle>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    logger: Logger,
 }
 
 impl Application {
@@ -114,7 +125,8 @@ impl Application {
             logger.new(slog::o!("task" => "sync_worker")),
         );
         // Jobs left by a previous run (or another instance) are worked off from now on.
-        tokio::spawn(sync_worker.run());
+        let lifecycle = Arc::new(Lifecycle::default());
+        let mut workers = vec![tokio::spawn(sync_worker.run(Arc::clone(&lifecycle)))];
         let jobs = web::Data::new(JobService::new(jobs));
 
         let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
@@ -141,7 +153,7 @@ impl Application {
             logger.new(slog::o!("task" => "webhook_worker")),
         );
         // Deliveries accepted before a crash are still in the inbox: start working at once.
-        tokio::spawn(worker.run());
+        workers.push(tokio::spawn(worker.run(Arc::clone(&lifecycle))));
         let subscription = web::Data::new(WebhookSubscription::new(
             Arc::clone(&amo_for_hooks),
             settings.webhook_destination(),
@@ -158,6 +170,7 @@ impl Application {
         let region = web::Data::new(settings.default_phone_region);
         let body_limit = web::Data::new(BodyLimit(settings.max_body_bytes));
         let root_logger = web::Data::new(logger.clone());
+        let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
         let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
@@ -174,6 +187,7 @@ impl Application {
                 .app_data(root_logger.clone())
                 .app_data(proxies.clone())
                 .app_data(receiver.clone())
+                .app_data(lifecycle_data.clone())
                 .app_data(jobs.clone())
                 .app_data(subscription.clone())
                 .app_data(webhook_secret.clone())
@@ -185,16 +199,93 @@ impl Application {
         })
         .workers(settings.http_workers.max(1))
         .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+        // Signals are ours: `/ready` must turn 503 before the listener closes.
+        .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Application { server, port })
+        Ok(Application {
+            server,
+            port,
+            lifecycle,
+            workers,
+            logger,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serves until the server stops (SIGTERM/SIGINT when `stop_on_signals` ran).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.lifecycle.start_draining();
+        for worker in self.workers {
+            if tokio::time::timeout(WORKER_DRAIN, worker).await.is_err() {
+                slog::warn!(
+                    self.logger,
+                    "a worker did not stop in time; its leases will lapse"
+                );
+            }
+        }
+        result
+    }
+
+    /// What SIGTERM does, for callers that stop the service themselves.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger {
+            handle: self.server.handle(),
+            lifecycle: Arc::clone(&self.lifecycle),
+            logger: self.logger.clone(),
+        }
+    }
+
+    /// On SIGTERM or SIGINT, shut down gracefully (see `ShutdownTrigger::shutdown`).
+    pub fn stop_on_signals(&self) {
+        let trigger = self.shutdown_trigger();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            trigger.shutdown().await;
+        });
+    }
+}
+
+pub struct ShutdownTrigger {
+    handle: actix_web::dev::ServerHandle,
+    lifecycle: Arc<Lifecycle>,
+    logger: Logger,
+}
+
+impl ShutdownTrigger {
+    /// Marks the service draining (`/ready` answers 503 and load balancers move away),
+    /// waits `READY_GRACE`, then stops accepting connections and lets in-flight
+    /// requests finish within `SHUTDOWN_TIMEOUT`.
+    pub async fn shutdown(self) {
+        slog::info!(self.logger, "shutting down: draining requests and workers");
+        self.lifecycle.start_draining();
+        tokio::time::sleep(READY_GRACE).await;
+        self.handle.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 use slog::Logger;
 
 use crate::error::ApiError;
+use crate::lifecycle::Lifecycle;
 use crate::repositories::Db;
 use crate::telemetry::request_logger;
 
@@ -14,10 +15,14 @@ pub async fn health() -> HttpResponse {
 }
 
 pub async fn ready(
+    lifecycle: web::Data<Lifecycle>,
     db: web::Data<Db>,
     req: HttpRequest,
     logger: web::Data<Logger>,
 ) -> Result<HttpResponse, ApiError> {
+    if lifecycle.is_draining() {
+        return Err(ApiError::NotReady("shutting down".into()));
+    }
     match db.is_ready().await {
         Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
         Ok(false) => Err(ApiError::NotReady("database migrations are pending".into())),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use slog::Logger;
 
 use super::{ContactService, LeadService, ServiceError};
+use crate::lifecycle::Lifecycle;
 use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
 
 #[derive(Debug, Clone, Copy)]
@@ -74,19 +75,22 @@ impl SyncWorker {
         }
     }
 
-    pub async fn run(self) {
+    /// Works jobs until the service drains; the batch in hand is finished first, and
+    /// jobs not reached keep their lease until it lapses, then another worker takes them.
+    pub async fn run(self, lifecycle: Arc<Lifecycle>) {
         let mut pause = self.config.poll;
-        loop {
+        while !lifecycle.is_draining() {
             match self.process_due().await {
-                Ok(0) => tokio::time::sleep(self.config.poll).await,
+                Ok(0) => lifecycle.pause(self.config.poll).await,
                 Ok(_) => pause = self.config.poll,
                 Err(err) => {
                     slog::warn!(self.logger, "sync worker could not reach the database"; "error" => err.to_string());
-                    tokio::time::sleep(pause).await;
+                    lifecycle.pause(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
             }
         }
+        slog::info!(self.logger, "sync worker stopped");
     }
 
     /// Works one batch of due jobs; returns how many it claimed.

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::ServiceError;
 use crate::domain::{Phone, Region};
+use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository, Removal,
     Retry,
@@ -86,15 +87,16 @@ impl WebhookReceiver {
     }
 }
 
-/// Turns a parsed delivery into mirror changes. Events without their own change
-/// time (deletes) take the time the delivery was received.
+/// Turns a parsed delivery into mirror changes. Upserts without their own change
+/// time take the time the delivery was received; untimed deletes and restores stay
+/// untimed (see `Removal`).
 pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorBatch {
     let mut batch = MirrorBatch::default();
     for c in delivery.contacts {
         let changed_at = c.changed_at.unwrap_or(received_at);
         let removal = Removal {
             amocrm_id: c.id,
-            changed_at,
+            changed_at: c.changed_at,
         };
         match c.action {
             Action::Delete => batch.contact_deletes.push(removal),
@@ -121,7 +123,7 @@ pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorB
         let changed_at = l.changed_at.unwrap_or(received_at);
         let removal = Removal {
             amocrm_id: l.id,
-            changed_at,
+            changed_at: l.changed_at,
         };
         match l.action {
             Action::Delete => batch.lead_deletes.push(removal),
@@ -192,7 +194,7 @@ impl WebhookWorker {
 
     /// Runs until the task is dropped. Rows left leased by a crashed process are
     /// freed at start-up (and would come back anyway once their lease lapses).
-    pub async fn run(self) {
+    pub async fn run(self, lifecycle: Arc<Lifecycle>) {
         match self.inbox.release_leases().await {
             Ok(0) => {}
             Ok(freed) => {
@@ -203,19 +205,23 @@ impl WebhookWorker {
             }
         }
         let mut pause = Duration::from_millis(100);
-        loop {
+        while !lifecycle.is_draining() {
             match self.process_due().await {
                 Ok(0) => {
-                    let _ = tokio::time::timeout(self.config.poll, self.wake.notified()).await;
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = lifecycle.pause(self.config.poll) => {}
+                    }
                 }
                 Ok(_) => pause = Duration::from_millis(100),
                 Err(err) => {
                     slog::warn!(self.logger, "webhook worker could not reach the database"; "error" => err.to_string());
-                    tokio::time::sleep(pause).await;
+                    lifecycle.pause(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
             }
         }
+        slog::info!(self.logger, "webhook worker stopped");
     }
 
     /// Claims and applies one batch of due deliveries; returns how many it handled.
@@ -359,7 +365,7 @@ mod tests {
             batch.contact_deletes,
             [Removal {
                 amocrm_id: 8,
-                changed_at: 999
+                changed_at: None
             }]
         );
         assert_eq!(

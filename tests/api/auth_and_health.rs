@@ -108,3 +108,29 @@ async fn every_response_carries_a_request_id_and_keeps_the_one_nginx_sent() {
         .unwrap_or_default();
     assert_eq!(generated.len(), 32, "a fresh uuid: {generated}");
 }
+
+#[tokio::test]
+async fn on_shutdown_ready_turns_503_and_requests_in_flight_still_finish() {
+    let mut app = spawn_app().await;
+    app.amo.set_latency(std::time::Duration::from_millis(400));
+    let body = json!({"name": "Иван", "phone": "+79161234567"});
+    let trigger = app.shutdown.take().expect("trigger");
+    let in_flight = app.post("/api/v1/contacts", &body);
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::spawn(trigger.shutdown());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.send(app.client.get(app.url("/ready"))).await
+    };
+    let (reply, ready) = tokio::join!(in_flight, stop);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.problem_code(), "not_ready");
+    assert_eq!(
+        reply.status, 201,
+        "the request in flight completed: {}",
+        reply.body
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after = app.client.get(app.url("/health")).send().await;
+    assert!(after.is_err(), "the listener is closed after the drain");
+}

@@ -114,6 +114,7 @@ async fn start_container() -> String {
 
 pub struct TestApp {
     pub address: String,
+    pub shutdown: Option<amosync::startup::ShutdownTrigger>,
     pub db: TestDb,
     pub amo: FakeAmo,
     pub client: reqwest::Client,
@@ -131,7 +132,7 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("DB_POOL_SIZE", "8".to_owned()),
         ("AMO_TIMEOUT_SECS", "2".to_owned()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
-        ("SERVER_URL", "https://amosync.example.com".to_owned()),
+        ("SERVER_URL", "http://127.0.0.1:9".to_owned()),
         ("AMO_ACCOUNT_ID", AMO_ACCOUNT_ID.to_owned()),
         ("SYNC_RETRY_BASE_MS", "50".to_owned()),
     ]
@@ -198,9 +199,11 @@ pub async fn spawn_app_without_database() -> TestApp {
 
 fn finish_spawn(app: Application, db: TestDb, amo: FakeAmo) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = Some(app.shutdown_trigger());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        shutdown,
         db,
         amo,
         client: reqwest::Client::new(),
