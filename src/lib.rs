@@ -5,6 +5,8 @@ pub mod amo;
 pub mod controllers;
 pub mod domain;
 pub mod error;
+pub mod fake_amocrm;
+pub mod lifecycle;
 pub mod repositories;
 pub mod schema;
 pub mod services;

@@ -1,7 +1,10 @@
 //! Integration tests: the real app on port 0, a fresh MySQL database per test,
 //! and an HTTP fake of AmoCRM on loopback. One binary keeps link time down.
 
-mod fake_amo;
+/// The library's fake AmoCRM, started in-process for each test.
+mod fake_amo {
+    pub use amosync::fake_amocrm::FakeAmo;
+}
 mod helpers;
 
 mod auth_and_health;

@@ -1,0 +1,249 @@
+//! The webhook emitter: change events in, form-encoded POSTs out, off the request path.
+//!
+//! Events that arrive within a short window go out together, one body per subscribed hook,
+//! as AmoCRM batches them. A reply outside 100–299, a timeout or a network error is a failed
+//! delivery: it is retried after each configured delay, and a hook with more than the allowed
+//! failures within two hours, the latest one failed, is disabled and gets nothing more.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::payload::{self, Fields};
+use super::state::Shared;
+
+/// How long the emitter waits for more changes before it sends a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// The span of the disable rule.
+const FAILURE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Action {
+    Add,
+    Update,
+    Delete,
+    Restore,
+    Status,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Restore => "restore",
+            Action::Status => "status",
+        }
+    }
+}
+
+/// One change, with its payload fields taken when it happened.
+pub(super) struct Event {
+    pub entity: &'static str,
+    pub action: Action,
+    pub fields: Fields,
+}
+
+impl Event {
+    pub fn new(entity: &'static str, action: Action, fields: Fields) -> Self {
+        Event {
+            entity,
+            action,
+            fields,
+        }
+    }
+
+    /// The webhook setting that subscribes to it, e.g. `add_contact` or `status_lead`.
+    fn setting(&self) -> String {
+        let singular = self.entity.trim_end_matches('s');
+        format!("{}_{singular}", self.action.as_str())
+    }
+}
+
+/// One attempt to deliver a webhook body.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub webhook_id: i64,
+    pub destination: String,
+    /// The form-urlencoded body.
+    pub body: String,
+    /// 1 for the first attempt, then one more per retry.
+    pub attempt: usize,
+    /// The reply's status, when one came.
+    pub status: Option<u16>,
+    /// Why no usable reply came: a timeout or a connection error.
+    pub error: Option<String>,
+}
+
+impl Delivery {
+    /// What AmoCRM counts as delivered: a reply within the timeout, with a 100–299 status.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (100..300).contains(&s))
+    }
+}
+
+/// Runs the emitter on the current runtime until the task is aborted.
+pub(super) fn spawn(shared: Arc<Shared>, events: UnboundedReceiver<Event>) -> JoinHandle<()> {
+    tokio::spawn(run(shared, events))
+}
+
+async fn run(shared: Arc<Shared>, mut events: UnboundedReceiver<Event>) {
+    let client = reqwest::Client::builder()
+        // A redirect is a reply outside 100–299, so it must not be followed.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(shared.config.webhook_timeout)
+        .build()
+        .unwrap_or_default();
+    // Aborting this task drops the set, which aborts every delivery still in flight.
+    let mut deliveries = JoinSet::new();
+    loop {
+        tokio::select! {
+            first = events.recv() => {
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+                while let Ok(Some(more)) = tokio::time::timeout_at(deadline, events.recv()).await {
+                    batch.push(more);
+                }
+                for (hook_id, destination, body) in plan(&shared, &batch) {
+                    let job = deliver(shared.clone(), client.clone(), hook_id, destination, body);
+                    deliveries.spawn(job);
+                }
+            }
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
+        }
+    }
+    while deliveries.join_next().await.is_some() {}
+}
+
+/// One body per live hook subscribed to at least one of the events.
+fn plan(shared: &Shared, batch: &[Event]) -> Vec<(i64, String, String)> {
+    let config = &shared.config;
+    let state = shared.lock();
+    let mut bodies = Vec::new();
+    for hook in state.webhooks.iter().filter(|w| !w.disabled) {
+        let wanted: Vec<&Event> = batch
+            .iter()
+            .filter(|e| hook.settings.contains(&e.setting()))
+            .collect();
+        if !wanted.is_empty() {
+            let body = payload::form_body(&wanted, &config.subdomain, config.account_id);
+            bodies.push((hook.id, hook.destination.clone(), body));
+        }
+    }
+    bodies
+}
+
+/// The first attempt, then one retry per configured delay, while the hook stays subscribed
+/// and enabled.
+async fn deliver(
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    hook_id: i64,
+    destination: String,
+    body: String,
+) {
+    let delays = shared.config.webhook_retry_delays.clone();
+    for attempt in 1..=delays.len() + 1 {
+        if !is_live(&shared, hook_id) {
+            return;
+        }
+        let reply = client
+            .post(&destination)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await;
+        let (status, error) = match reply {
+            Ok(resp) => (Some(resp.status().as_u16()), None),
+            Err(e) if e.is_timeout() => (None, Some("timeout".to_owned())),
+            Err(e) => (None, Some(describe(e))),
+        };
+        let delivery = Delivery {
+            webhook_id: hook_id,
+            destination: destination.clone(),
+            body: body.clone(),
+            attempt,
+            status,
+            error,
+        };
+        let succeeded = delivery.succeeded();
+        if shared.config.log_to_stdout {
+            log_attempt(&delivery);
+        }
+        record(&shared, delivery);
+        if succeeded {
+            return;
+        }
+        if let Some(delay) = delays.get(attempt - 1) {
+            tokio::time::sleep(*delay).await;
+        }
+    }
+}
+
+/// The error with its causes, without the destination URL and the secret its query may carry.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+fn is_live(shared: &Shared, hook_id: i64) -> bool {
+    let state = shared.lock();
+    state
+        .webhooks
+        .iter()
+        .any(|w| w.id == hook_id && !w.disabled)
+}
+
+/// Keeps the attempt and applies the disable rule to a failed one.
+fn record(shared: &Shared, delivery: Delivery) {
+    let limit = shared.config.disable_after_failures;
+    let mut state = shared.lock();
+    if !delivery.succeeded() {
+        let hook = state
+            .webhooks
+            .iter_mut()
+            .find(|w| w.id == delivery.webhook_id);
+        if let Some(hook) = hook {
+            let now = Instant::now();
+            hook.failures.push_back(now);
+            while hook
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+            {
+                hook.failures.pop_front();
+            }
+            if hook.failures.len() > limit {
+                hook.disabled = true;
+            }
+        }
+    }
+    state.record_delivery(delivery);
+}
+
+/// The destination's query string often carries a shared secret, so it stays out of the log.
+fn log_attempt(d: &Delivery) {
+    let target = url::Url::parse(&d.destination).map_or_else(
+        |_| "<invalid url>".to_owned(),
+        |u| format!("{}{}", u.origin().ascii_serialization(), u.path()),
+    );
+    let outcome = match (d.status, &d.error) {
+        (Some(status), _) => status.to_string(),
+        (None, Some(error)) => error.clone(),
+        (None, None) => "no reply".to_owned(),
+    };
+    println!(
+        "webhook hook.id={} attempt={} destination={target} outcome={outcome}",
+        d.webhook_id, d.attempt
+    );
+}
