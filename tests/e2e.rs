@@ -139,6 +139,10 @@ async fn start_stack() -> Stack {
         .replace(
             "access_log /dev/stdout json;",
             &format!("access_log {}/nginx-access.log json;", dir.display()),
+        )
+        .replace(
+            "error_log /dev/stderr warn;",
+            &format!("error_log {}/nginx-error.log warn;", dir.display()),
         );
     let nginx_conf = dir.join("nginx.conf");
     std::fs::write(&nginx_conf, conf).expect("write nginx.conf");
@@ -238,7 +242,22 @@ async fn the_full_loop_through_nginx_and_the_fake_amocrm() {
         "the fake holds the contact: {state}"
     );
 
-    // AmoCRM's echo of our own create arrives and changes nothing.
+    // AmoCRM's echo of our own create arrives (through nginx) and changes nothing.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = stack.fake(Method::GET, "/_fake/state", None).await;
+        let delivered = state["counters"]["deliveries"].as_u64().unwrap_or(0);
+        let failed = state["counters"]["failed_deliveries"].as_u64().unwrap_or(0);
+        if delivered > failed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no webhook reached amosync: {}",
+            state["counters"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stack
         .eventually(&format!("/api/v1/contacts/{id}"), |s, b| {
             s == 200 && b["amocrm_id"] == amocrm_id
