@@ -40,6 +40,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 422: an `Idempotency-Key` already used for a different request.
+    #[error("idempotency key reused for another request")]
+    IdempotencyKeyReused,
+    /// 409: the first request with this `Idempotency-Key` is still running.
+    #[error("idempotency key in use")]
+    IdempotencyInProgress,
     /// 409 on the drop-in routes: the record already existed.
     #[error("already exists")]
     AlreadyExists { id: i64 },
@@ -99,6 +105,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::AlreadyExists { .. } => "already_exists",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::AmoUnavailable { error, .. } => match error {
                 AmoError::Unauthorized => "amocrm_unauthorized",
                 AmoError::PaymentRequired | AmoError::Forbidden => "amocrm_account_blocked",
@@ -125,6 +133,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::AlreadyExists { .. } => "Already exists",
+            ApiError::IdempotencyKeyReused => "Idempotency key reused",
+            ApiError::IdempotencyInProgress => "Request in progress",
             ApiError::AmoUnavailable { .. } => "AmoCRM unavailable",
             ApiError::AmoRejected { .. } => "AmoCRM rejected the record",
             ApiError::SyncInProgress { .. } => "Sync in progress",
@@ -151,6 +161,12 @@ impl ApiError {
             ApiError::Forbidden(why) => why.clone(),
             ApiError::MethodNotAllowed => "this method is not supported on this resource".into(),
             ApiError::AlreadyExists { id } => format!("the record already exists with id {id}"),
+            ApiError::IdempotencyKeyReused => {
+                "this Idempotency-Key was used for a different request; use a new key".into()
+            }
+            ApiError::IdempotencyInProgress => {
+                "the first request with this Idempotency-Key is still running; retry shortly".into()
+            }
             ApiError::AmoUnavailable { error, pending_id } => {
                 let kept = pending_id
                     .map(|id| format!("; the record is kept as pending with id {id}"))
@@ -180,7 +196,9 @@ impl ApiError {
                 ..
             } => Some(d.as_secs().max(1)),
             ApiError::AmoUnavailable { .. } => Some(5),
-            ApiError::SyncInProgress { .. } | ApiError::DatabaseUnavailable => Some(1),
+            ApiError::SyncInProgress { .. }
+            | ApiError::DatabaseUnavailable
+            | ApiError::IdempotencyInProgress => Some(1),
             _ => None,
         }
     }
@@ -206,7 +224,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists { .. } | ApiError::NotConfigured(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::NotConfigured(_)
+            | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AmoRejected { .. } => StatusCode::BAD_GATEWAY,
             ApiError::AmoUnavailable { .. }
             | ApiError::SyncInProgress { .. }

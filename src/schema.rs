@@ -22,6 +22,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (client_id, idem_key) {
+        #[max_length = 64]
+        client_id -> Varchar,
+        #[max_length = 255]
+        idem_key -> Varchar,
+        #[max_length = 64]
+        request_hash -> Char,
+        #[max_length = 16]
+        status -> Varchar,
+        response_status -> Nullable<Integer>,
+        #[max_length = 64]
+        content_type -> Nullable<Varchar>,
+        #[max_length = 512]
+        location -> Nullable<Varchar>,
+        response_body -> Nullable<Mediumblob>,
+        started_at -> Datetime,
+        expires_at -> Datetime,
+    }
+}
+
+diesel::table! {
     leads (id) {
         id -> Bigint,
         amocrm_id -> Nullable<Bigint>,
@@ -83,4 +104,10 @@ diesel::table! {
 
 diesel::joinable!(leads -> contacts (contact_id));
 
-diesel::allow_tables_to_appear_in_same_query!(contacts, leads, sync_jobs, webhook_inbox);
+diesel::allow_tables_to_appear_in_same_query!(
+    contacts,
+    idempotency_keys,
+    leads,
+    sync_jobs,
+    webhook_inbox,
+);

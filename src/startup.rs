@@ -14,12 +14,13 @@ use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
 use crate::controllers::{self, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    Db, MysqlContactRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
-    MysqlMirrorRepository, RepoError, RetryPolicy,
+    Db, MysqlContactRepository, MysqlIdempotencyRepository, MysqlInboxRepository,
+    MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository, RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, JobService, LeadService, SyncSettings, SyncWorker,
-    SyncWorkerConfig, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
+    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, SyncSettings,
+    SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription, WebhookWorker,
+    WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -128,6 +129,9 @@ impl Application {
         let lifecycle = Arc::new(Lifecycle::default());
         let mut workers = vec![tokio::spawn(sync_worker.run(Arc::clone(&lifecycle)))];
         let jobs = web::Data::new(JobService::new(jobs));
+        let idempotency = web::Data::new(IdempotencyService::new(Arc::new(
+            MysqlIdempotencyRepository::new(db.clone()),
+        )));
 
         let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -189,6 +193,7 @@ impl Application {
                 .app_data(receiver.clone())
                 .app_data(lifecycle_data.clone())
                 .app_data(jobs.clone())
+                .app_data(idempotency.clone())
                 .app_data(subscription.clone())
                 .app_data(webhook_secret.clone())
                 .app_data(webhook_limit.clone())

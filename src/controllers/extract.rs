@@ -64,7 +64,10 @@ impl FromRequest for RawBody {
 }
 
 /// Reads the body, failing with 413 as soon as it grows past `limit`.
-async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(super) async fn read_limited(
+    mut payload: Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =

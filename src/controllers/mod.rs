@@ -5,6 +5,7 @@ mod auth;
 mod contacts;
 mod extract;
 mod health;
+mod idempotency;
 mod leads;
 mod legacy;
 mod sync_jobs;
@@ -35,6 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/api/v1")
+                // Registered first, so it runs inside auth and knows the client.
+                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .service(
                     web::resource("/contacts")
@@ -79,11 +82,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/contacts")
+                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .route("/create", web::post().to(legacy::create_contact_legacy)),
         )
         .service(
             web::scope("/leads")
+                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .route("/create", web::post().to(legacy::create_lead_legacy)),
         );

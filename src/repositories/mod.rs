@@ -3,6 +3,7 @@
 
 mod contacts;
 mod db;
+mod idempotency;
 mod inbox;
 mod jobs;
 mod leads;
@@ -12,6 +13,9 @@ mod sync_state;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use db::{with_named_lock, Db, MIGRATIONS};
+pub use idempotency::{
+    IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
+};
 pub use inbox::{InboxRepository, InboxRow, MysqlInboxRepository, Retry};
 pub use jobs::{
     Entity, JobRepository, MysqlJobRepository, RetryPolicy, SyncJob, JOB_DEAD, JOB_DONE,
@@ -25,6 +29,8 @@ pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;
+#[cfg(test)]
+pub use idempotency::MockIdempotencyRepository;
 #[cfg(test)]
 pub use inbox::MockInboxRepository;
 #[cfg(test)]

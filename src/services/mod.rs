@@ -2,6 +2,7 @@
 //! depend on the repository traits and `AmoTransport`, never on actix.
 
 mod contacts;
+mod idempotency;
 mod jobs;
 mod leads;
 mod single_flight;
@@ -10,6 +11,7 @@ mod sync;
 mod webhooks;
 
 pub use contacts::{ContactInput, ContactService};
+pub use idempotency::IdempotencyService;
 pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};
 pub use subscription::{Subscribed, WebhookSubscription};

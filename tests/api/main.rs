@@ -9,6 +9,7 @@ mod helpers;
 
 mod auth_and_health;
 mod contacts;
+mod idempotency;
 mod input_errors;
 mod leads;
 mod legacy_routes;
