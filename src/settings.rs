@@ -55,6 +55,8 @@ pub struct Settings {
     pub amo_request_timeout: Duration,
     /// AmoCRM calls allowed in any one-second window (`AMO_MAX_RPS`, 0: no limit).
     pub amo_max_rps: u32,
+    /// While AmoCRM refuses access (401/402/403): one probe call this often (`AMO_ACCESS_PROBE_SECS`).
+    pub amo_access_probe: Duration,
     /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
     pub sync_inline_budget: Duration,
     /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
@@ -159,6 +161,7 @@ impl Settings {
             )?),
             amo_request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
             amo_max_rps: parse_or(&get, "AMO_MAX_RPS", 7)?,
+            amo_access_probe: Duration::from_secs(parse_or(&get, "AMO_ACCESS_PROBE_SECS", 60)?),
             sync_inline_budget: Duration::from_millis(parse_or(
                 &get,
                 "SYNC_INLINE_BUDGET_MS",

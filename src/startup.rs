@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use slog::Logger;
 
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
-use crate::controllers::{self, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
+use crate::controllers::{self, AmoStatus, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlIdempotencyRepository, MysqlInboxRepository,
@@ -54,6 +54,7 @@ pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> 
         connect_timeout: settings.amo_connect_timeout,
         request_timeout: settings.amo_request_timeout,
         max_rps: settings.amo_max_rps,
+        access_probe: settings.amo_access_probe,
     })
 }
 
@@ -79,7 +80,8 @@ impl Application {
         if !applied.is_empty() {
             slog::info!(logger, "migrations applied"; "migrations" => applied.join(","));
         }
-        let amo = amo_transport(&settings)?;
+        let amo =
+            amo_transport(&settings)?.with_logger(logger.new(slog::o!("component" => "amocrm")));
         Self::build_with(settings, logger, db, Arc::new(amo))
     }
 
@@ -117,6 +119,7 @@ impl Application {
         ));
         let jobs = Arc::new(MysqlJobRepository::new(db.clone()));
         let sync_worker = SyncWorker::new(
+            Arc::clone(&amo_for_hooks),
             jobs.clone(),
             contact_repo,
             lead_repo,
@@ -175,6 +178,7 @@ impl Application {
         let body_limit = web::Data::new(BodyLimit(settings.max_body_bytes));
         let root_logger = web::Data::new(logger.clone());
         let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
+        let amo_status = web::Data::new(AmoStatus(Arc::clone(&amo_for_hooks)));
         let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
@@ -192,6 +196,7 @@ impl Application {
                 .app_data(proxies.clone())
                 .app_data(receiver.clone())
                 .app_data(lifecycle_data.clone())
+                .app_data(amo_status.clone())
                 .app_data(jobs.clone())
                 .app_data(idempotency.clone())
                 .app_data(subscription.clone())

@@ -22,6 +22,7 @@ fn transport_at(base: &str, request_timeout: Duration) -> HttpAmoTransport {
         connect_timeout: Duration::from_secs(2),
         request_timeout,
         max_rps: 0,
+        access_probe: Duration::from_secs(1),
     })
     .expect("transport builds")
 }

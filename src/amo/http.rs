@@ -18,6 +18,7 @@ mod status;
 
 use self::matching::{phone_value_matches, pick_created};
 use self::status::{map_status, Answer};
+use super::access::{AccessGuard, AmoAccess};
 use super::limiter::RateLimiter;
 use super::wire::{self, ListPage};
 use super::{AmoContact, AmoError, AmoLead, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead};
@@ -37,6 +38,8 @@ pub struct AmoClientConfig {
     pub request_timeout: Duration,
     /// AmoCRM calls allowed in any one-second window (0: unlimited).
     pub max_rps: u32,
+    /// While AmoCRM refuses access (401/402/403), one probe call this often.
+    pub access_probe: Duration,
 }
 
 impl fmt::Debug for AmoClientConfig {
@@ -48,6 +51,7 @@ impl fmt::Debug for AmoClientConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_rps", &self.max_rps)
+            .field("access_probe", &self.access_probe)
             .finish()
     }
 }
@@ -58,6 +62,9 @@ pub struct HttpAmoTransport {
     client: Client,
     /// Every request, paging and creates alike, passes through it.
     limiter: RateLimiter,
+    /// Holds calls back while AmoCRM refuses the account or token.
+    access: AccessGuard,
+    logger: slog::Logger,
     /// Built once and marked sensitive, so it never shows in `Debug` output.
     authorization: HeaderValue,
 }
@@ -96,10 +103,18 @@ impl HttpAmoTransport {
             })?;
         Ok(HttpAmoTransport {
             limiter: RateLimiter::per_second(config.max_rps),
+            access: AccessGuard::new(config.access_probe),
+            logger: slog::Logger::root(slog::Discard, slog::o!()),
             config,
             client,
             authorization,
         })
+    }
+
+    /// Logs the moments AmoCRM access is lost through `logger`.
+    pub fn with_logger(mut self, logger: slog::Logger) -> Self {
+        self.logger = logger;
+        self
     }
 
     fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Url {
@@ -117,6 +132,23 @@ impl HttpAmoTransport {
 
     /// One request; `Ok(None)` is AmoCRM's 204 "nothing found".
     async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, AmoError> {
+        self.access.check()?;
+        let outcome = self.send(method, url, body).await;
+        if self.access.record(&outcome) {
+            // One line when access is lost, not one per held-back call.
+            slog::error!(self.logger, "AmoCRM refused access; holding calls back";
+                "amo.error" => outcome.as_ref().err().map(AmoError::kind).unwrap_or_default(),
+                "probe_every_secs" => self.config.access_probe.as_secs());
+        }
+        outcome
+    }
+
+    async fn send(
         &self,
         method: Method,
         url: Url,
@@ -367,6 +399,15 @@ impl AmoTransport for HttpAmoTransport {
             })
             .unwrap_or_default())
     }
+
+    fn access(&self) -> AmoAccess {
+        self.access.state()
+    }
+
+    async fn probe(&self) -> Result<(), AmoError> {
+        let url = self.url(&["api", "v4", "contacts"], &[("limit", "1")]);
+        self.call(Method::GET, url, None).await.map(|_| ())
+    }
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AmoError> {
@@ -407,6 +448,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
             max_rps: 0,
+            access_probe: Duration::from_secs(60),
         };
         assert!(!format!("{config:?}").contains("s3cr3t"));
         let transport = HttpAmoTransport::new(config).expect("client builds");
@@ -428,6 +470,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(1),
                 max_rps: 0,
+                access_probe: Duration::from_secs(60),
             })
             .expect("client builds");
             let url = transport.url(

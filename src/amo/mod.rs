@@ -1,11 +1,13 @@
 //! The AmoCRM side: the `AmoTransport` role, its reqwest implementation, and the
 //! wire shapes of API v4 as AmoCRM really sends them.
 
+mod access;
 mod error;
 mod http;
 mod limiter;
 pub mod wire;
 
+pub use access::{AccessGuard, AmoAccess};
 pub use error::{AmoError, ValidationIssue};
 pub use http::{AmoClientConfig, HttpAmoTransport};
 pub use limiter::RateLimiter;
@@ -109,4 +111,10 @@ pub trait AmoTransport: Send + Sync {
     async fn unsubscribe_webhook(&self, destination: &str) -> Result<(), AmoError>;
 
     async fn list_webhooks(&self) -> Result<Vec<AmoWebhook>, AmoError>;
+
+    /// Whether AmoCRM currently refuses this account or token (then calls are held back).
+    fn access(&self) -> AmoAccess;
+
+    /// One cheap read, to learn whether AmoCRM accepts us (again).
+    async fn probe(&self) -> Result<(), AmoError>;
 }

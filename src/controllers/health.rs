@@ -5,6 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use slog::Logger;
 
+use std::sync::Arc;
+
+use crate::amo::AmoTransport;
 use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::repositories::Db;
@@ -14,8 +17,15 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// The AmoCRM client, for the access state `/ready` reports.
+pub struct AmoStatus(pub Arc<dyn AmoTransport>);
+
+/// `200` when the database answers and is migrated. AmoCRM refusing access does not
+/// make the service unready (submissions are still stored and queued), but the body
+/// says so: `"amocrm": {"state": "refused", "reason": "forbidden", "since": …}`.
 pub async fn ready(
     lifecycle: web::Data<Lifecycle>,
+    amo: web::Data<AmoStatus>,
     db: web::Data<Db>,
     req: HttpRequest,
     logger: web::Data<Logger>,
@@ -24,7 +34,9 @@ pub async fn ready(
         return Err(ApiError::NotReady("shutting down".into()));
     }
     match db.is_ready().await {
-        Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(true) => {
+            Ok(HttpResponse::Ok().json(json!({ "status": "ready", "amocrm": amo.0.access() })))
+        }
         Ok(false) => Err(ApiError::NotReady("database migrations are pending".into())),
         Err(err) => {
             slog::warn!(request_logger(&req, &logger), "readiness check failed"; "error" => err.to_string());

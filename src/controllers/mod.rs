@@ -13,6 +13,7 @@ mod webhooks;
 
 pub use auth::ApiTokens;
 pub use extract::{BodyLimit, WebhookBodyLimit};
+pub use health::AmoStatus;
 pub use webhooks::WebhookSecret;
 
 use actix_web::middleware::from_fn;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use slog::Logger;
 
 use super::{ContactService, LeadService, ServiceError};
+use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
 
@@ -34,6 +35,7 @@ impl Default for SyncWorkerConfig {
 }
 
 pub struct SyncWorker {
+    amo: Arc<dyn AmoTransport>,
     jobs: Arc<dyn JobRepository>,
     contact_repo: Arc<dyn ContactRepository>,
     lead_repo: Arc<dyn LeadRepository>,
@@ -55,7 +57,9 @@ pub enum JobStep {
 }
 
 impl SyncWorker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        amo: Arc<dyn AmoTransport>,
         jobs: Arc<dyn JobRepository>,
         contact_repo: Arc<dyn ContactRepository>,
         lead_repo: Arc<dyn LeadRepository>,
@@ -65,6 +69,7 @@ impl SyncWorker {
         logger: Logger,
     ) -> Self {
         SyncWorker {
+            amo,
             jobs,
             contact_repo,
             lead_repo,
@@ -80,6 +85,14 @@ impl SyncWorker {
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
+            if let AmoAccess::Refused { .. } = self.amo.access() {
+                // Jobs stay queued (no attempts burnt). The probe goes out only once per
+                // probe interval (the transport holds the rest back), so looping is cheap.
+                if self.amo.probe().await.is_err() {
+                    lifecycle.pause(self.config.poll).await;
+                }
+                continue;
+            }
             match self.process_due().await {
                 Ok(0) => lifecycle.pause(self.config.poll).await,
                 Ok(_) => pause = self.config.poll,

@@ -132,7 +132,11 @@ async fn twenty_concurrent_identical_posts_create_one_contact_everywhere() {
 
 #[tokio::test]
 async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it() {
-    let app = spawn_app().await;
+    // Retries here are 50 ms apart: enough attempts that the job outlives the outage.
+    let app = spawn_app_with(|env| {
+        env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
+    })
+    .await;
     let body = json!({"name": "Иван", "phone": "+79161234567"});
     let mut ids = Vec::new();
     for status in [503, 429, 401, 403] {
@@ -160,6 +164,16 @@ async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it
         jobs.body
     );
     assert_eq!(jobs.body["items"][0]["entity"], "contact");
+    // A refusal (401, then 403) holds AmoCRM calls back; operators see it on /ready.
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(ready.status, 200, "submissions are still accepted");
+    assert_eq!(ready.body["amocrm"]["state"], "refused", "{}", ready.body);
+    let reason = ready.body["amocrm"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        ["unauthorized", "forbidden"].contains(&reason),
+        "{}",
+        ready.body
+    );
 
     app.amo.fail_with(None);
     let path = format!("/api/v1/contacts/{}", ids[0]);
@@ -171,6 +185,8 @@ async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it
         app.amo.contacts().first().map(|c| c.id)
     );
     assert_eq!(app.amo.contact_creates(), 1);
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(ready.body["amocrm"]["state"], "ok", "{}", ready.body);
     app.eventually("/api/v1/sync/jobs?status=done", |r| {
         r.body["items"].as_array().map(Vec::len) == Some(1)
     })

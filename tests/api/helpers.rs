@@ -135,6 +135,7 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("SERVER_URL", "http://127.0.0.1:9".to_owned()),
         ("AMO_ACCOUNT_ID", AMO_ACCOUNT_ID.to_owned()),
         ("SYNC_RETRY_BASE_MS", "50".to_owned()),
+        ("AMO_ACCESS_PROBE_SECS", "1".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -190,6 +191,7 @@ pub async fn spawn_app_without_database() -> TestApp {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
         max_rps: 0,
+        access_probe: Duration::from_secs(1),
     })
     .expect("transport");
     let app =
