@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use amosync::amo::AmoEntity;
 use amosync::repositories::Db;
-use amosync::repositories::MysqlJobRepository;
-use amosync::services::{JobService, Subscribed, WebhookSubscription};
+use amosync::repositories::{MysqlCursorRepository, MysqlJobRepository, MysqlMirrorRepository};
+use amosync::services::{JobService, Reconciler, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
 use amosync::startup::{amo_transport, Application};
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -29,10 +31,15 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Inspect and re-queue the jobs that carry records to AmoCRM.
+    /// Import AmoCRM into the mirror (`--full`), or inspect and re-queue sync jobs.
+    #[command(args_conflicts_with_subcommands = true)]
     Sync {
+        /// Import every contact and lead of the account into the mirror. Resumable:
+        /// an interrupted import continues where it stopped.
+        #[arg(long)]
+        full: bool,
         #[command(subcommand)]
-        action: SyncAction,
+        action: Option<SyncAction>,
     },
     /// Manage amosync's webhook in AmoCRM ({SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}).
     Webhooks {
@@ -88,7 +95,14 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings, logger.clone()).await,
             Command::Migrate => migrate(settings, logger.clone()).await,
             Command::Webhooks { action } => webhooks(settings, action).await,
-            Command::Sync { action } => sync(settings, logger.clone(), action).await,
+            Command::Sync { full: true, .. } => full_import(settings, logger.clone()).await,
+            Command::Sync {
+                action: Some(action),
+                ..
+            } => sync(settings, logger.clone(), action).await,
+            Command::Sync { .. } => {
+                Err("give --full or a subcommand (see amosync sync --help)".into())
+            }
         }
     });
     match result {
@@ -230,5 +244,52 @@ async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> R
             return Err("give a job id or --all-dead".into());
         }
     }
+    Ok(())
+}
+
+async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), String> {
+    let db = Db::new(
+        settings.database_url.expose(),
+        2,
+        settings.db_checkout_timeout,
+    );
+    db.wait_until_reachable(settings.db_wait, &logger)
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    let amo = amo_transport(&settings).map_err(|e| e.to_string())?;
+    let reconciler = Reconciler::new(
+        Arc::new(amo),
+        Arc::new(MysqlCursorRepository::new(db.clone())),
+        Arc::new(MysqlMirrorRepository::new(db)),
+        settings.default_phone_region,
+        logger,
+    );
+    let mut total = 0;
+    for (entity, cursor, label) in [
+        (AmoEntity::Contacts, "import.contacts", "contacts"),
+        (AmoEntity::Leads, "import.leads", "leads"),
+    ] {
+        // AmoCRM gives no total count, so the bar counts up.
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} imported ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(label);
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let walk = reconciler
+            .walk(entity, cursor, 0, u32::MAX, |n| bar.set_position(n as u64))
+            .await
+            .map_err(|e| e.to_string())?;
+        if walk.skipped {
+            bar.abandon_with_message(format!("{label}: another import is running"));
+            return Err("another import holds the cursor; try again later".into());
+        }
+        bar.finish_with_message(label);
+        total += walk.applied;
+        println!("{label}: {} imported", walk.applied);
+    }
+    println!("done: {total} records in the mirror are up to date with AmoCRM");
     Ok(())
 }

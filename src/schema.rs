@@ -67,6 +67,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    sync_cursors (name) {
+        #[max_length = 64]
+        name -> Varchar,
+        position -> Bigint,
+        leased_until -> Nullable<Datetime>,
+        updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
     sync_jobs (id) {
         id -> Bigint,
         #[max_length = 16]
@@ -108,6 +118,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     idempotency_keys,
     leads,
+    sync_cursors,
     sync_jobs,
     webhook_inbox,
 );

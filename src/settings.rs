@@ -61,6 +61,10 @@ pub struct Settings {
     pub sync_inline_budget: Duration,
     /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
     pub sync_max_attempts: i32,
+    /// How often AmoCRM's changes are pulled to heal lost webhooks (`RECONCILE_INTERVAL_SECS`, 0: off).
+    pub reconcile_interval: Duration,
+    /// Pages (of 250) per entity and round (`RECONCILE_MAX_PAGES`); the rest follows next round.
+    pub reconcile_max_pages: u32,
     /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
     pub sync_retry_base: Duration,
     pub api_tokens: Vec<ApiClientToken>,
@@ -169,6 +173,12 @@ impl Settings {
             )?),
             sync_max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
             sync_retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
+            reconcile_interval: Duration::from_secs(parse_or(
+                &get,
+                "RECONCILE_INTERVAL_SECS",
+                300,
+            )?),
+            reconcile_max_pages: parse_or(&get, "RECONCILE_MAX_PAGES", 20)?,
             api_tokens: api_tokens(&get)?,
             log_level: log_level(&get)?,
             default_phone_region: match get("DEFAULT_PHONE_REGION") {

@@ -14,13 +14,14 @@ use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
 use crate::controllers::{self, AmoStatus, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    Db, MysqlContactRepository, MysqlIdempotencyRepository, MysqlInboxRepository,
-    MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository, RepoError, RetryPolicy,
+    Db, MysqlContactRepository, MysqlCursorRepository, MysqlIdempotencyRepository,
+    MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository,
+    RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, SyncSettings,
-    SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription, WebhookWorker,
-    WorkerConfig,
+    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, Reconciler,
+    SyncSettings, SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription,
+    WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -161,6 +162,20 @@ impl Application {
         );
         // Deliveries accepted before a crash are still in the inbox: start working at once.
         workers.push(tokio::spawn(worker.run(Arc::clone(&lifecycle))));
+        if !settings.reconcile_interval.is_zero() {
+            let reconciler = Reconciler::new(
+                Arc::clone(&amo_for_hooks),
+                Arc::new(MysqlCursorRepository::new(db.clone())),
+                Arc::new(MysqlMirrorRepository::new(db.clone())),
+                settings.default_phone_region,
+                logger.new(slog::o!("task" => "reconciler")),
+            );
+            workers.push(tokio::spawn(reconciler.run(
+                settings.reconcile_interval,
+                settings.reconcile_max_pages,
+                Arc::clone(&lifecycle),
+            )));
+        }
         let subscription = web::Data::new(WebhookSubscription::new(
             Arc::clone(&amo_for_hooks),
             settings.webhook_destination(),

@@ -21,7 +21,9 @@ use self::status::{map_status, Answer};
 use super::access::{AccessGuard, AmoAccess};
 use super::limiter::RateLimiter;
 use super::wire::{self, ListPage};
-use super::{AmoContact, AmoError, AmoLead, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead};
+use super::{
+    AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead,
+};
 use crate::domain::{Phone, Region};
 
 /// AmoCRM's maximum page size: fewer requests against a 7 req/s budget.
@@ -252,6 +254,42 @@ impl HttpAmoTransport {
         Ok(all)
     }
 
+    /// One page of `filter[updated_at][from]=since`, oldest change first; 204 is an empty last page.
+    async fn changed_page<E, T>(
+        &self,
+        path: &[&str],
+        since: i64,
+        page: u32,
+        extra: &[(&str, &str)],
+        items: impl Fn(E) -> Vec<T>,
+    ) -> Result<AmoPage<T>, AmoError>
+    where
+        E: DeserializeOwned + Default,
+    {
+        let (since, page) = (since.to_string(), page.max(1).to_string());
+        let mut query = vec![
+            ("filter[updated_at][from]", since.as_str()),
+            ("order[updated_at]", "asc"),
+            ("limit", PAGE_LIMIT),
+            ("page", page.as_str()),
+        ];
+        query.extend_from_slice(extra);
+        match self.get_json::<ListPage<E>>(self.url(path, &query)).await? {
+            None => Ok(AmoPage {
+                items: Vec::new(),
+                more: false,
+            }),
+            Some(list) => {
+                let more = list.has_next();
+                let found = items(list.embedded);
+                Ok(AmoPage {
+                    more: more && !found.is_empty(),
+                    items: found,
+                })
+            }
+        }
+    }
+
     async fn create(
         &self,
         path: &str,
@@ -402,6 +440,46 @@ impl AmoTransport for HttpAmoTransport {
 
     fn access(&self) -> AmoAccess {
         self.access.state()
+    }
+
+    async fn contacts_changed_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<AmoPage<AmoContact>, AmoError> {
+        let page = self
+            .changed_page(
+                &["api", "v4", "contacts"],
+                since,
+                page,
+                &[],
+                |e: wire::ContactsEmbedded| e.contacts,
+            )
+            .await?;
+        Ok(AmoPage {
+            items: page.items.into_iter().map(AmoContact::from).collect(),
+            more: page.more,
+        })
+    }
+
+    async fn leads_changed_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<AmoPage<AmoLead>, AmoError> {
+        let page = self
+            .changed_page(
+                &["api", "v4", "leads"],
+                since,
+                page,
+                &[("with", "contacts")],
+                |e: wire::LeadsEmbedded| e.leads,
+            )
+            .await?;
+        Ok(AmoPage {
+            items: page.items.into_iter().map(AmoLead::from).collect(),
+            more: page.more,
+        })
     }
 
     async fn probe(&self) -> Result<(), AmoError> {

@@ -73,6 +73,20 @@ impl NewAmoLead {
     }
 }
 
+/// One page of a list, and whether AmoCRM announced another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmoPage<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+/// Which records a changes-since read walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmoEntity {
+    Contacts,
+    Leads,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AmoWebhook {
     pub id: i64,
@@ -114,6 +128,21 @@ pub trait AmoTransport: Send + Sync {
 
     /// Whether AmoCRM currently refuses this account or token (then calls are held back).
     fn access(&self) -> AmoAccess;
+
+    /// Page `page` (from 1) of the contacts changed at or after `since` (unix
+    /// seconds), oldest change first, 250 per page.
+    async fn contacts_changed_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<AmoPage<AmoContact>, AmoError>;
+
+    /// Like `contacts_changed_since`, for leads (with their contacts).
+    async fn leads_changed_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<AmoPage<AmoLead>, AmoError>;
 
     /// One cheap read, to learn whether AmoCRM accepts us (again).
     async fn probe(&self) -> Result<(), AmoError>;

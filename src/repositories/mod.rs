@@ -2,6 +2,7 @@
 //! MySQL implementation whose queries run through `Db::run`.
 
 mod contacts;
+mod cursors;
 mod db;
 mod idempotency;
 mod inbox;
@@ -12,6 +13,7 @@ mod models;
 mod sync_state;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
+pub use cursors::{CursorRepository, MysqlCursorRepository};
 pub use db::{with_named_lock, Db, MIGRATIONS};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
@@ -29,6 +31,8 @@ pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;
+#[cfg(test)]
+pub use cursors::MockCursorRepository;
 #[cfg(test)]
 pub use idempotency::MockIdempotencyRepository;
 #[cfg(test)]

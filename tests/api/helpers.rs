@@ -136,6 +136,8 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("AMO_ACCOUNT_ID", AMO_ACCOUNT_ID.to_owned()),
         ("SYNC_RETRY_BASE_MS", "50".to_owned()),
         ("AMO_ACCESS_PROBE_SECS", "1".to_owned()),
+        // Off unless a test is about it: it would add AmoCRM calls to every test.
+        ("RECONCILE_INTERVAL_SECS", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -13,5 +13,6 @@ mod idempotency;
 mod input_errors;
 mod leads;
 mod legacy_routes;
+mod reconcile;
 mod webhook_subscription;
 mod webhooks;
