@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
-use super::db::{with_named_lock, Db};
+use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity, RetryPolicy};
 use super::models::{Claim, Contact, NewContact, SyncStatus};
 use super::sync_state::{
@@ -233,7 +233,7 @@ impl ContactRepository for MysqlContactRepository {
             .run(move |conn| {
                 let lock = lock_name("contact", &new.phone);
                 with_named_lock(conn, &lock, CLAIM_LOCK_TIMEOUT_SECS, |conn| {
-                    claim(conn, &new, lease)
+                    retry_deadlocks(conn, |conn| claim(conn, &new, lease))
                 })
             })
             .await
@@ -242,7 +242,7 @@ impl ContactRepository for MysqlContactRepository {
     async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError> {
         let name = name.to_owned();
         self.db
-            .run(move |conn| finish(conn, id, amocrm_id, &name))
+            .run(move |conn| retry_deadlocks(conn, |conn| finish(conn, id, amocrm_id, &name)))
             .await
     }
 
@@ -256,15 +256,17 @@ impl ContactRepository for MysqlContactRepository {
         let error = bounded_error(error);
         self.db
             .run(move |conn| {
-                conn.transaction(|conn| {
-                    diesel::update(contacts::table.find(id))
-                        .set((
-                            contacts::sync_error.eq(&error),
-                            contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                            contacts::sync_attempts.eq(contacts::sync_attempts + 1),
-                        ))
-                        .execute(conn)?;
-                    jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
+                retry_deadlocks(conn, |conn| {
+                    conn.transaction(|conn| {
+                        diesel::update(contacts::table.find(id))
+                            .set((
+                                contacts::sync_error.eq(&error),
+                                contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                                contacts::sync_attempts.eq(contacts::sync_attempts + 1),
+                            ))
+                            .execute(conn)?;
+                        jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
+                    })
                 })
             })
             .await

@@ -148,3 +148,29 @@ pub fn with_named_lock<T>(
         (Ok(_), Err(err)) => Err(err.into()),
     }
 }
+
+/// Runs `f` (one transaction) again when InnoDB picked it as a deadlock victim or a
+/// lock wait timed out: the server rolled it back whole, so a retry is safe, and
+/// concurrent claims and inserts on the same indexes do deadlock now and then.
+pub fn retry_deadlocks<T>(
+    conn: &mut MysqlConnection,
+    mut f: impl FnMut(&mut MysqlConnection) -> Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match f(conn) {
+            Err(RepoError::Unavailable(why)) if attempt < ATTEMPTS && is_lock_conflict(&why) => {
+                std::thread::sleep(Duration::from_millis(
+                    5 * u64::from(attempt) + fastrand::u64(0..10),
+                ));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock_conflict(message: &str) -> bool {
+    message.contains("Deadlock found") || message.contains("Lock wait timeout")
+}

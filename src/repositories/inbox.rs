@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
-use super::db::Db;
+use super::db::{retry_deadlocks, Db};
 use super::sync_state::{bounded_error, db_now, lease_end};
 use super::RepoError;
 use crate::schema::webhook_inbox;
@@ -121,7 +121,9 @@ impl InboxRepository for MysqlInboxRepository {
     }
 
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>, RepoError> {
-        self.db.run(move |conn| claim(conn, limit, lease)).await
+        self.db
+            .run(move |conn| retry_deadlocks(conn, |conn| claim(conn, limit, lease)))
+            .await
     }
 
     async fn mark_processed(&self, ids: Vec<i64>) -> Result<(), RepoError> {

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
-use super::db::Db;
+use super::db::{retry_deadlocks, Db};
 use super::sync_state::{bounded_error, db_now, lease_end};
 use super::RepoError;
 use crate::schema::sync_jobs;
@@ -247,7 +247,9 @@ fn claim(
 #[async_trait]
 impl JobRepository for MysqlJobRepository {
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<SyncJob>, RepoError> {
-        self.db.run(move |conn| claim(conn, limit, lease)).await
+        self.db
+            .run(move |conn| retry_deadlocks(conn, |conn| claim(conn, limit, lease)))
+            .await
     }
 
     async fn defer(&self, id: i64, delay: Duration) -> Result<(), RepoError> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
-use super::db::{with_named_lock, Db};
+use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity, RetryPolicy};
 use super::models::{Claim, Lead, NewLead, SyncStatus};
 use super::sync_state::{
@@ -240,14 +240,16 @@ impl LeadRepository for MysqlLeadRepository {
             .run(move |conn| {
                 let lock = lock_name("lead", &claim_key(&new));
                 with_named_lock(conn, &lock, CLAIM_LOCK_TIMEOUT_SECS, |conn| {
-                    claim(conn, &new, lease)
+                    retry_deadlocks(conn, |conn| claim(conn, &new, lease))
                 })
             })
             .await
     }
 
     async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError> {
-        self.db.run(move |conn| finish(conn, id, &amo)).await
+        self.db
+            .run(move |conn| retry_deadlocks(conn, |conn| finish(conn, id, &amo)))
+            .await
     }
 
     async fn record_failure(
@@ -260,15 +262,17 @@ impl LeadRepository for MysqlLeadRepository {
         let error = bounded_error(error);
         self.db
             .run(move |conn| {
-                conn.transaction(|conn| {
-                    diesel::update(leads::table.find(id))
-                        .set((
-                            leads::sync_error.eq(&error),
-                            leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                            leads::sync_attempts.eq(leads::sync_attempts + 1),
-                        ))
-                        .execute(conn)?;
-                    jobs::fail(conn, Entity::Lead, id, &error, &policy, permanent)
+                retry_deadlocks(conn, |conn| {
+                    conn.transaction(|conn| {
+                        diesel::update(leads::table.find(id))
+                            .set((
+                                leads::sync_error.eq(&error),
+                                leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
+                                leads::sync_attempts.eq(leads::sync_attempts + 1),
+                            ))
+                            .execute(conn)?;
+                        jobs::fail(conn, Entity::Lead, id, &error, &policy, permanent)
+                    })
                 })
             })
             .await

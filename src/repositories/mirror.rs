@@ -8,7 +8,7 @@ use diesel::query_builder::BoxedSqlQuery;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{Connection, RunQueryDsl};
 
-use super::db::Db;
+use super::db::{retry_deadlocks, Db};
 use super::RepoError;
 
 /// Rows per INSERT: far below MySQL's placeholder limit, large enough that a burst
@@ -103,7 +103,9 @@ impl MirrorRepository for MysqlMirrorRepository {
             return Ok(0);
         }
         self.db
-            .run(move |conn| conn.transaction(|conn| apply(conn, &batch)))
+            .run(move |conn| {
+                retry_deadlocks(conn, |conn| conn.transaction(|conn| apply(conn, &batch)))
+            })
             .await
     }
 }

@@ -11,10 +11,11 @@ mod leads;
 mod mirror;
 mod models;
 mod sync_state;
+mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
-pub use db::{with_named_lock, Db, MIGRATIONS};
+pub use db::{retry_deadlocks, with_named_lock, Db, MIGRATIONS};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
 };
@@ -28,6 +29,7 @@ pub use mirror::{
     ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use tokens::MysqlTokenStore;
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;
