@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use amosync::amo::AmoEntity;
+use amosync::amo::{AmoEntity, OAuthTokens};
 use amosync::repositories::Db;
-use amosync::repositories::{MysqlCursorRepository, MysqlJobRepository, MysqlMirrorRepository};
+use amosync::repositories::{
+    MysqlCursorRepository, MysqlJobRepository, MysqlMirrorRepository, MysqlTokenStore,
+};
 use amosync::services::{JobService, Reconciler, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
 use amosync::startup::{amo_transport, Application};
@@ -41,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<SyncAction>,
     },
+    /// OAuth mode: store the first tokens of the integration.
+    Auth {
+        #[command(subcommand)]
+        action: AuthAction,
+    },
     /// Manage amosync's webhook in AmoCRM ({SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}).
     Webhooks {
         #[command(subcommand)]
@@ -64,6 +71,16 @@ enum SyncAction {
         id: Option<i64>,
         #[arg(long, conflicts_with = "id")]
         all_dead: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthAction {
+    /// Trade an authorisation code (from the integration's redirect) for tokens,
+    /// stored in the database; refreshes happen by themselves from then on.
+    Exchange {
+        #[arg(long)]
+        code: String,
     },
 }
 
@@ -95,6 +112,9 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings, logger.clone()).await,
             Command::Migrate => migrate(settings, logger.clone()).await,
             Command::Webhooks { action } => webhooks(settings, action).await,
+            Command::Auth {
+                action: AuthAction::Exchange { code },
+            } => exchange(settings, logger.clone(), &code).await,
             Command::Sync { full: true, .. } => full_import(settings, logger.clone()).await,
             Command::Sync {
                 action: Some(action),
@@ -139,7 +159,12 @@ async fn migrate(settings: Settings, logger: slog::Logger) -> Result<(), String>
 }
 
 async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), String> {
-    let amo = amo_transport(&settings).map_err(|e| e.to_string())?;
+    let db = Db::new(
+        settings.database_url.expose(),
+        2,
+        settings.db_checkout_timeout,
+    );
+    let amo = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
     let subscription = WebhookSubscription::new(
         Arc::new(amo),
         settings.webhook_destination(),
@@ -257,7 +282,7 @@ async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    let amo = amo_transport(&settings).map_err(|e| e.to_string())?;
+    let amo = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
     let reconciler = Reconciler::new(
         Arc::new(amo),
         Arc::new(MysqlCursorRepository::new(db.clone())),
@@ -291,5 +316,33 @@ async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), Str
         println!("{label}: {} imported", walk.applied);
     }
     println!("done: {total} records in the mirror are up to date with AmoCRM");
+    Ok(())
+}
+
+async fn exchange(settings: Settings, logger: slog::Logger, code: &str) -> Result<(), String> {
+    let client = settings.oauth().ok_or(
+        "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, and no AMO_ACCESS_TOKEN",
+    )?;
+    let db = Db::new(
+        settings.database_url.expose(),
+        2,
+        settings.db_checkout_timeout,
+    );
+    db.wait_until_reachable(settings.db_wait, &logger)
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    let transport = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
+    let tokens = OAuthTokens::new(
+        client,
+        Arc::new(MysqlTokenStore::new(db)),
+        transport.http_client(),
+        transport.limiter(),
+    );
+    tokens
+        .exchange(code)
+        .await
+        .map_err(|e| format!("AmoCRM refused the code: {e}"))?;
+    println!("tokens stored; amosync refreshes them from now on");
     Ok(())
 }

@@ -1,6 +1,20 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    amo_tokens (id) {
+        id -> Tinyint,
+        access_token -> Text,
+        refresh_token -> Text,
+        expires_at -> Bigint,
+        needs_reauth -> Bool,
+        #[max_length = 512]
+        last_error -> Nullable<Varchar>,
+        refreshing_until -> Nullable<Datetime>,
+        updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
     contacts (id) {
         id -> Bigint,
         amocrm_id -> Nullable<Bigint>,
@@ -115,6 +129,7 @@ diesel::table! {
 diesel::joinable!(leads -> contacts (contact_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    amo_tokens,
     contacts,
     idempotency_keys,
     leads,

@@ -103,6 +103,20 @@ pub const DEFAULT_WEBHOOK_EVENTS: [&str; 9] = [
 ];
 
 impl Settings {
+    /// OAuth mode: no long-lived token, and the integration's id, secret and redirect URI.
+    pub fn oauth(&self) -> Option<crate::amo::OAuthClient> {
+        if !self.amo_access_token.expose().is_empty() {
+            return None;
+        }
+        let token_url = self.amo_base_url.join("oauth2/access_token").ok()?;
+        Some(crate::amo::OAuthClient {
+            token_url,
+            client_id: self.amo_client_id.clone()?,
+            client_secret: self.amo_client_secret.as_ref()?.expose().to_owned(),
+            redirect_uri: self.amo_redirect_uri.clone()?,
+        })
+    }
+
     /// `{SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}`, when both are set.
     pub fn webhook_destination(&self) -> Option<String> {
         let base = self
@@ -152,9 +166,7 @@ impl Settings {
                 3000,
             )?),
             amo_base_url: amo_base_url(&get)?,
-            amo_access_token: get("AMO_ACCESS_TOKEN")
-                .map(Secret)
-                .ok_or(SettingsError::Missing("AMO_ACCESS_TOKEN"))?,
+            amo_access_token: amo_access_token(&get)?,
             amo_client_id: get("AMO_CLIENT_ID"),
             amo_client_secret: get("AMO_CLIENT_SECRET").map(Secret),
             amo_redirect_uri: get("AMO_REDIRECT_URI"),
@@ -339,6 +351,22 @@ fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToke
     Ok(tokens)
 }
 
+/// A long-lived token, or (OAuth mode, token empty) the three integration settings.
+fn amo_access_token(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, SettingsError> {
+    match get("AMO_ACCESS_TOKEN") {
+        Some(token) => Ok(Secret(token)),
+        None if ["AMO_CLIENT_ID", "AMO_CLIENT_SECRET", "AMO_REDIRECT_URI"]
+            .iter()
+            .all(|k| get(k).is_some()) =>
+        {
+            Ok(Secret(String::new()))
+        }
+        None => Err(SettingsError::Missing(
+            "AMO_ACCESS_TOKEN (or AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI for OAuth)",
+        )),
+    }
+}
+
 fn webhook_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
     let Some(secret) = get("WEBHOOK_SECRET") else {
         return Ok(None);
@@ -472,15 +500,29 @@ mod tests {
             settings(&vars).err(),
             Some(SettingsError::Missing("API_TOKENS"))
         );
-        let vars: Vec<_> = BASE
+        let mut vars: Vec<_> = BASE
             .iter()
             .copied()
             .filter(|(k, _)| *k != "AMO_ACCESS_TOKEN")
             .collect();
-        assert_eq!(
+        assert!(matches!(
             settings(&vars).err(),
-            Some(SettingsError::Missing("AMO_ACCESS_TOKEN"))
+            Some(SettingsError::Missing(name)) if name.starts_with("AMO_ACCESS_TOKEN")
+        ));
+        vars.extend([
+            ("AMO_CLIENT_ID", "id"),
+            ("AMO_CLIENT_SECRET", "s"),
+            ("AMO_REDIRECT_URI", "https://x.example/cb"),
+        ]);
+        let oauth = settings(&vars)
+            .expect("OAuth mode")
+            .oauth()
+            .expect("oauth client");
+        assert_eq!(
+            oauth.token_url.as_str(),
+            "https://example.amocrm.ru/oauth2/access_token"
         );
+        assert!(settings(BASE).expect("long-lived").oauth().is_none());
     }
 
     #[test]

@@ -10,13 +10,13 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 use slog::Logger;
 
-use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport};
+use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
 use crate::controllers::{self, AmoStatus, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlIdempotencyRepository,
     MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository,
-    RepoError, RetryPolicy,
+    MysqlTokenStore, RepoError, RetryPolicy,
 };
 use crate::services::{
     ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, Reconciler,
@@ -46,9 +46,9 @@ pub enum StartupError {
     Listen(#[from] std::io::Error),
 }
 
-/// The AmoCRM client the settings describe.
-pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> {
-    HttpAmoTransport::new(AmoClientConfig {
+/// The AmoCRM client the settings describe; in OAuth mode its tokens live in `db`.
+pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, AmoError> {
+    let transport = HttpAmoTransport::new(AmoClientConfig {
         base_url: settings.amo_base_url.clone(),
         access_token: settings.amo_access_token.expose().to_owned(),
         region: settings.default_phone_region,
@@ -56,6 +56,15 @@ pub fn amo_transport(settings: &Settings) -> Result<HttpAmoTransport, AmoError> 
         request_timeout: settings.amo_request_timeout,
         max_rps: settings.amo_max_rps,
         access_probe: settings.amo_access_probe,
+    })?;
+    Ok(match settings.oauth() {
+        Some(client) => {
+            let store = Arc::new(MysqlTokenStore::new(db.clone()));
+            let tokens =
+                OAuthTokens::new(client, store, transport.http_client(), transport.limiter());
+            transport.with_tokens(Arc::new(tokens))
+        }
+        None => transport,
     })
 }
 
@@ -81,8 +90,8 @@ impl Application {
         if !applied.is_empty() {
             slog::info!(logger, "migrations applied"; "migrations" => applied.join(","));
         }
-        let amo =
-            amo_transport(&settings)?.with_logger(logger.new(slog::o!("component" => "amocrm")));
+        let amo = amo_transport(&settings, &db)?
+            .with_logger(logger.new(slog::o!("component" => "amocrm")));
         Self::build_with(settings, logger, db, Arc::new(amo))
     }
 

@@ -4,6 +4,7 @@
 //! lead to a 204, non-JSON 429/403 bodies, and `query` hits that are not real matches.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use self::matching::{phone_value_matches, pick_created};
 use self::status::{map_status, Answer};
 use super::access::{AccessGuard, AmoAccess};
 use super::limiter::RateLimiter;
+use super::tokens::{StaticToken, TokenSource};
 use super::wire::{self, ListPage};
 use super::{
     AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead,
@@ -58,17 +60,24 @@ impl fmt::Debug for AmoClientConfig {
     }
 }
 
-#[derive(Debug)]
 pub struct HttpAmoTransport {
     config: AmoClientConfig,
     client: Client,
-    /// Every request, paging and creates alike, passes through it.
-    limiter: RateLimiter,
+    /// Every request, paging and creates alike (and token refreshes), passes through it.
+    limiter: Arc<RateLimiter>,
+    /// Where the bearer comes from: a long-lived token, or refreshed OAuth tokens.
+    tokens: Arc<dyn TokenSource>,
     /// Holds calls back while AmoCRM refuses the account or token.
     access: AccessGuard,
     logger: slog::Logger,
-    /// Built once and marked sensitive, so it never shows in `Debug` output.
-    authorization: HeaderValue,
+}
+
+impl fmt::Debug for HttpAmoTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpAmoTransport")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpAmoTransport {
@@ -81,11 +90,8 @@ impl HttpAmoTransport {
                 config.base_url
             )));
         }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.access_token))
-            .map_err(|_| {
-            AmoError::Network("AmoCRM access token is not a valid header value".into())
-        })?;
-        authorization.set_sensitive(true);
+        // Checked once here, so a token that cannot be a header fails at start-up.
+        bearer_header(&config.access_token)?;
         let client = Client::builder()
             .use_rustls_tls()
             .user_agent(concat!("amosync/", env!("CARGO_PKG_VERSION")))
@@ -104,13 +110,29 @@ impl HttpAmoTransport {
                 ))
             })?;
         Ok(HttpAmoTransport {
-            limiter: RateLimiter::per_second(config.max_rps),
+            limiter: Arc::new(RateLimiter::per_second(config.max_rps)),
+            tokens: Arc::new(StaticToken(config.access_token.clone())),
             access: AccessGuard::new(config.access_probe),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             config,
             client,
-            authorization,
         })
+    }
+
+    /// Uses `tokens` (OAuth) instead of the long-lived token of the config.
+    pub fn with_tokens(mut self, tokens: Arc<dyn TokenSource>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The limiter every AmoCRM call shares (token refreshes take their turn too).
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        Arc::clone(&self.limiter)
+    }
+
+    /// The HTTP client, for the token endpoint.
+    pub fn http_client(&self) -> Client {
+        self.client.clone()
     }
 
     /// Logs the moments AmoCRM access is lost through `logger`.
@@ -150,18 +172,38 @@ impl HttpAmoTransport {
         outcome
     }
 
+    /// Sends with the current bearer; after a 401, once more with a refreshed one.
     async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, AmoError> {
+        let bearer = self.tokens.bearer().await?;
+        let first = self
+            .send_once(method.clone(), url.clone(), body.clone(), &bearer)
+            .await;
+        if let Err(AmoError::Unauthorized) = first {
+            if let Some(newer) = self.tokens.after_unauthorized(&bearer).await? {
+                return self.send_once(method, url, body, &newer).await;
+            }
+        }
+        first
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        bearer: &str,
+    ) -> Result<Option<Vec<u8>>, AmoError> {
         self.limiter.acquire().await;
         let what = format!("{method} {}", url.path());
         let mut request = self
             .client
             .request(method, url)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, bearer_header(bearer)?)
             .header(ACCEPT, "application/json");
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
@@ -512,6 +554,14 @@ fn error_chain(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `Bearer <token>`, marked sensitive so it never shows in `Debug` output.
+fn bearer_header(token: &str) -> Result<HeaderValue, AmoError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| AmoError::Network("AmoCRM access token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@ mod access;
 mod error;
 mod http;
 mod limiter;
+mod tokens;
 pub mod wire;
 
 pub use access::{AccessGuard, AmoAccess};
 pub use error::{AmoError, ValidationIssue};
 pub use http::{AmoClientConfig, HttpAmoTransport};
 pub use limiter::RateLimiter;
+pub use tokens::{OAuthClient, OAuthTokens, StaticToken, StoredTokens, TokenSource, TokenStore};
 
 use async_trait::async_trait;
 

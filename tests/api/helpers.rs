@@ -167,7 +167,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) ->
 
 /// Starts the app on a database the test has already prepared.
 pub async fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    let amo = FakeAmo::start().await;
+    spawn_app_against(FakeAmo::start().await, db, tweak).await
+}
+
+/// Starts the app against a fake AmoCRM the test configured itself.
+pub async fn spawn_app_against(
+    amo: FakeAmo,
+    db: TestDb,
+    tweak: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
     let mut env = base_env(&db, &amo);
     tweak(&mut env);
     let app = Application::build(settings_from(env), logger())

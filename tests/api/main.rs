@@ -3,7 +3,7 @@
 
 /// The library's fake AmoCRM, started in-process for each test.
 mod fake_amo {
-    pub use amosync::fake_amocrm::FakeAmo;
+    pub use amosync::fake_amocrm::{FakeAmo, FakeConfig};
 }
 mod helpers;
 
@@ -13,6 +13,7 @@ mod idempotency;
 mod input_errors;
 mod leads;
 mod legacy_routes;
+mod oauth;
 mod reconcile;
 mod webhook_subscription;
 mod webhooks;
