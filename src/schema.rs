@@ -1,6 +1,14 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    amo_senders (instance_id) {
+        #[max_length = 64]
+        instance_id -> Varchar,
+        seen_at -> Datetime,
+    }
+}
+
+diesel::table! {
     amo_tokens (id) {
         id -> Tinyint,
         access_token -> Text,
@@ -129,6 +137,7 @@ diesel::table! {
 diesel::joinable!(leads -> contacts (contact_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    amo_senders,
     amo_tokens,
     contacts,
     idempotency_keys,

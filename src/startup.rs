@@ -16,11 +16,11 @@ use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlIdempotencyRepository,
     MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository,
-    MysqlTokenStore, RepoError, RetryPolicy,
+    MysqlSenderRepository, MysqlTokenStore, RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, Reconciler,
-    SyncSettings, SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription,
+    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, RateShare,
+    Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription,
     WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
@@ -92,7 +92,18 @@ impl Application {
         }
         let amo = amo_transport(&settings, &db)?
             .with_logger(logger.new(slog::o!("component" => "amocrm")));
-        Self::build_with(settings, logger, db, Arc::new(amo))
+        // Instances of one integration share its requests per second (see `RateShare`).
+        let share = RateShare::new(
+            Arc::new(MysqlSenderRepository::new(db.clone())),
+            amo.limiter(),
+            settings.amo_max_rps,
+            logger.new(slog::o!("task" => "rate_share")),
+        );
+        share.beat().await;
+        let mut app = Self::build_with(settings, logger, db, Arc::new(amo))?;
+        let lifecycle = Arc::clone(&app.lifecycle);
+        app.workers.push(tokio::spawn(share.run(lifecycle)));
+        Ok(app)
     }
 
     /// Wires the app around a ready database and any `AmoTransport`.

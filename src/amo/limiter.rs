@@ -12,30 +12,62 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    max: usize,
-    window: Duration,
+    /// Calls per window; 0 means unlimited. Changes when instances share the limit.
+    budget: Mutex<Budget>,
     sent: Mutex<VecDeque<Instant>>,
     /// Set from a 429's `Retry-After`: nobody sends before then.
     paused_until: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Budget {
+    max: usize,
+    window: Duration,
 }
 
 impl RateLimiter {
     /// `max_per_second` of 0 means unlimited.
     pub fn per_second(max_per_second: u32) -> Self {
         RateLimiter {
-            max: max_per_second as usize,
-            window: Duration::from_secs(1),
+            budget: Mutex::new(Budget {
+                max: max_per_second as usize,
+                window: Duration::from_secs(1),
+            }),
             sent: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
         }
     }
 
-    /// Waits until one more call fits in the window, and books it.
-    pub async fn acquire(&self) {
-        if self.max == 0 {
+    /// This instance's part of `total_per_second` when `instances` share it: whole
+    /// calls per second while they go round, else one call per a few seconds, so the
+    /// instances together never exceed the total.
+    pub fn share(&self, total_per_second: u32, instances: u32) {
+        if total_per_second == 0 {
             return;
         }
+        let instances = instances.max(1);
+        let per_second = total_per_second / instances;
+        let budget = if per_second >= 1 {
+            Budget {
+                max: per_second as usize,
+                window: Duration::from_secs(1),
+            }
+        } else {
+            Budget {
+                max: 1,
+                window: Duration::from_secs(u64::from(instances.div_ceil(total_per_second))),
+            }
+        };
+        *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = budget;
+    }
+
+    /// Waits until one more call fits in the window, and books it.
+    pub async fn acquire(&self) {
         loop {
+            let budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            if budget.max == 0 {
+                return;
+            }
             let pause = *self
                 .paused_until
                 .lock()
@@ -47,14 +79,14 @@ impl RateLimiter {
             let wait_until = {
                 let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
-                while sent.front().is_some_and(|at| *at + self.window <= now) {
+                while sent.front().is_some_and(|at| *at + budget.window <= now) {
                     sent.pop_front();
                 }
-                if sent.len() < self.max {
+                if sent.len() < budget.max {
                     sent.push_back(now);
                     return;
                 }
-                sent.front().map(|oldest| *oldest + self.window)
+                sent.front().map(|oldest| *oldest + budget.window)
             };
             if let Some(at) = wait_until {
                 tokio::time::sleep_until(at).await;
@@ -110,6 +142,24 @@ mod tests {
         // 30 calls at 7 per second need a little over 4 seconds, not 30 / 14.
         assert!(times[29] - started >= Duration::from_secs(4));
         assert!(times[29] - started < Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shares_of_the_limit_add_up_to_no_more_than_the_total() {
+        for (instances, calls, min_secs) in [(2u32, 9usize, 2u64), (8, 3, 4)] {
+            let limiter = RateLimiter::per_second(7);
+            limiter.share(7, instances);
+            let started = Instant::now();
+            for _ in 0..calls {
+                limiter.acquire().await;
+            }
+            // 2 instances: 3 per second each, so 9 calls take 2 s; 8 instances: one call
+            // per 2 s each, so 3 calls take 4 s.
+            assert!(
+                Instant::now() - started >= Duration::from_secs(min_secs),
+                "{instances} instances"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

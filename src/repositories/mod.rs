@@ -10,6 +10,7 @@ mod jobs;
 mod leads;
 mod mirror;
 mod models;
+mod senders;
 mod sync_state;
 mod tokens;
 
@@ -29,6 +30,7 @@ pub use mirror::{
     ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use tokens::MysqlTokenStore;
 
 #[cfg(test)]
@@ -45,6 +47,8 @@ pub use jobs::MockJobRepository;
 pub use leads::MockLeadRepository;
 #[cfg(test)]
 pub use mirror::MockMirrorRepository;
+#[cfg(test)]
+pub use senders::MockSenderRepository;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
