@@ -290,7 +290,7 @@ impl TestApp {
 
     /// Waits (up to 10 s) until `sql` (a `SELECT ... AS n`) returns `want`.
     pub async fn wait_for(&self, sql: &str, want: i64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let got = self.db.query_i64(sql);
             if got == want {

@@ -14,6 +14,7 @@ mod input_errors;
 mod leads;
 mod legacy_routes;
 mod oauth;
+mod outage;
 mod rate_share;
 mod reconcile;
 mod webhook_subscription;
