@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod fake_amocrm;
 pub mod lifecycle;
+pub mod metrics;
 pub mod repositories;
 pub mod schema;
 pub mod services;

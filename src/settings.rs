@@ -79,6 +79,8 @@ pub struct Settings {
     pub amo_subdomain: Option<String>,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (the reverse proxy).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Loopback and private networks: where nginx runs next to amosync or in compose.
@@ -206,6 +208,7 @@ impl Settings {
             trusted_proxies: trusted_proxies(
                 &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
             )?,
+            metrics_token: get("METRICS_TOKEN").map(Secret),
         })
     }
 }

@@ -8,12 +8,14 @@ mod health;
 mod idempotency;
 mod leads;
 mod legacy;
+mod metrics;
 mod sync_jobs;
 mod webhooks;
 
 pub use auth::ApiTokens;
 pub use extract::{BodyLimit, WebhookBodyLimit};
 pub use health::AmoStatus;
+pub use metrics::MetricsToken;
 pub use webhooks::WebhookSecret;
 
 use actix_web::middleware::from_fn;
@@ -30,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(metrics::get_metrics))
         .service(
             web::resource("/webhooks/amocrm/{secret}")
                 .route(web::post().to(webhooks::receive_webhook))

@@ -9,10 +9,11 @@ mod jobs;
 mod leads;
 mod mirror;
 mod models;
+mod stats;
 mod sync_state;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
-pub use db::{with_named_lock, Db, MIGRATIONS};
+pub use db::{with_named_lock, Db, PoolState, MIGRATIONS};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
 };
@@ -26,6 +27,7 @@ pub use mirror::{
     ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use stats::{queue_stats, QueueStats};
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;

@@ -13,5 +13,6 @@ mod idempotency;
 mod input_errors;
 mod leads;
 mod legacy_routes;
+mod metrics;
 mod webhook_subscription;
 mod webhooks;
