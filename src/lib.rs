@@ -8,6 +8,7 @@ pub mod error;
 pub mod fake_amocrm;
 pub mod lifecycle;
 pub mod metrics;
+pub mod openapi;
 pub mod repositories;
 pub mod schema;
 pub mod services;

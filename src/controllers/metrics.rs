@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::openapi::ProblemDetails;
 use crate::repositories::{queue_stats, Db};
 use crate::settings::Secret;
 use crate::telemetry::request_logger;
@@ -27,6 +28,15 @@ impl MetricsToken {
     }
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    summary = "Prometheus metrics (text format)",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+        (status = 401, description = "METRICS_TOKEN is set and was not presented", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn get_metrics(
     req: HttpRequest,
     token: web::Data<MetricsToken>,

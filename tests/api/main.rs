@@ -14,5 +14,6 @@ mod input_errors;
 mod leads;
 mod legacy_routes;
 mod metrics;
+mod openapi;
 mod webhook_subscription;
 mod webhooks;
