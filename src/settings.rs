@@ -11,6 +11,8 @@ use url::Url;
 
 use crate::domain::Region;
 
+mod report;
+
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
