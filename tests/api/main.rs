@@ -13,6 +13,7 @@ mod idempotency;
 mod input_errors;
 mod leads;
 mod legacy_routes;
+mod log_secrets;
 mod metrics;
 mod openapi;
 mod webhook_subscription;
