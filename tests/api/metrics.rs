@@ -33,6 +33,9 @@ async fn http_requests_are_counted_by_route_pattern_never_by_raw_path() {
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(app.get("/api/v1/contacts/987654321").await.status, 404);
+    // Scanners' made-up paths must not become label values either.
+    assert_eq!(app.get("/api/v1/scan-probe-31337").await.status, 404);
+    assert_eq!(app.get("/wp-login-31337.php").await.status, 404);
     let wrong_secret = "wrong-secret-value-0123456789abcdef";
     assert_eq!(
         app.deliver(wrong_secret, "application/x-www-form-urlencoded", "a=1")
@@ -66,7 +69,13 @@ async fn http_requests_are_counted_by_route_pattern_never_by_raw_path() {
     assert!(text.contains(
         r#"amosync_amocrm_request_duration_seconds_bucket{endpoint="POST /api/v4/contacts","#
     ));
-    for raw in ["987654321", wrong_secret, WEBHOOK_SECRET, "9161234567"] {
+    for raw in [
+        "987654321",
+        wrong_secret,
+        WEBHOOK_SECRET,
+        "9161234567",
+        "31337",
+    ] {
         assert!(!text.contains(raw), "{raw} leaked into the metrics");
     }
     assert!(sample(&text, r#"amosync_db_pool_connections{state="idle"}"#).is_some());
