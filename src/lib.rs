@@ -7,6 +7,8 @@ pub mod domain;
 pub mod error;
 pub mod fake_amocrm;
 pub mod lifecycle;
+pub mod metrics;
+pub mod openapi;
 pub mod repositories;
 pub mod schema;
 pub mod services;

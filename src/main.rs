@@ -1,5 +1,5 @@
 //! The `amosync` binary: `serve` (the default) runs the service, `migrate`
-//! applies the database migrations and exits.
+//! applies the database migrations and exits, `check-config` validates the environment.
 
 use std::process::ExitCode;
 
@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         action: WebhookAction,
     },
+    /// Validate the environment and print the effective configuration, secrets masked
+    /// (exit status 2 and the problem on stderr when it is invalid).
+    CheckConfig,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +108,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        // Before the logger exists: stdout carries only the report.
+        for (name, value) in settings.redacted() {
+            println!("{name}={value}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let (logger, _guard) = amosync::telemetry::init(settings.log_level);
     let runtime = actix_web::rt::System::new();
     let result = runtime.block_on(async {
@@ -123,6 +133,7 @@ fn main() -> ExitCode {
             Command::Sync { .. } => {
                 Err("give --full or a subcommand (see amosync sync --help)".into())
             }
+            Command::CheckConfig => Ok(()),
         }
     });
     match result {

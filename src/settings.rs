@@ -11,6 +11,8 @@ use url::Url;
 
 use crate::domain::Region;
 
+mod report;
+
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -83,6 +85,8 @@ pub struct Settings {
     pub amo_subdomain: Option<String>,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (the reverse proxy).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Loopback and private networks: where nginx runs next to amosync or in compose.
@@ -228,6 +232,7 @@ impl Settings {
             trusted_proxies: trusted_proxies(
                 &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
             )?,
+            metrics_token: get("METRICS_TOKEN").map(Secret),
         })
     }
 }

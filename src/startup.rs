@@ -11,8 +11,11 @@ use actix_web::{web, App, HttpServer};
 use slog::Logger;
 
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
-use crate::controllers::{self, AmoStatus, ApiTokens, BodyLimit, WebhookBodyLimit, WebhookSecret};
+use crate::controllers::{
+    self, AmoStatus, ApiTokens, BodyLimit, MetricsToken, WebhookBodyLimit, WebhookSecret,
+};
 use crate::lifecycle::Lifecycle;
+use crate::metrics::{Metrics, MetricsError};
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlIdempotencyRepository,
     MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository,
@@ -44,6 +47,8 @@ pub enum StartupError {
     Amo(#[from] AmoError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// The AmoCRM client the settings describe; in OAuth mode its tokens live in `db`.
@@ -215,6 +220,10 @@ impl Application {
         let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
         let amo_status = web::Data::new(AmoStatus(Arc::clone(&amo_for_hooks)));
         let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
+        let metrics = Metrics::new()?;
+        let http_metrics = metrics.middleware();
+        let metrics = web::Data::new(metrics);
+        let metrics_token = web::Data::new(MetricsToken(settings.metrics_token.clone()));
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -237,8 +246,12 @@ impl Application {
                 .app_data(subscription.clone())
                 .app_data(webhook_secret.clone())
                 .app_data(webhook_limit.clone())
+                .app_data(metrics.clone())
+                .app_data(metrics_token.clone())
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::request_context))
+                // Outermost: the latency includes every middleware.
+                .wrap(http_metrics.clone())
                 .configure(controllers::routes)
                 .default_service(web::to(controllers::not_found))
         })

@@ -28,6 +28,20 @@ pub fn init(level: slog::Level) -> (Logger, slog_async::AsyncGuard) {
     (Logger::root(drain, o!("service" => "amosync")), guard)
 }
 
+/// A synchronous JSON-lines logger on any writer, in the format `init` writes; tests
+/// capture what the service logs with it.
+pub fn json_logger<W: std::io::Write + Send + 'static>(writer: W, level: slog::Level) -> Logger {
+    let json = slog_json::Json::new(writer)
+        .add_default_keys()
+        .set_newlines(true)
+        .build();
+    let drain = std::sync::Mutex::new(json)
+        .fuse()
+        .filter_level(level)
+        .fuse();
+    Logger::root(drain, o!("service" => "amosync"))
+}
+
 /// The request's id and logger, stored in the request extensions by the middleware.
 #[derive(Clone)]
 pub struct RequestContext {

@@ -208,10 +208,15 @@ impl HttpAmoTransport {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
+        // Timed after the limiter, so the histogram shows AmoCRM's latency, not our queue.
+        let started = std::time::Instant::now();
+        let response = request.send().await;
+        crate::metrics::amo_call(
+            &what,
+            response.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed(),
+        );
+        let response = response.map_err(|e| transport_error(&what, e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -11,15 +11,19 @@ use super::extract::{
 };
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
+use crate::openapi::ProblemDetails;
 use crate::repositories::{Contact, ContactFilter};
 use crate::services::{ContactInput, ContactService, Saved};
 
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct ContactRequest {
     #[validate(required(message = "is required"))]
+    #[schema(required = true, value_type = String, example = "Иван Петров")]
     pub name: Option<String>,
+    /// Any common spelling; stored as E.164.
     #[validate(required(message = "is required"))]
+    #[schema(required = true, value_type = String, example = "8 (916) 123-45-67")]
     pub phone: Option<String>,
 }
 
@@ -61,13 +65,15 @@ impl ContactRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContactBody {
     pub id: i64,
     pub amocrm_id: Option<i64>,
     pub name: String,
     /// E.164; contacts that came from AmoCRM may have none.
     pub phone: Option<String>,
+    /// `pending` until AmoCRM has confirmed the record, then `synced`.
+    #[schema(value_type = String)]
     pub sync_status: &'static str,
     pub created_at: String,
     pub updated_at: String,
@@ -94,7 +100,7 @@ impl From<Contact> for ContactBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -118,6 +124,26 @@ pub fn saved_response<T, B: Serialize>(
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/contacts", tag = "contacts",
+    summary = "Find or create a contact by phone",
+    request_body = ContactRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    responses(
+        (status = 201, description = "Created in AmoCRM", body = ContactBody, headers(("Location" = String))),
+        (status = 200, description = "Already existed (locally or in AmoCRM)", body = ContactBody),
+        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = ContactBody, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key still in flight (idempotency_in_progress)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_contact(
     service: web::Data<ContactService>,
     region: web::Data<Region>,
@@ -132,6 +158,19 @@ pub async fn create_contact(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/contacts/{id}", tag = "contacts",
+    summary = "One contact",
+    params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
+    responses(
+        (status = 200, description = "The contact", body = ContactBody),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such contact (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_contact(
     service: web::Data<ContactService>,
     id: web::Path<i64>,
@@ -143,16 +182,33 @@ pub async fn get_contact(
     Ok(HttpResponse::Ok().json(ContactBody::from(contact)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ContactListQuery {
+    /// Any spelling of the phone; matched as E.164.
     phone: Option<String>,
     name: Option<String>,
     amocrm_id: Option<String>,
+    /// 1–500, default 50.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// `true` shows records deleted in AmoCRM.
     include_deleted: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/contacts", tag = "contacts",
+    summary = "List contacts (keyset pages)",
+    params(ContactListQuery),
+    responses(
+        (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<ContactBody>),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_contacts(
     service: web::Data<ContactService>,
     region: web::Data<Region>,

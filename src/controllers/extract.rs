@@ -222,8 +222,10 @@ pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) 
 }
 
 /// The query of a single-record `GET`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ShowQuery {
+    /// `true` shows a record deleted in AmoCRM.
     include_deleted: Option<String>,
 }
 

@@ -10,9 +10,15 @@ use std::sync::Arc;
 use crate::amo::AmoTransport;
 use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
+use crate::openapi::{HealthBody, ProblemDetails, ReadyBody};
 use crate::repositories::Db;
 use crate::telemetry::request_logger;
 
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    summary = "The process answers",
+    responses((status = 200, description = "Up", body = HealthBody))
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -23,6 +29,14 @@ pub struct AmoStatus(pub Arc<dyn AmoTransport>);
 /// `200` when the database answers and is migrated. AmoCRM refusing access does not
 /// make the service unready (submissions are still stored and queued), but the body
 /// says so: `"amocrm": {"state": "refused", "reason": "forbidden", "since": …}`.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    summary = "Database reachable and migrated; AmoCRM access state",
+    responses(
+        (status = 200, description = "Ready", body = ReadyBody),
+        (status = 503, description = "Not ready: database down, migrations pending, or shutting down (not_ready)", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn ready(
     lifecycle: web::Data<Lifecycle>,
     amo: web::Data<AmoStatus>,

@@ -10,12 +10,14 @@ use super::extract::{
 };
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
+use crate::openapi::ProblemDetails;
 use crate::repositories::{Lead, LeadFilter};
 use crate::services::{LeadContact, LeadInput, LeadService};
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct LeadRequest {
     #[validate(required(message = "is required"))]
+    #[schema(required = true, value_type = String)]
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
     pub price: Option<i64>,
@@ -24,7 +26,9 @@ pub struct LeadRequest {
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
     pub pipeline_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive id"))]
+    /// amosync's id of an existing contact (or give `contact`, not both).
     pub contact_id: Option<i64>,
+    /// A contact to find or create and link.
     pub contact: Option<ContactRequest>,
 }
 
@@ -67,7 +71,7 @@ impl LeadRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeadBody {
     pub id: i64,
     pub amocrm_id: Option<i64>,
@@ -76,6 +80,7 @@ pub struct LeadBody {
     pub status_id: Option<i64>,
     pub pipeline_id: Option<i64>,
     pub contact_id: Option<i64>,
+    #[schema(value_type = String)]
     pub sync_status: &'static str,
     pub created_at: String,
     pub updated_at: String,
@@ -101,6 +106,26 @@ impl From<Lead> for LeadBody {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/leads", tag = "leads",
+    summary = "Find or create a lead (same name and contact = same lead)",
+    request_body = LeadRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    responses(
+        (status = 201, description = "Created in AmoCRM", body = LeadBody, headers(("Location" = String))),
+        (status = 200, description = "Already existed (locally or in AmoCRM)", body = LeadBody),
+        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = LeadBody, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key still in flight (idempotency_in_progress)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_lead(
     service: web::Data<LeadService>,
     region: web::Data<Region>,
@@ -115,6 +140,19 @@ pub async fn create_lead(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/leads/{id}", tag = "leads",
+    summary = "One lead",
+    params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
+    responses(
+        (status = 200, description = "The lead", body = LeadBody),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such lead (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_lead(
     service: web::Data<LeadService>,
     id: web::Path<i64>,
@@ -126,8 +164,10 @@ pub async fn get_lead(
     Ok(HttpResponse::Ok().json(LeadBody::from(lead)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LeadListQuery {
+    /// Exact name.
     name: Option<String>,
     status_id: Option<String>,
     contact_id: Option<String>,
@@ -136,6 +176,18 @@ pub struct LeadListQuery {
     include_deleted: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/leads", tag = "leads",
+    summary = "List leads (keyset pages)",
+    params(LeadListQuery),
+    responses(
+        (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<LeadBody>),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_leads(
     service: web::Data<LeadService>,
     query: web::Query<LeadListQuery>,

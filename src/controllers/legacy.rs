@@ -10,10 +10,11 @@ use super::extract::JsonBody;
 use super::leads::LeadRequest;
 use crate::domain::Region;
 use crate::error::ApiError;
+use crate::openapi::ProblemDetails;
 use crate::services::{ContactService, LeadService, Saved};
 
-#[derive(Serialize)]
-struct Created {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Created {
     id: i64,
 }
 
@@ -36,6 +37,25 @@ fn shape<T>(saved: Saved<T>, id_of: impl Fn(&T) -> i64) -> (i64, Saved<()>) {
     (id, unit)
 }
 
+#[utoipa::path(
+    post, path = "/contacts/create", tag = "legacy",
+    summary = "Create a contact (the earlier Node service's route)",
+    request_body = ContactRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 202, description = "Stored and queued for AmoCRM", body = Created),
+        (status = 409, description = "Already existed (already_exists, with its id), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_contact_legacy(
     service: web::Data<ContactService>,
     region: web::Data<Region>,
@@ -46,6 +66,25 @@ pub async fn create_contact_legacy(
     created_or_conflict(id, saved)
 }
 
+#[utoipa::path(
+    post, path = "/leads/create", tag = "legacy",
+    summary = "Create a lead (the earlier Node service's route)",
+    request_body = LeadRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 202, description = "Stored and queued for AmoCRM", body = Created),
+        (status = 409, description = "Already existed (already_exists, with its id), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_lead_legacy(
     service: web::Data<LeadService>,
     region: web::Data<Region>,

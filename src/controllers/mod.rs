@@ -2,19 +2,22 @@
 //! one service method and shape the response; errors go through `ApiError`.
 
 mod auth;
-mod contacts;
+pub(crate) mod contacts;
+pub(crate) mod docs;
 mod extract;
-mod health;
+pub(crate) mod health;
 mod idempotency;
-mod leads;
-mod legacy;
-mod sync_jobs;
-mod webhooks;
+pub(crate) mod leads;
+pub(crate) mod legacy;
+pub(crate) mod metrics;
+pub(crate) mod sync_jobs;
+pub(crate) mod webhooks;
 
 pub use auth::ApiTokens;
 pub use extract::{BodyLimit, WebhookBodyLimit};
 pub use health::AmoStatus;
-pub use webhooks::WebhookSecret;
+pub use metrics::MetricsToken;
+pub use webhooks::{HookBody, WebhookSecret};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
@@ -30,6 +33,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         }))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(metrics::get_metrics))
+        .route("/openapi.json", web::get().to(docs::openapi_json))
+        .route("/docs", web::get().to(docs::docs_ui))
         .service(
             web::resource("/webhooks/amocrm/{secret}")
                 .route(web::post().to(webhooks::receive_webhook))

@@ -8,10 +8,11 @@ use super::contacts::{timestamp, Page};
 use super::extract::{page_params, paginate};
 use crate::domain::FieldError;
 use crate::error::ApiError;
+use crate::openapi::ProblemDetails;
 use crate::repositories::{SyncJob, JOB_DEAD, JOB_DONE, JOB_PENDING};
 use crate::services::JobService;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobBody {
     id: i64,
     entity: String,
@@ -40,13 +41,27 @@ impl From<SyncJob> for JobBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobListQuery {
+    /// `pending`, `done` or `dead`.
     status: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/sync/jobs", tag = "sync",
+    summary = "The outbox: pending, done and dead sync jobs",
+    params(JobListQuery),
+    responses(
+        (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<JobBody>),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_jobs(
     service: web::Data<JobService>,
     query: web::Query<JobListQuery>,
@@ -76,6 +91,18 @@ pub async fn list_jobs(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/sync/jobs/{id}/retry", tag = "sync",
+    summary = "Re-queue a job now with a fresh attempt count",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The re-queued job", body = JobBody),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn retry_job(
     service: web::Data<JobService>,
     id: web::Path<i64>,

@@ -9,10 +9,24 @@ use serde_json::json;
 use super::extract::RawBody;
 use crate::amo::AmoWebhook;
 use crate::error::ApiError;
+use crate::openapi::{ProblemDetails, WebhookAccepted, WebhookList};
 use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
 
 /// Stores the delivery and answers 200 at once; a wrong secret is a plain 404, so
 /// the URL reveals nothing, and nothing is stored.
+#[utoipa::path(
+    post, path = "/webhooks/amocrm/{secret}", tag = "webhooks",
+    summary = "AmoCRM's webhook delivery: stored, then applied in the background",
+    params(("secret" = String, Path, description = "WEBHOOK_SECRET")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "AmoCRM's form-encoded (v2) payload; JSON is accepted too"),
+    responses(
+        (status = 200, description = "Stored", body = WebhookAccepted),
+        (status = 403, description = "From another AmoCRM account", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "Wrong secret, or webhooks are off", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than WEBHOOK_MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn receive_webhook(
     receiver: web::Data<WebhookReceiver>,
     secret: web::Path<String>,
@@ -27,8 +41,8 @@ pub async fn receive_webhook(
     Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "inbox_id": id })))
 }
 
-#[derive(Serialize)]
-struct HookBody {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HookBody {
     id: i64,
     /// The secret path segment is masked: API clients need not know it.
     destination: String,
@@ -53,6 +67,16 @@ fn masked(hook: AmoWebhook, secret: Option<&str>) -> HookBody {
 #[derive(Clone)]
 pub struct WebhookSecret(pub Option<String>);
 
+#[utoipa::path(
+    get, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
+    summary = "The account's webhooks (amosync's secret masked)",
+    responses(
+        (status = 200, description = "Webhooks in AmoCRM", body = WebhookList),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_webhooks(
     subscription: web::Data<WebhookSubscription>,
     secret: web::Data<WebhookSecret>,
@@ -65,6 +89,20 @@ pub async fn list_webhooks(
     Ok(HttpResponse::Ok().json(json!({ "subscribed": subscribed, "webhooks": hooks })))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
+    summary = "Subscribe amosync's webhook (no-op when already subscribed)",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    responses(
+        (status = 201, description = "Subscribed now", body = HookBody),
+        (status = 200, description = "Was already subscribed", body = HookBody),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn subscribe_webhook(
     subscription: web::Data<WebhookSubscription>,
     secret: web::Data<WebhookSecret>,
@@ -77,6 +115,17 @@ pub async fn subscribe_webhook(
     })
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
+    summary = "Unsubscribe amosync's webhook",
+    responses(
+        (status = 204, description = "Unsubscribed (or was not subscribed)"),
+        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn unsubscribe_webhook(
     subscription: web::Data<WebhookSubscription>,
 ) -> Result<HttpResponse, ApiError> {

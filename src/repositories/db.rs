@@ -26,6 +26,12 @@ impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for SessionSetup 
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<MysqlConnection>>,
@@ -43,6 +49,15 @@ impl Db {
             .connection_customizer(Box::new(SessionSetup))
             .build_unchecked(manager);
         Db { pool }
+    }
+
+    /// Pooled connections checked out and idle right now (for `/metrics`).
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+        }
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.

@@ -11,12 +11,13 @@ mod leads;
 mod mirror;
 mod models;
 mod senders;
+mod stats;
 mod sync_state;
 mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
-pub use db::{retry_deadlocks, with_named_lock, Db, MIGRATIONS};
+pub use db::{retry_deadlocks, with_named_lock, Db, PoolState, MIGRATIONS};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
 };
@@ -31,6 +32,7 @@ pub use mirror::{
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use senders::{MysqlSenderRepository, SenderRepository};
+pub use stats::{queue_stats, QueueStats};
 pub use tokens::MysqlTokenStore;
 
 #[cfg(test)]

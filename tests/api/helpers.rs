@@ -184,6 +184,21 @@ pub async fn spawn_app_against(
     finish_spawn(app, db, amo)
 }
 
+/// Like `spawn_app_with`, logging through `logger` (to inspect what is logged).
+pub async fn spawn_app_logging_to(
+    logger: slog::Logger,
+    tweak: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let db = TestDb::create().await;
+    let amo = FakeAmo::start().await;
+    let mut env = base_env(&db, &amo);
+    tweak(&mut env);
+    let app = Application::build(settings_from(env), logger)
+        .await
+        .expect("build app");
+    finish_spawn(app, db, amo)
+}
+
 /// The app wired to a database server that does not answer (port 1 on loopback).
 pub async fn spawn_app_without_database() -> TestApp {
     let amo = FakeAmo::start().await;

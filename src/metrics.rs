@@ -1,0 +1,264 @@
+//! Prometheus metrics: the HTTP middleware (actix-web-prom), AmoCRM call timings, and
+//! gauges of the queues and the pool that are refreshed when `/metrics` is scraped.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::repositories::{PoolState, QueueStats};
+
+const NAMESPACE: &str = "amosync";
+
+/// AmoCRM answers in tens of milliseconds to seconds; a timeout is 15 s by default.
+const AMO_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
+];
+
+/// Process-wide, because the transport that feeds them is built before any registry;
+/// every `Metrics` registry exposes the same collectors.
+static AMO_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "amocrm_requests_total",
+            "AmoCRM API calls by endpoint and status",
+        )
+        .namespace(NAMESPACE),
+        &["endpoint", "status"],
+    )
+    .expect("valid metric definition")
+});
+
+static AMO_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "amocrm_request_duration_seconds",
+            "Time until AmoCRM's response headers, by endpoint and status",
+        )
+        .namespace(NAMESPACE)
+        .buckets(AMO_BUCKETS.to_vec()),
+        &["endpoint", "status"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Records one AmoCRM call. `what` is `"METHOD /path"` (never the query string);
+/// numeric path segments become `{id}`, so the label set stays bounded.
+/// `status` is `None` when no response came back (timeout, connection error).
+pub fn amo_call(what: &str, status: Option<u16>, elapsed: Duration) {
+    let endpoint = endpoint_label(what);
+    let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    let labels = [endpoint.as_str(), status.as_str()];
+    AMO_REQUESTS.with_label_values(&labels).inc();
+    AMO_DURATION
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+}
+
+/// `GET /api/v4/contacts/123/links` -> `GET /api/v4/contacts/{id}/links`.
+pub fn endpoint_label(what: &str) -> String {
+    let (method, path) = what.split_once(' ').unwrap_or(("", what));
+    let path = path.split('?').next().unwrap_or_default();
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect();
+    format!("{method} {}", path.join("/")).trim().to_owned()
+}
+
+/// One application's registry: the HTTP middleware, the AmoCRM collectors and the
+/// gauges `/metrics` refreshes from the database and the pool.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http: PrometheusMetrics,
+    sync_jobs: IntGaugeVec,
+    oldest_pending_job: Gauge,
+    inbox_pending: IntGauge,
+    inbox_lag: Gauge,
+    pool: IntGaugeVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registry: {0}")]
+pub struct MetricsError(String);
+
+impl From<prometheus::Error> for MetricsError {
+    fn from(err: prometheus::Error) -> Self {
+        MetricsError(err.to_string())
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let http = PrometheusMetricsBuilder::new(NAMESPACE)
+            .registry(registry.clone())
+            // 404s for made-up paths (scanners) all share one label value.
+            .mask_unmatched_patterns("UNMATCHED")
+            .build()
+            .map_err(|e| MetricsError(e.to_string()))?;
+        let sync_jobs = IntGaugeVec::new(
+            Opts::new(
+                "sync_jobs",
+                "Sync jobs by status (in_flight: pending and leased by a worker)",
+            )
+            .namespace(NAMESPACE),
+            &["status"],
+        )?;
+        let oldest_pending_job = Gauge::with_opts(
+            Opts::new(
+                "sync_oldest_pending_job_age_seconds",
+                "Age of the oldest pending sync job (0 when none)",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        let inbox_pending = IntGauge::with_opts(
+            Opts::new(
+                "webhook_inbox_pending",
+                "Webhook deliveries stored but not yet applied",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        let inbox_lag = Gauge::with_opts(
+            Opts::new(
+                "webhook_inbox_lag_seconds",
+                "Age of the oldest unapplied webhook delivery (0 when none)",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state")
+                .namespace(NAMESPACE),
+            &["state"],
+        )?;
+        registry.register(Box::new(AMO_REQUESTS.clone()))?;
+        registry.register(Box::new(AMO_DURATION.clone()))?;
+        registry.register(Box::new(sync_jobs.clone()))?;
+        registry.register(Box::new(oldest_pending_job.clone()))?;
+        registry.register(Box::new(inbox_pending.clone()))?;
+        registry.register(Box::new(inbox_lag.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        Ok(Metrics {
+            registry,
+            http,
+            sync_jobs,
+            oldest_pending_job,
+            inbox_pending,
+            inbox_lag,
+            pool,
+        })
+    }
+
+    /// The request middleware; its counters live in this registry.
+    pub fn middleware(&self) -> PrometheusMetrics {
+        self.http.clone()
+    }
+
+    pub fn record_queues(&self, stats: &QueueStats) {
+        self.sync_jobs
+            .with_label_values(&["pending"])
+            .set(stats.jobs_pending);
+        self.sync_jobs
+            .with_label_values(&["in_flight"])
+            .set(stats.jobs_in_flight);
+        self.sync_jobs
+            .with_label_values(&["dead"])
+            .set(stats.jobs_dead);
+        self.oldest_pending_job
+            .set(stats.oldest_pending_job_secs.unwrap_or(0).max(0) as f64);
+        self.inbox_pending.set(stats.inbox_pending);
+        self.inbox_lag
+            .set(stats.inbox_lag_secs.unwrap_or(0).max(0) as f64);
+    }
+
+    pub fn record_pool(&self, state: PoolState) {
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(state.in_use));
+        self.pool
+            .with_label_values(&["idle"])
+            .set(i64::from(state.idle));
+    }
+
+    /// The registry in Prometheus' text exposition format.
+    pub fn encode(&self) -> Result<String, MetricsError> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| MetricsError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_labels_replace_ids_and_drop_queries() {
+        let cases = [
+            ("GET /api/v4/contacts", "GET /api/v4/contacts"),
+            ("GET /api/v4/contacts/123", "GET /api/v4/contacts/{id}"),
+            ("POST /api/v4/leads/77/link", "POST /api/v4/leads/{id}/link"),
+            ("GET /api/v4/contacts?query=7916", "GET /api/v4/contacts"),
+            ("DELETE /api/v4/webhooks", "DELETE /api/v4/webhooks"),
+        ];
+        for (what, want) in cases {
+            assert_eq!(endpoint_label(what), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_amocrm_call_appears_in_every_registry() {
+        let metrics = Metrics::new().expect("registry");
+        amo_call(
+            "PATCH /api/v4/contacts/98765",
+            Some(200),
+            Duration::from_millis(20),
+        );
+        amo_call("GET /api/v4/leads", None, Duration::from_secs(2));
+        let text = metrics.encode().expect("encode");
+        assert!(
+            text.contains(
+                r#"amosync_amocrm_requests_total{endpoint="PATCH /api/v4/contacts/{id}",status="200"}"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"endpoint="GET /api/v4/leads",status="error""#));
+        assert!(!text.contains("98765"));
+    }
+
+    #[test]
+    fn queue_gauges_show_what_was_recorded() {
+        let metrics = Metrics::new().expect("registry");
+        metrics.record_queues(&QueueStats {
+            jobs_pending: 3,
+            jobs_in_flight: 1,
+            jobs_dead: 2,
+            oldest_pending_job_secs: Some(42),
+            inbox_pending: 5,
+            inbox_lag_secs: None,
+        });
+        metrics.record_pool(PoolState { in_use: 4, idle: 6 });
+        let text = metrics.encode().expect("encode");
+        for line in [
+            r#"amosync_sync_jobs{status="dead"} 2"#,
+            r#"amosync_sync_jobs{status="pending"} 3"#,
+            "amosync_sync_oldest_pending_job_age_seconds 42",
+            "amosync_webhook_inbox_pending 5",
+            "amosync_webhook_inbox_lag_seconds 0",
+            r#"amosync_db_pool_connections{state="in_use"} 4"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in {text}");
+        }
+    }
+}

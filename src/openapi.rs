@@ -1,0 +1,132 @@
+//! The OpenAPI 3.1 description of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! attributes and the bodies' `ToSchema` derives, served at `/openapi.json`.
+
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::controllers;
+
+/// Every error body: RFC 9457 problem details plus a stable `code`. It mirrors the
+/// private `Problem` that `src/error.rs` renders (a test compares the two).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDetails {
+    /// `urn:amosync:problem:{code}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, snake_case: `validation_failed`, `not_found`, `unauthorized`, …
+    pub code: String,
+    /// 422 only: each wrong field and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldProblem>>,
+    /// `409 already_exists` and `502 amocrm_rejected`: the stored record's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldProblem {
+    /// The field path, e.g. `phone` or `contact.phone`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    /// Always `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyBody {
+    /// Always `ready`.
+    pub status: String,
+    pub amocrm: AmoAccessBody,
+}
+
+/// AmoCRM access as `/ready` reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AmoAccessBody {
+    /// `ok` or `refused`.
+    pub state: String,
+    /// When refused: `unauthorized`, `payment_required` or `forbidden`.
+    pub reason: Option<String>,
+    /// When refused: since when, in Unix seconds.
+    pub since: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    pub inbox_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    /// Whether amosync's own destination is among them.
+    pub subscribed: bool,
+    pub webhooks: Vec<controllers::HookBody>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "amosync",
+        description = "Finds or creates contacts and leads in AmoCRM through a MySQL mirror. \
+                       Every error is application/problem+json with a stable `code`."
+    ),
+    paths(
+        controllers::contacts::create_contact,
+        controllers::contacts::list_contacts,
+        controllers::contacts::get_contact,
+        controllers::leads::create_lead,
+        controllers::leads::list_leads,
+        controllers::leads::get_lead,
+        controllers::legacy::create_contact_legacy,
+        controllers::legacy::create_lead_legacy,
+        controllers::sync_jobs::list_jobs,
+        controllers::sync_jobs::retry_job,
+        controllers::webhooks::receive_webhook,
+        controllers::webhooks::list_webhooks,
+        controllers::webhooks::subscribe_webhook,
+        controllers::webhooks::unsubscribe_webhook,
+        controllers::health::health,
+        controllers::health::ready,
+        controllers::metrics::get_metrics,
+        controllers::docs::openapi_json,
+        controllers::docs::docs_ui,
+    ),
+    components(schemas(ProblemDetails, FieldProblem)),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "contacts", description = "Find-or-create and read contacts"),
+        (name = "leads", description = "Find-or-create and read leads"),
+        (name = "legacy", description = "Drop-in routes of the earlier Node service"),
+        (name = "sync", description = "The outbox of work still on its way to AmoCRM"),
+        (name = "webhooks", description = "AmoCRM's webhook and amosync's subscription"),
+        (name = "operations", description = "Health, readiness, metrics and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `bearer`: a token from `API_TOKENS` (or `METRICS_TOKEN` for `/metrics`).
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document, built once per call (cheap; `/openapi.json` is not hot).
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

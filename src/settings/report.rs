@@ -1,0 +1,177 @@
+//! The effective configuration as `amosync check-config` prints it: every value that
+//! matters to an operator, with secrets (tokens, passwords, the webhook secret) masked.
+
+use url::Url;
+
+use super::Settings;
+
+const MASK: &str = "***";
+
+impl Settings {
+    /// `(variable, effective value)` pairs, safe to print or paste into a ticket.
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        let secs = |d: std::time::Duration| d.as_secs().to_string();
+        let millis = |d: std::time::Duration| d.as_millis().to_string();
+        let set_or_not = |set: bool| if set { MASK } else { "(not set)" }.to_owned();
+        vec![
+            ("BIND_ADDR", self.bind_addr.to_string()),
+            ("PORT", self.port.to_string()),
+            (
+                "SERVER_URL",
+                self.server_url
+                    .as_ref()
+                    .map_or_else(|| "(not set)".to_owned(), without_password),
+            ),
+            (
+                "DATABASE_URL",
+                Url::parse(self.database_url.expose())
+                    .map(|u| without_password(&u))
+                    // Settings only accept mysql:// URLs, which parse; never echo one that does not.
+                    .unwrap_or_else(|_| MASK.to_owned()),
+            ),
+            ("DB_POOL_SIZE", self.db_pool_size.to_string()),
+            ("DB_CHECKOUT_TIMEOUT_MS", millis(self.db_checkout_timeout)),
+            ("DB_WAIT_SECS", secs(self.db_wait)),
+            ("AMO_BASE_URL", without_password(&self.amo_base_url)),
+            (
+                "AMO_ACCESS_TOKEN",
+                if self.amo_access_token.expose().is_empty() {
+                    "(not set: OAuth mode)".to_owned()
+                } else {
+                    MASK.to_owned()
+                },
+            ),
+            (
+                "AMO_CLIENT_ID",
+                self.amo_client_id
+                    .clone()
+                    .unwrap_or_else(|| "(not set)".into()),
+            ),
+            (
+                "AMO_CLIENT_SECRET",
+                set_or_not(self.amo_client_secret.is_some()),
+            ),
+            (
+                "AMO_REDIRECT_URI",
+                self.amo_redirect_uri
+                    .clone()
+                    .unwrap_or_else(|| "(not set)".into()),
+            ),
+            (
+                "AMO_ACCOUNT_ID",
+                self.amo_account_id
+                    .map_or_else(|| "(not set)".to_owned(), |id| id.to_string()),
+            ),
+            ("AMO_CONNECT_TIMEOUT_SECS", secs(self.amo_connect_timeout)),
+            ("AMO_TIMEOUT_SECS", secs(self.amo_request_timeout)),
+            ("AMO_MAX_RPS", self.amo_max_rps.to_string()),
+            ("AMO_ACCESS_PROBE_SECS", secs(self.amo_access_probe)),
+            (
+                "API_TOKENS",
+                // Client names are what logs show; the tokens stay hidden.
+                self.api_tokens
+                    .iter()
+                    .map(|t| format!("{}:{MASK}", t.client_id))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "WEBHOOK_SECRET",
+                if self.webhook_secret.is_some() {
+                    MASK.to_owned()
+                } else {
+                    "(not set: webhooks are off)".to_owned()
+                },
+            ),
+            (
+                "WEBHOOK_MAX_BODY_BYTES",
+                self.webhook_max_body_bytes.to_string(),
+            ),
+            ("WEBHOOK_EVENTS", self.webhook_events.join(",")),
+            ("SYNC_INLINE_BUDGET_MS", millis(self.sync_inline_budget)),
+            ("SYNC_MAX_ATTEMPTS", self.sync_max_attempts.to_string()),
+            ("SYNC_RETRY_BASE_MS", millis(self.sync_retry_base)),
+            ("RECONCILE_INTERVAL_SECS", secs(self.reconcile_interval)),
+            ("RECONCILE_MAX_PAGES", self.reconcile_max_pages.to_string()),
+            (
+                "TRUSTED_PROXIES",
+                self.trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("HTTP_WORKERS", self.http_workers.to_string()),
+            (
+                "DEFAULT_PHONE_REGION",
+                format!("{:?}", self.default_phone_region.id()),
+            ),
+            ("LOG_LEVEL", self.log_level.as_str().to_lowercase()),
+            ("METRICS_TOKEN", set_or_not(self.metrics_token.is_some())),
+        ]
+    }
+}
+
+fn without_password(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        // Only fails for URLs that cannot carry credentials, which have none to hide.
+        let _ = url.set_password(Some(MASK));
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const SECRETS: [&str; 6] = [
+        "db-pass-Zq8",
+        "amo-access-token-value",
+        "client-token-aaaaaaaaaaaa",
+        "webhook-secret-0123456789abcdefghijkl",
+        "oauth-client-secret-value",
+        "metrics-token-value-1234",
+    ];
+
+    #[test]
+    fn the_report_names_every_setting_and_hides_every_secret() {
+        let env: HashMap<&str, String> = [
+            (
+                "DATABASE_URL",
+                format!("mysql://amo:{}@db:3306/amosync", SECRETS[0]),
+            ),
+            ("AMO_BASE_URL", "https://example.amocrm.ru".into()),
+            ("AMO_ACCESS_TOKEN", SECRETS[1].into()),
+            ("API_TOKENS", format!("forms:{}", SECRETS[2])),
+            ("WEBHOOK_SECRET", SECRETS[3].into()),
+            ("AMO_CLIENT_SECRET", SECRETS[4].into()),
+            ("METRICS_TOKEN", SECRETS[5].into()),
+        ]
+        .into_iter()
+        .collect();
+        let settings =
+            Settings::from_lookup(|name| env.get(name).cloned()).expect("valid settings");
+        let report = settings.redacted();
+        let text = format!("{report:?}");
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} printed in {text}");
+        }
+        let value = |name: &str| {
+            report
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            value("DATABASE_URL").as_deref(),
+            Some("mysql://amo:***@db:3306/amosync")
+        );
+        assert_eq!(value("API_TOKENS").as_deref(), Some("forms:***"));
+        assert_eq!(value("METRICS_TOKEN").as_deref(), Some("***"));
+        assert_eq!(value("PORT").as_deref(), Some("3000"));
+    }
+}

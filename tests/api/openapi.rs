@@ -1,0 +1,130 @@
+//! `/openapi.json` describes every route the app serves; `/docs` renders it offline.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app;
+
+/// Every route of `controllers::routes`. A route added there without a
+/// `#[utoipa::path]` (or listed here without existing) fails the test below.
+const ROUTES: [(&str, &str); 19] = [
+    ("post", "/api/v1/contacts"),
+    ("get", "/api/v1/contacts"),
+    ("get", "/api/v1/contacts/{id}"),
+    ("post", "/api/v1/leads"),
+    ("get", "/api/v1/leads"),
+    ("get", "/api/v1/leads/{id}"),
+    ("get", "/api/v1/sync/jobs"),
+    ("post", "/api/v1/sync/jobs/{id}/retry"),
+    ("get", "/api/v1/amocrm/webhooks"),
+    ("post", "/api/v1/amocrm/webhooks"),
+    ("delete", "/api/v1/amocrm/webhooks"),
+    ("post", "/webhooks/amocrm/{secret}"),
+    ("post", "/contacts/create"),
+    ("post", "/leads/create"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+async fn document() -> (crate::helpers::TestApp, Value) {
+    let app = spawn_app().await;
+    let res = app.send(app.client.get(app.url("/openapi.json"))).await;
+    assert_eq!(res.status, 200);
+    assert!(res.content_type.starts_with("application/json"));
+    (app, res.body)
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_3_1_and_lists_every_route() {
+    let (_app, doc) = document().await;
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "openapi {version}");
+    let paths = doc["paths"].as_object().expect("paths");
+    let documented: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flat_map(|ops| ops.keys())
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, served);
+}
+
+#[tokio::test]
+async fn client_routes_need_the_bearer_scheme_and_errors_are_problem_json() {
+    let (_app, doc) = document().await;
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer"})
+    );
+    let problem_ref = "#/components/schemas/ProblemDetails";
+    for (method, path) in ROUTES {
+        let op = &doc["paths"][path][method];
+        let protected = path.starts_with("/api/") || path.ends_with("/create");
+        if protected {
+            assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} lacks 401"
+            );
+        }
+        let responses = op["responses"].as_object().expect("responses");
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"], problem_ref,
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_problem_bodies_have_only_documented_fields() {
+    let (app, doc) = document().await;
+    let properties = doc["components"]["schemas"]["ProblemDetails"]["properties"]
+        .as_object()
+        .expect("ProblemDetails properties")
+        .clone();
+    let invalid = app
+        .post("/api/v1/contacts", &json!({"name": "Иван", "phone": "12"}))
+        .await;
+    assert_eq!(invalid.status, 422);
+    let missing = app.get("/api/v1/contacts/424242").await;
+    assert_eq!(missing.status, 404);
+    for body in [invalid.body, missing.body] {
+        for key in body.as_object().expect("problem object").keys() {
+            assert!(properties.contains_key(key), "{key} is not documented");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_the_document_without_loading_anything_else() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/docs")).send().await.expect("docs");
+    assert_eq!(res.status().as_u16(), 200);
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = res.text().await.expect("html");
+    assert!(html.contains(r#"fetch("openapi.json")"#));
+    for outside in ["<script src", "<link", "http://", "https://", "@import"] {
+        assert!(!html.contains(outside), "the page loads {outside}");
+    }
+}
