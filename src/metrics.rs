@@ -46,6 +46,45 @@ static AMO_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("valid metric definition")
 });
 
+static LIMITER_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "amocrm_rate_limiter_wait_seconds",
+            "How long AmoCRM calls waited for the rate limiter (0 when they did not)",
+        )
+        .namespace(NAMESPACE)
+        .buckets(vec![
+            0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+        ]),
+        &[],
+    )
+    .expect("valid metric definition")
+});
+
+static TOKEN_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "amocrm_token_refreshes_total",
+            "OAuth token refreshes by result (ok, refused, failed)",
+        )
+        .namespace(NAMESPACE),
+        &["result"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Records how long one AmoCRM call waited for its turn in the rate limiter.
+pub fn limiter_wait(waited: Duration) {
+    LIMITER_WAIT
+        .with_label_values(&[] as &[&str])
+        .observe(waited.as_secs_f64());
+}
+
+/// Records one OAuth refresh: `ok`, `refused` (re-authorisation needed) or `failed`.
+pub fn token_refresh(result: &str) {
+    TOKEN_REFRESHES.with_label_values(&[result]).inc();
+}
+
 /// Records one AmoCRM call. `what` is `"METHOD /path"` (never the query string);
 /// numeric path segments become `{id}`, so the label set stays bounded.
 /// `status` is `None` when no response came back (timeout, connection error).
@@ -144,6 +183,8 @@ impl Metrics {
         )?;
         registry.register(Box::new(AMO_REQUESTS.clone()))?;
         registry.register(Box::new(AMO_DURATION.clone()))?;
+        registry.register(Box::new(LIMITER_WAIT.clone()))?;
+        registry.register(Box::new(TOKEN_REFRESHES.clone()))?;
         registry.register(Box::new(sync_jobs.clone()))?;
         registry.register(Box::new(oldest_pending_job.clone()))?;
         registry.register(Box::new(inbox_pending.clone()))?;

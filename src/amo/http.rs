@@ -198,7 +198,9 @@ impl HttpAmoTransport {
         body: Option<Vec<u8>>,
         bearer: &str,
     ) -> Result<Option<Vec<u8>>, AmoError> {
+        let queued = std::time::Instant::now();
         self.limiter.acquire().await;
+        crate::metrics::limiter_wait(queued.elapsed());
         let what = format!("{method} {}", url.path());
         let mut request = self
             .client

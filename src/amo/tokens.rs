@@ -231,11 +231,13 @@ impl OAuthTokens {
             Ok(tokens) => {
                 // Committed before anyone uses it: a crash now cannot lose the new pair.
                 self.store.save(&tokens).await?;
+                crate::metrics::token_refresh("ok");
                 let token = tokens.access_token.clone();
                 *current = Some(tokens);
                 Ok(token)
             }
             Err(AmoError::BadRequest { status, .. }) => {
+                crate::metrics::token_refresh("refused");
                 self.store
                     .refused(&format!(
                         "refresh refused with {status}; run `amosync auth exchange`"
@@ -248,6 +250,7 @@ impl OAuthTokens {
                 Err(AmoError::Unauthorized)
             }
             Err(other) => {
+                crate::metrics::token_refresh("failed");
                 self.store.release_refresh().await?;
                 Err(other)
             }
