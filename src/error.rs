@@ -39,7 +39,7 @@ pub enum ApiError {
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     /// 422: an `Idempotency-Key` already used for a different request.
     #[error("idempotency key reused for another request")]
     IdempotencyKeyReused,
@@ -103,7 +103,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::AlreadyExists { .. } => "already_exists",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInProgress => "idempotency_in_progress",
@@ -131,7 +131,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::NotFound => "Not found",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::AlreadyExists { .. } => "Already exists",
             ApiError::IdempotencyKeyReused => "Idempotency key reused",
             ApiError::IdempotencyInProgress => "Request in progress",
@@ -159,7 +159,9 @@ impl ApiError {
             }
             ApiError::NotFound => "no such resource".into(),
             ApiError::Forbidden(why) => why.clone(),
-            ApiError::MethodNotAllowed => "this method is not supported on this resource".into(),
+            ApiError::MethodNotAllowed { .. } => {
+                "this method is not supported on this resource".into()
+            }
             ApiError::AlreadyExists { id } => format!("the record already exists with id {id}"),
             ApiError::IdempotencyKeyReused => {
                 "this Idempotency-Key was used for a different request; use a new key".into()
@@ -223,7 +225,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists { .. }
             | ApiError::NotConfigured(_)
             | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
@@ -256,6 +258,9 @@ impl ResponseError for ApiError {
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Some(secs) = self.retry_after_secs() {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            res.insert_header((header::ALLOW, *allow));
         }
         if matches!(self, ApiError::Unauthorized) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -188,12 +188,16 @@ pub struct ContactListQuery {
     /// Any spelling of the phone; matched as E.164.
     phone: Option<String>,
     name: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1)]
     amocrm_id: Option<String>,
     /// 1–500, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]+$")]
     cursor: Option<String>,
     /// `true` shows records deleted in AmoCRM.
+    #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,
 }
 

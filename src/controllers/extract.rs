@@ -199,7 +199,7 @@ fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
 
 /// An optional positive id in a query string (`contact_id=12`).
 pub fn query_id(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<i64> {
-    let raw = raw?.trim();
+    let raw = raw.map(str::trim).filter(|r| !r.is_empty())?;
     match raw.parse::<i64>() {
         Ok(id) if id > 0 => Some(id),
         _ => {
@@ -226,6 +226,7 @@ pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) 
 #[into_params(parameter_in = Query)]
 pub struct ShowQuery {
     /// `true` shows a record deleted in AmoCRM.
+    #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,
 }
 

@@ -169,10 +169,15 @@ pub async fn get_lead(
 pub struct LeadListQuery {
     /// Exact name.
     name: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1)]
     status_id: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1)]
     contact_id: Option<String>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    #[param(pattern = "^[0-9]+$")]
     cursor: Option<String>,
+    #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,
 }
 

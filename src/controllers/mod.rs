@@ -39,7 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/webhooks/amocrm/{secret}")
                 .route(web::post().to(webhooks::receive_webhook))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         )
         .service(
             web::scope("/api/v1")
@@ -50,40 +50,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     web::resource("/contacts")
                         .route(web::post().to(contacts::create_contact))
                         .route(web::get().to(contacts::list_contacts))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST, GET")),
                 )
                 .service(
                     web::resource("/contacts/{id}")
                         .route(web::get().to(contacts::get_contact))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/leads")
                         .route(web::post().to(leads::create_lead))
                         .route(web::get().to(leads::list_leads))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST, GET")),
                 )
                 .service(
                     web::resource("/leads/{id}")
                         .route(web::get().to(leads::get_lead))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/sync/jobs")
                         .route(web::get().to(sync_jobs::list_jobs))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/sync/jobs/{id}/retry")
                         .route(web::post().to(sync_jobs::retry_job))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("POST")),
                 )
                 .service(
                     web::resource("/amocrm/webhooks")
                         .route(web::get().to(webhooks::list_webhooks))
                         .route(web::post().to(webhooks::subscribe_webhook))
                         .route(web::delete().to(webhooks::unsubscribe_webhook))
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(not_allowed("GET, POST, DELETE")),
                 )
                 .default_service(web::to(not_found)),
         )
@@ -105,6 +105,9 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A resource's answer to other methods: 405 naming the ones it has (`Allow`, RFC 9110).
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(
+        move || async move { Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow }) },
+    )
 }

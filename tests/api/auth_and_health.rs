@@ -77,6 +77,19 @@ async fn unknown_routes_and_methods_are_problems_too() {
         (method.status, method.problem_code()),
         (405, "method_not_allowed".to_owned())
     );
+    let res = app
+        .client
+        .put(app.url("/api/v1/contacts/1"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("reply");
+    assert_eq!(res.status().as_u16(), 405);
+    assert_eq!(
+        res.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET"),
+        "a 405 names the methods the resource has"
+    );
 }
 
 #[tokio::test]
