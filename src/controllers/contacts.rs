@@ -19,11 +19,11 @@ use crate::services::{ContactInput, ContactService, Saved};
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct ContactRequest {
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, example = "Иван Петров")]
+    #[schema(required = true, value_type = String, example = "Иван Петров", min_length = 1, max_length = 255, pattern = "\\S")]
     pub name: Option<String>,
     /// Any common spelling; stored as E.164.
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, example = "8 (916) 123-45-67")]
+    #[schema(required = true, value_type = String, example = "8 (916) 123-45-67", pattern = "^[+]?[0-9 ()./-]{5,40}$")]
     pub phone: Option<String>,
 }
 
@@ -128,7 +128,7 @@ pub fn saved_response<T, B: Serialize>(
     post, path = "/api/v1/contacts", tag = "contacts",
     summary = "Find or create a contact by phone",
     request_body = ContactRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created in AmoCRM", body = ContactBody, headers(("Location" = String))),
         (status = 200, description = "Already existed (locally or in AmoCRM)", body = ContactBody),
@@ -194,7 +194,7 @@ pub struct ContactListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
     /// `true` shows records deleted in AmoCRM.
     #[param(value_type = Option<bool>)]

@@ -20,12 +20,16 @@ pub struct LeadRequest {
     #[schema(required = true, value_type = String)]
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
+    #[schema(minimum = 0)]
     pub price: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
+    #[schema(minimum = 1)]
     pub status_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
+    #[schema(minimum = 1)]
     pub pipeline_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive id"))]
+    #[schema(minimum = 1)]
     /// amosync's id of an existing contact (or give `contact`, not both).
     pub contact_id: Option<i64>,
     /// A contact to find or create and link.
@@ -110,7 +114,7 @@ impl From<Lead> for LeadBody {
     post, path = "/api/v1/leads", tag = "leads",
     summary = "Find or create a lead (same name and contact = same lead)",
     request_body = LeadRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created in AmoCRM", body = LeadBody, headers(("Location" = String))),
         (status = 200, description = "Already existed (locally or in AmoCRM)", body = LeadBody),
@@ -175,7 +179,7 @@ pub struct LeadListQuery {
     contact_id: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
     #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,

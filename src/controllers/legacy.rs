@@ -41,7 +41,7 @@ fn shape<T>(saved: Saved<T>, id_of: impl Fn(&T) -> i64) -> (i64, Saved<()>) {
     post, path = "/contacts/create", tag = "legacy",
     summary = "Create a contact (the earlier Node service's route)",
     request_body = ContactRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 202, description = "Stored and queued for AmoCRM", body = Created),
@@ -70,7 +70,7 @@ pub async fn create_contact_legacy(
     post, path = "/leads/create", tag = "legacy",
     summary = "Create a lead (the earlier Node service's route)",
     request_body = LeadRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 202, description = "Stored and queued for AmoCRM", body = Created),

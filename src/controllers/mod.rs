@@ -31,11 +31,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![FieldError::new("query", err.to_string())]).into()
         }))
-        .route("/health", web::get().to(health::health))
-        .route("/ready", web::get().to(health::ready))
-        .route("/metrics", web::get().to(metrics::get_metrics))
-        .route("/openapi.json", web::get().to(docs::openapi_json))
-        .route("/docs", web::get().to(docs::docs_ui))
+        .service(
+            web::resource("/health")
+                .route(web::get().to(health::health))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/ready")
+                .route(web::get().to(health::ready))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics::get_metrics))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(docs::openapi_json))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/docs")
+                .route(web::get().to(docs::docs_ui))
+                .default_service(not_allowed("GET")),
+        )
         .service(
             web::resource("/webhooks/amocrm/{secret}")
                 .route(web::post().to(webhooks::receive_webhook))
@@ -91,13 +111,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/contacts")
                 .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
-                .route("/create", web::post().to(legacy::create_contact_legacy)),
+                .service(
+                    web::resource("/create")
+                        .route(web::post().to(legacy::create_contact_legacy))
+                        .default_service(not_allowed("POST")),
+                ),
         )
         .service(
             web::scope("/leads")
                 .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
-                .route("/create", web::post().to(legacy::create_lead_legacy)),
+                .service(
+                    web::resource("/create")
+                        .route(web::post().to(legacy::create_lead_legacy))
+                        .default_service(not_allowed("POST")),
+                ),
         );
 }
 

@@ -45,11 +45,11 @@ impl From<SyncJob> for JobBody {
 #[into_params(parameter_in = Query)]
 pub struct JobListQuery {
     /// `pending`, `done` or `dead`.
-    #[param(pattern = "^(pending|done|dead)$")]
+    #[param(pattern = "^(pending|done|dead)?$")]
     status: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 

@@ -92,7 +92,7 @@ pub async fn list_webhooks(
 #[utoipa::path(
     post, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
     summary = "Subscribe amosync's webhook (no-op when already subscribed)",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Subscribed now", body = HookBody),
         (status = 200, description = "Was already subscribed", body = HookBody),
