@@ -194,7 +194,7 @@ pub struct ContactListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
     /// `true` shows records deleted in AmoCRM.
     #[param(value_type = Option<bool>)]

@@ -17,7 +17,7 @@ use crate::services::{LeadContact, LeadInput, LeadService};
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct LeadRequest {
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 255, pattern = "\\S")]
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
     #[schema(minimum = 0)]
@@ -179,7 +179,7 @@ pub struct LeadListQuery {
     contact_id: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
     #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,

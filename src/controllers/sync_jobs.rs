@@ -49,7 +49,7 @@ pub struct JobListQuery {
     status: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
 }
 
