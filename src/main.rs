@@ -156,14 +156,7 @@ async fn serve(settings: Settings, logger: slog::Logger) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings, logger: slog::Logger) -> Result<(), String> {
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
-    db.wait_until_reachable(settings.db_wait, &logger)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = open_db(&settings, &logger).await?;
     let applied = db.migrate().await.map_err(|e| e.to_string())?;
     slog::info!(logger, "migrations done"; "applied" => applied.len(), "migrations" => applied.join(","));
     Ok(())
@@ -235,14 +228,7 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
 }
 
 async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> Result<(), String> {
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
-    db.wait_until_reachable(settings.db_wait, &logger)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = open_db(&settings, &logger).await?;
     let jobs = JobService::new(Arc::new(MysqlJobRepository::new(db)));
     match action {
         SyncAction::Jobs { status, limit } => {
@@ -284,14 +270,7 @@ async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> R
 }
 
 async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), String> {
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
-    db.wait_until_reachable(settings.db_wait, &logger)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = open_db(&settings, &logger).await?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let amo = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
     let reconciler = Reconciler::new(
@@ -334,14 +313,7 @@ async fn exchange(settings: Settings, logger: slog::Logger, code: &str) -> Resul
     let client = settings.oauth().ok_or(
         "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, and no AMO_ACCESS_TOKEN",
     )?;
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
-    db.wait_until_reachable(settings.db_wait, &logger)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = open_db(&settings, &logger).await?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let transport = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
     let tokens = OAuthTokens::new(
@@ -356,4 +328,17 @@ async fn exchange(settings: Settings, logger: slog::Logger, code: &str) -> Resul
         .map_err(|e| format!("AmoCRM refused the code: {e}"))?;
     println!("tokens stored; amosync refreshes them from now on");
     Ok(())
+}
+
+/// A small pool for a command, once the database answers (it may still be booting).
+async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, String> {
+    let db = Db::new(
+        settings.database_url.expose(),
+        2,
+        settings.db_checkout_timeout,
+    );
+    db.wait_until_reachable(settings.db_wait, logger)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(db)
 }
