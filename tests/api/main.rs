@@ -9,6 +9,7 @@ mod helpers;
 
 mod auth_and_health;
 mod contacts;
+mod echo_race;
 mod idempotency;
 mod input_errors;
 mod leads;
