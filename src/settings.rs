@@ -67,6 +67,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// Pages (of 250) per entity and round (`RECONCILE_MAX_PAGES`); the rest follows next round.
     pub reconcile_max_pages: u32,
+    /// How long a record's claim is exclusive (`SYNC_LEASE_SECS`): what a crash costs.
+    pub sync_lease: Duration,
     /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
     pub sync_retry_base: Duration,
     pub api_tokens: Vec<ApiClientToken>,
@@ -188,6 +190,7 @@ impl Settings {
                 1500,
             )?),
             sync_max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
+            sync_lease: Duration::from_secs(parse_or(&get, "SYNC_LEASE_SECS", 90)?),
             sync_retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
             reconcile_interval: Duration::from_secs(parse_or(
                 &get,

@@ -126,6 +126,7 @@ impl Application {
                 base: settings.sync_retry_base,
                 ..RetryPolicy::default()
             },
+            lease: settings.sync_lease,
         };
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
@@ -151,7 +152,12 @@ impl Application {
             lead_repo,
             Arc::clone(&contacts),
             Arc::clone(&leads),
-            SyncWorkerConfig::default(),
+            SyncWorkerConfig {
+                // A batch of jobs outlives one record's claim; a crash frees both in time.
+                lease: settings.sync_lease * 2,
+                record_lease: settings.sync_lease,
+                ..SyncWorkerConfig::default()
+            },
             logger.new(slog::o!("task" => "sync_worker")),
         );
         // Jobs left by a previous run (or another instance) are worked off from now on.

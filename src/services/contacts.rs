@@ -6,9 +6,7 @@ use std::sync::Arc;
 use slog::Logger;
 
 use super::single_flight::SingleFlight;
-use super::{
-    claim_then_push, keep_pending, settle, Saved, ServiceError, SyncSettings, Synced, SYNC_LEASE,
-};
+use super::{claim_then_push, keep_pending, settle, Saved, ServiceError, SyncSettings, Synced};
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
 use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact, RetryPolicy};
@@ -73,7 +71,7 @@ impl ContactService {
         let work = sync_contact(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
-            self.settings.retry,
+            self.settings,
             self.logger.clone(),
             input,
         );
@@ -116,7 +114,7 @@ fn panicked() -> Outcome {
 async fn sync_contact(
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
-    retry: RetryPolicy,
+    settings: SyncSettings,
     logger: Logger,
     input: ContactInput,
 ) -> Outcome {
@@ -125,8 +123,8 @@ async fn sync_contact(
         phone: input.phone.as_e164().to_owned(),
     };
     claim_then_push(
-        || repo.claim_by_phone(new.clone(), SYNC_LEASE),
-        |row| push_to_amo(&*repo, &*amo, &retry, &logger, row, &input.phone),
+        || repo.claim_by_phone(new.clone(), settings.lease),
+        |row| push_to_amo(&*repo, &*amo, &settings.retry, &logger, row, &input.phone),
         |row| row.id,
     )
     .await

@@ -9,7 +9,7 @@ use slog::Logger;
 use super::single_flight::SingleFlight;
 use super::{
     claim_then_push, keep_pending, settle, ContactInput, ContactService, Saved, ServiceError,
-    SyncSettings, Synced, SYNC_LEASE,
+    SyncSettings, Synced,
 };
 use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
 use crate::domain::{EntityName, FieldError, Phone};
@@ -121,7 +121,7 @@ impl LeadService {
         let work = sync_lead(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
-            self.settings.retry,
+            self.settings,
             self.logger.clone(),
             job,
         );
@@ -142,7 +142,7 @@ impl LeadService {
     /// The contact is still on its way to AmoCRM, so the lead cannot be linked yet:
     /// store it with its job and let the worker send it after the contact.
     async fn queue_behind_contact(&self, new: NewLead) -> Result<Saved<Lead>, ServiceError> {
-        match self.repo.claim(new, SYNC_LEASE).await? {
+        match self.repo.claim(new, self.settings.lease).await? {
             Claim::Existing(row) => Ok(Saved::Found(row)),
             Claim::Busy(row) => Ok(Saved::Accepted(row)),
             Claim::Leased { row, .. } => {
@@ -227,13 +227,13 @@ fn panicked() -> Outcome {
 async fn sync_lead(
     repo: Arc<dyn LeadRepository>,
     amo: Arc<dyn AmoTransport>,
-    retry: RetryPolicy,
+    settings: SyncSettings,
     logger: Logger,
     job: LeadJob,
 ) -> Outcome {
     claim_then_push(
-        || repo.claim(job.new.clone(), SYNC_LEASE),
-        |row| push_to_amo(&*repo, &*amo, &retry, &logger, row, &job),
+        || repo.claim(job.new.clone(), settings.lease),
+        |row| push_to_amo(&*repo, &*amo, &settings.retry, &logger, row, &job),
         |row| row.id,
     )
     .await

@@ -32,8 +32,9 @@ use crate::amo::AmoError;
 use crate::domain::FieldError;
 use crate::repositories::{Claim, RepoError, RetryPolicy};
 
-/// How long a claim on a pending record is exclusive. Longer than any single
-/// AmoCRM round (searches page through results, each call has its own timeout).
+/// How long a claim on a pending record is exclusive, unless configured. Longer than
+/// any single AmoCRM round (searches page through results, each call has its own
+/// timeout); after a crash, the record waits this long before anyone retries it.
 pub const SYNC_LEASE: Duration = Duration::from_secs(90);
 
 /// How long a request waits for another instance that is creating the same record.
@@ -81,6 +82,8 @@ pub struct SyncSettings {
     /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
     pub inline_budget: Duration,
     pub retry: RetryPolicy,
+    /// How long a record's claim is exclusive (`SYNC_LEASE_SECS`).
+    pub lease: Duration,
 }
 
 impl Default for SyncSettings {
@@ -88,6 +91,7 @@ impl Default for SyncSettings {
         SyncSettings {
             inline_budget: Duration::from_millis(1500),
             retry: RetryPolicy::default(),
+            lease: SYNC_LEASE,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct SyncWorkerConfig {
     pub poll: Duration,
     /// When a job's record is busy elsewhere, or a lead waits for its contact.
     pub defer: Duration,
+    /// How long the worker's claim on a record is exclusive.
+    pub record_lease: Duration,
 }
 
 impl Default for SyncWorkerConfig {
@@ -30,6 +32,7 @@ impl Default for SyncWorkerConfig {
             lease: Duration::from_secs(300),
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
+            record_lease: super::SYNC_LEASE,
         }
     }
 }
@@ -128,7 +131,7 @@ impl SyncWorker {
         match job.entity() {
             Some(Entity::Contact) => match self
                 .contact_repo
-                .lease(job.record_id, super::SYNC_LEASE)
+                .lease(job.record_id, self.config.record_lease)
                 .await?
             {
                 Some(row) => {
@@ -154,7 +157,7 @@ impl SyncWorker {
     async fn work_lead(&self, job: &SyncJob) -> Result<JobStep, ServiceError> {
         let Some(row) = self
             .lead_repo
-            .lease(job.record_id, super::SYNC_LEASE)
+            .lease(job.record_id, self.config.record_lease)
             .await?
         else {
             let row = self.lead_repo.get(job.record_id, true).await?;

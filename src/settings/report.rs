@@ -91,6 +91,7 @@ impl Settings {
             ("SYNC_INLINE_BUDGET_MS", millis(self.sync_inline_budget)),
             ("SYNC_MAX_ATTEMPTS", self.sync_max_attempts.to_string()),
             ("SYNC_RETRY_BASE_MS", millis(self.sync_retry_base)),
+            ("SYNC_LEASE_SECS", secs(self.sync_lease)),
             ("RECONCILE_INTERVAL_SECS", secs(self.reconcile_interval)),
             ("RECONCILE_MAX_PAGES", self.reconcile_max_pages.to_string()),
             (

@@ -1,0 +1,213 @@
+//! Crash safety with the real binaries: `kill -9` of amosync in the middle of a burst,
+//! then a restart on the same database. Every submission that got a 2xx must end in
+//! AmoCRM exactly once. Needs the database server named by `TEST_DATABASE_URL`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "durability-token-0123456789";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_amosync"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .env("AMO_BASE_URL", format!("http://127.0.0.1:{fake_port}"))
+        .env("AMO_ACCESS_TOKEN", "fake-amo-access-token")
+        .env("API_TOKENS", format!("crash:{TOKEN}"))
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("SYNC_INLINE_BUDGET_MS", "100")
+        .env("SYNC_RETRY_BASE_MS", "100")
+        .env("SYNC_LEASE_SECS", "2")
+        .env("RECONCILE_INTERVAL_SECS", "0")
+        .env("LOG_LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start amosync")
+}
+
+async fn wait_up(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(url)
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn scalar(db_url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = MysqlConnection::establish(db_url).expect("connect");
+    let rows: Vec<Row> = diesel::sql_query(sql).load(&mut conn).expect("query");
+    rows.first().map(|r| r.n).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing() {
+    let server =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let server = server.trim_end_matches('/').to_owned();
+    let name = format!("amosync_crash_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = MysqlConnection::establish(&server).expect("database server");
+    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
+        .execute(&mut admin)
+        .expect("create db");
+    let db_url = format!("{server}/{name}");
+
+    let (fake_port, port) = (free_port(), free_port());
+    let mut children = Killed(vec![Command::new(env!(
+        "CARGO_BIN_EXE_amosync-fake-amocrm"
+    ))
+    .args([
+        "--port",
+        &fake_port.to_string(),
+        "--rps-limit",
+        "0",
+        "--latency-ms",
+        "150",
+    ])
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("start the fake")]);
+    children.0.push(amosync(&db_url, fake_port, port));
+    let client = reqwest::Client::new();
+    wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
+
+    // A burst of 30 submissions; amosync is killed once a third of them were
+    // answered, while the rest and the sync worker are still at work.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let burst: Vec<_> = (0..30)
+        .map(|i| {
+            let (client, url) = (
+                client.clone(),
+                format!("http://127.0.0.1:{port}/api/v1/contacts"),
+            );
+            let answered = std::sync::Arc::clone(&answered);
+            tokio::spawn(async move {
+                let body =
+                    json!({"name": format!("Клиент {i}"), "phone": format!("+7916777{i:04}")});
+                let reply = client
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .ok()?;
+                let ok = reply.status().is_success();
+                answered.fetch_add(usize::from(ok), std::sync::atomic::Ordering::SeqCst);
+                ok.then_some(i)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "amosync accepted too few submissions"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut victim = children.0.pop().expect("amosync");
+    victim.kill().expect("kill -9");
+    let _ = victim.wait();
+    let mut accepted = Vec::new();
+    for task in burst {
+        if let Ok(Some(i)) = task.await {
+            accepted.push(i);
+        }
+    }
+    assert!(
+        !accepted.is_empty(),
+        "some submissions were accepted before the kill"
+    );
+
+    children.0.push(amosync(&db_url, fake_port, port));
+    wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar(
+        &db_url,
+        "SELECT COUNT(*) AS n FROM contacts WHERE sync_status <> 'synced'",
+    ) > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pending records were not finished after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let state: Value = client
+        .get(format!("http://127.0.0.1:{fake_port}/_fake/state"))
+        .send()
+        .await
+        .expect("fake state")
+        .json()
+        .await
+        .expect("json");
+    // Contacts as AmoCRM lists them: phones in the PHONE custom field.
+    let mut phones: Vec<String> = state["contacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["custom_fields_values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|field| field["field_code"] == "PHONE")
+        .flat_map(|field| field["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v["value"].as_str().map(str::to_owned))
+        .collect();
+    let in_amo = phones.len();
+    phones.sort();
+    phones.dedup();
+    assert_eq!(phones.len(), in_amo, "no phone created twice in AmoCRM");
+    for i in &accepted {
+        let phone = format!("+7916777{i:04}");
+        assert!(
+            phones.contains(&phone),
+            "accepted submission {phone} reached AmoCRM"
+        );
+        let synced = scalar(
+            &db_url,
+            &format!("SELECT COUNT(*) AS n FROM contacts WHERE phone = '{phone}' AND sync_status = 'synced'"),
+        );
+        assert_eq!(synced, 1, "{phone} is mirrored once");
+    }
+    drop(children);
+    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut admin);
+}
