@@ -66,6 +66,16 @@ pub trait ContactRepository: Send + Sync {
     /// synced, deleted, or leased to someone else right now.
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError>;
 
+    /// Extends a lease the caller still holds (`held_until` unchanged since it took
+    /// it) and returns the new end; `None` when it lapsed and someone else may be
+    /// working on the row.
+    async fn renew_lease(
+        &self,
+        id: i64,
+        held_until: chrono::NaiveDateTime,
+        lease: Duration,
+    ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
+
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
 }
 
@@ -268,6 +278,29 @@ impl ContactRepository for MysqlContactRepository {
                         jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
                     })
                 })
+            })
+            .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: i64,
+        held_until: chrono::NaiveDateTime,
+        lease: Duration,
+    ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let now = db_now(conn)?;
+                let until = lease_end(now, lease);
+                let renewed = diesel::update(
+                    contacts::table
+                        .find(id)
+                        .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
+                        .filter(contacts::sync_lease_until.eq(held_until)),
+                )
+                .set(contacts::sync_lease_until.eq(until))
+                .execute(conn)?;
+                Ok((renewed == 1).then_some(until))
             })
             .await
     }

@@ -65,6 +65,16 @@ pub trait LeadRepository: Send + Sync {
     /// synced, deleted, or leased to someone else right now.
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError>;
 
+    /// Extends a lease the caller still holds (`held_until` unchanged since it took
+    /// it) and returns the new end; `None` when it lapsed and someone else may be
+    /// working on the row.
+    async fn renew_lease(
+        &self,
+        id: i64,
+        held_until: chrono::NaiveDateTime,
+        lease: Duration,
+    ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
+
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
 
@@ -285,6 +295,29 @@ impl LeadRepository for MysqlLeadRepository {
                     .set(leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
                     .execute(conn)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: i64,
+        held_until: chrono::NaiveDateTime,
+        lease: Duration,
+    ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let now = db_now(conn)?;
+                let until = lease_end(now, lease);
+                let renewed = diesel::update(
+                    leads::table
+                        .find(id)
+                        .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
+                        .filter(leads::sync_lease_until.eq(held_until)),
+                )
+                .set(leads::sync_lease_until.eq(until))
+                .execute(conn)?;
+                Ok((renewed == 1).then_some(until))
             })
             .await
     }

@@ -1,15 +1,18 @@
 //! Contacts: find in the mirror, then in AmoCRM by phone, else create in AmoCRM,
 //! with the local row written (pending) before AmoCRM is called.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use slog::Logger;
 
 use super::single_flight::SingleFlight;
-use super::{claim_then_push, keep_pending, settle, Saved, ServiceError, SyncSettings, Synced};
+use super::{
+    claim_then_push, keep_pending, keeping_lease, settle, Saved, ServiceError, SyncSettings, Synced,
+};
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
-use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact, RetryPolicy};
+use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInput {
@@ -97,7 +100,7 @@ impl ContactService {
         push_to_amo(
             &*self.repo,
             &*self.amo,
-            &self.settings.retry,
+            &self.settings,
             &self.logger,
             row,
             &phone,
@@ -124,7 +127,7 @@ async fn sync_contact(
     };
     claim_then_push(
         || repo.claim_by_phone(new.clone(), settings.lease),
-        |row| push_to_amo(&*repo, &*amo, &settings.retry, &logger, row, &input.phone),
+        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &input.phone),
         |row| row.id,
     )
     .await
@@ -141,24 +144,35 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
 async fn push_to_amo(
     repo: &dyn ContactRepository,
     amo: &dyn AmoTransport,
-    retry: &RetryPolicy,
+    settings: &SyncSettings,
     logger: &Logger,
     row: Contact,
     phone: &Phone,
 ) -> Outcome {
-    let found_or_created: Result<(i64, String, bool), AmoError> = async {
-        if let Some(existing) = pick_contact(amo.find_contact_by_phone(phone).await?) {
-            return Ok((existing.id, existing.name, false));
+    let lost = AtomicBool::new(false);
+    let round = async {
+        match pick_contact(amo.find_contact_by_phone(phone).await?) {
+            Some(existing) => Ok(Some((existing.id, existing.name, false))),
+            // Someone else holds the record now: they search and create, not us.
+            None if lost.load(Ordering::SeqCst) => Ok(None),
+            None => {
+                let new = NewAmoContact {
+                    name: row.name.clone(),
+                    phone: phone.clone(),
+                };
+                amo.create_contact(&new)
+                    .await
+                    .map(|id| Some((id, row.name.clone(), true)))
+            }
         }
-        let id = amo
-            .create_contact(&NewAmoContact {
-                name: row.name.clone(),
-                phone: phone.clone(),
-            })
-            .await?;
-        Ok((id, row.name.clone(), true))
-    }
-    .await;
+    };
+    let renew = |until| repo.renew_lease(row.id, until, settings.lease);
+    let found_or_created: Result<(i64, String, bool), AmoError> =
+        match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
+            Ok(None) => return Err(ServiceError::SyncInProgress { id: row.id }),
+            Ok(Some(done)) => Ok(done),
+            Err(error) => Err(error),
+        };
     match found_or_created {
         Ok((amocrm_id, name, created)) => {
             let record = repo.finish_sync(row.id, amocrm_id, &name).await?;
@@ -168,7 +182,8 @@ async fn push_to_amo(
         }
         Err(error) => {
             let why = error.to_string();
-            let record_failure = repo.record_failure(row.id, &why, *retry, error.is_rejection());
+            let record_failure =
+                repo.record_failure(row.id, &why, settings.retry, error.is_rejection());
             Err(keep_pending(logger, "contact", row.id, error, record_failure).await)
         }
     }

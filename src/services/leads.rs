@@ -2,19 +2,20 @@
 //! is given, it is linked to that contact. The contact is resolved (found or
 //! created) first, so the AmoCRM lead can be linked to it at creation.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use slog::Logger;
 
 use super::single_flight::SingleFlight;
 use super::{
-    claim_then_push, keep_pending, settle, ContactInput, ContactService, Saved, ServiceError,
-    SyncSettings, Synced,
+    claim_then_push, keep_pending, keeping_lease, settle, ContactInput, ContactService, Saved,
+    ServiceError, SyncSettings, Synced,
 };
 use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
 use crate::domain::{EntityName, FieldError, Phone};
 use crate::repositories::{
-    Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead, RetryPolicy,
+    Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +174,7 @@ impl LeadService {
         push_to_amo(
             &*self.repo,
             &*self.amo,
-            &self.settings.retry,
+            &self.settings,
             &self.logger,
             row,
             &job,
@@ -233,7 +234,7 @@ async fn sync_lead(
 ) -> Outcome {
     claim_then_push(
         || repo.claim(job.new.clone(), settings.lease),
-        |row| push_to_amo(&*repo, &*amo, &settings.retry, &logger, row, &job),
+        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &job),
         |row| row.id,
     )
     .await
@@ -251,19 +252,24 @@ pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -
 async fn push_to_amo(
     repo: &dyn LeadRepository,
     amo: &dyn AmoTransport,
-    retry: &RetryPolicy,
+    settings: &SyncSettings,
     logger: &Logger,
     row: Lead,
     job: &LeadJob,
 ) -> Outcome {
     let contact_amocrm_id = job.new.contact_amocrm_id;
-    let found_or_created: Result<(AmoLead, bool), AmoError> = async {
+    let lost = AtomicBool::new(false);
+    let round = async {
         if !job.contact_is_new {
             if let Some(lead) =
                 pick_lead(amo.find_lead_by_name(&row.name).await?, contact_amocrm_id)
             {
-                return Ok((lead, false));
+                return Ok(Some((lead, false)));
             }
+        }
+        // As for contacts: a record that passed to another worker is theirs to create.
+        if lost.load(Ordering::SeqCst) {
+            return Ok(None);
         }
         let new = NewAmoLead {
             name: row.name.clone(),
@@ -272,10 +278,17 @@ async fn push_to_amo(
             pipeline_id: row.pipeline_id,
             contact_id: contact_amocrm_id,
         };
-        let id = amo.create_lead(&new).await?;
-        Ok((new.into_created(id), true))
-    }
-    .await;
+        amo.create_lead(&new)
+            .await
+            .map(|id| Some((new.into_created(id), true)))
+    };
+    let renew = |until| repo.renew_lease(row.id, until, settings.lease);
+    let found_or_created: Result<(AmoLead, bool), AmoError> =
+        match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
+            Ok(None) => return Err(ServiceError::SyncInProgress { id: row.id }),
+            Ok(Some(done)) => Ok(done),
+            Err(error) => Err(error),
+        };
     match found_or_created {
         Ok((amo_lead, created)) => {
             let amocrm_id = amo_lead.id;
@@ -286,7 +299,8 @@ async fn push_to_amo(
         }
         Err(error) => {
             let why = error.to_string();
-            let record_failure = repo.record_failure(row.id, &why, *retry, error.is_rejection());
+            let record_failure =
+                repo.record_failure(row.id, &why, settings.retry, error.is_rejection());
             Err(keep_pending(logger, "lead", row.id, error, record_failure).await)
         }
     }

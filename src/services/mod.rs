@@ -228,3 +228,42 @@ where
         }
     }
 }
+
+/// Runs `work` (an AmoCRM round) while renewing the record's lease every third of its
+/// length, so a round that waits long on AmoCRM or the rate limiter never loses the
+/// record to another worker. `lost` turns true when a renewal finds the lease gone;
+/// `work` checks it before it creates anything.
+async fn keeping_lease<'a, T>(
+    held: Option<chrono::NaiveDateTime>,
+    lease: Duration,
+    renew: impl Fn(
+        chrono::NaiveDateTime,
+    )
+        -> futures::future::BoxFuture<'a, Result<Option<chrono::NaiveDateTime>, RepoError>>,
+    lost: &std::sync::atomic::AtomicBool,
+    work: impl Future<Output = T>,
+) -> T {
+    use std::sync::atomic::Ordering;
+    tokio::pin!(work);
+    let mut held = held;
+    loop {
+        let renewal = async {
+            tokio::time::sleep(lease / 3).await;
+            match held {
+                Some(until) => renew(until).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = &mut work => return out,
+            renewed = renewal => match renewed {
+                Ok(Some(until)) => held = Some(until),
+                // Gone, or the database is unreachable: either way, stop claiming it.
+                Ok(None) | Err(_) => {
+                    lost.store(true, Ordering::SeqCst);
+                    held = None;
+                }
+            },
+        }
+    }
+}
