@@ -19,6 +19,11 @@ pub struct RateLimiter {
     paused_until: Mutex<Option<Instant>>,
 }
 
+/// Calls leave a little later than they are booked (a new connection, a busy core), and
+/// AmoCRM counts arrivals: windows a tenth longer than a second keep arrivals under the
+/// limit too, not just departures.
+const JITTER_MARGIN: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Budget {
     max: usize,
@@ -31,7 +36,7 @@ impl RateLimiter {
         RateLimiter {
             budget: Mutex::new(Budget {
                 max: max_per_second as usize,
-                window: Duration::from_secs(1),
+                window: Duration::from_secs(1) + JITTER_MARGIN,
             }),
             sent: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
@@ -50,12 +55,13 @@ impl RateLimiter {
         let budget = if per_second >= 1 {
             Budget {
                 max: per_second as usize,
-                window: Duration::from_secs(1),
+                window: Duration::from_secs(1) + JITTER_MARGIN,
             }
         } else {
             Budget {
                 max: 1,
-                window: Duration::from_secs(u64::from(instances.div_ceil(total_per_second))),
+                window: Duration::from_secs(u64::from(instances.div_ceil(total_per_second)))
+                    + JITTER_MARGIN,
             }
         };
         *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = budget;
