@@ -211,3 +211,93 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
     drop(children);
     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut admin);
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
+    let server =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let server = server.trim_end_matches('/').to_owned();
+    let name = format!("amosync_pair_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = MysqlConnection::establish(&server).expect("database server");
+    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
+        .execute(&mut admin)
+        .expect("create db");
+    let db_url = format!("{server}/{name}");
+
+    let (fake_port, a, b) = (free_port(), free_port(), free_port());
+    let mut children = Killed(vec![Command::new(env!(
+        "CARGO_BIN_EXE_amosync-fake-amocrm"
+    ))
+    .args([
+        "--port",
+        &fake_port.to_string(),
+        "--rps-limit",
+        "7",
+        "--latency-ms",
+        "50",
+    ])
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("start the fake")]);
+    children.0.push(amosync(&db_url, fake_port, a));
+    let client = reqwest::Client::new();
+    wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
+    children.0.push(amosync(&db_url, fake_port, b));
+    wait_up(&client, &format!("http://127.0.0.1:{b}/health")).await;
+    // Both heartbeats have been seen: each instance now takes 3 of the 7 calls a second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let posts = (0..40).map(|i| {
+        let port = if i % 2 == 0 { a } else { b };
+        let (client, url) = (
+            client.clone(),
+            format!("http://127.0.0.1:{port}/api/v1/contacts"),
+        );
+        async move {
+            let body = json!({"name": format!("Пара {i}"), "phone": format!("+7916888{i:04}")});
+            client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    for status in futures::future::join_all(posts).await {
+        assert!(matches!(status, Ok(200..=299)), "{status:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar(
+        &db_url,
+        "SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'synced'",
+    ) < 40
+    {
+        assert!(Instant::now() < deadline, "not everything was synced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state: Value = client
+        .get(format!("http://127.0.0.1:{fake_port}/_fake/state"))
+        .send()
+        .await
+        .expect("fake state")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        state["counters"]["contact_creates"], 40,
+        "each contact created once: {}",
+        state["counters"]
+    );
+    let max = state["counters"]["max_requests_in_one_second"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(
+        max <= 7,
+        "together the instances stayed under the limit: {}",
+        state["counters"]
+    );
+    assert_eq!(scalar(&db_url, "SELECT COUNT(*) AS n FROM contacts"), 40);
+    drop(children);
+    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut admin);
+}
