@@ -136,10 +136,7 @@ fn claim(
                     .set(contacts::sync_lease_until.eq(until))
                     .execute(conn)?;
                 jobs::arm(conn, Entity::Contact, row.id)?;
-                Ok(Claim::Leased {
-                    row: load(conn, row.id)?,
-                    inserted: false,
-                })
+                Ok(Claim::Leased(load(conn, row.id)?))
             }
             None => {
                 diesel::insert_into(contacts::table)
@@ -152,10 +149,7 @@ fn claim(
                     .execute(conn)?;
                 let id = last_insert_id(conn)?;
                 jobs::arm(conn, Entity::Contact, id)?;
-                Ok(Claim::Leased {
-                    row: load(conn, id)?,
-                    inserted: true,
-                })
+                Ok(Claim::Leased(load(conn, id)?))
             }
         }
     })

@@ -144,10 +144,7 @@ fn claim(
                     .set(leads::sync_lease_until.eq(until))
                     .execute(conn)?;
                 jobs::arm(conn, Entity::Lead, row.id)?;
-                Ok(Claim::Leased {
-                    row: load(conn, row.id)?,
-                    inserted: false,
-                })
+                Ok(Claim::Leased(load(conn, row.id)?))
             }
             None => {
                 diesel::insert_into(leads::table)
@@ -159,10 +156,7 @@ fn claim(
                     .execute(conn)?;
                 let id = last_insert_id(conn)?;
                 jobs::arm(conn, Entity::Lead, id)?;
-                Ok(Claim::Leased {
-                    row: load(conn, id)?,
-                    inserted: true,
-                })
+                Ok(Claim::Leased(load(conn, id)?))
             }
         }
     })

@@ -111,9 +111,8 @@ pub struct NewLead {
 pub enum Claim<T> {
     /// A synced row already exists: nothing to do.
     Existing(T),
-    /// The caller holds the lease and must talk to AmoCRM; `inserted` tells
-    /// whether the row was created by this claim.
-    Leased { row: T, inserted: bool },
+    /// The caller holds the lease and must talk to AmoCRM.
+    Leased(T),
     /// Another worker holds a live lease on the pending row.
     Busy(T),
 }

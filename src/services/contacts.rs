@@ -260,12 +260,7 @@ mod tests {
         repo.expect_claim_by_phone()
             .withf(|new, _| new.phone == "+79161234567" && new.name == "Иван")
             .times(1)
-            .returning(move |_, _| {
-                Ok(Claim::Leased {
-                    row: row.clone(),
-                    inserted: true,
-                })
-            });
+            .returning(move |_, _| Ok(Claim::Leased(row.clone())));
     }
 
     #[tokio::test]
@@ -380,12 +375,8 @@ mod tests {
             lookups += 1;
             Ok((lookups > 1).then(|| contact(12, None)))
         });
-        repo.expect_claim_by_phone().returning(|_, _| {
-            Ok(Claim::Leased {
-                row: contact(12, None),
-                inserted: true,
-            })
-        });
+        repo.expect_claim_by_phone()
+            .returning(|_, _| Ok(Claim::Leased(contact(12, None))));
         repo.expect_finish_sync()
             .returning(|_, _, _| Ok(contact(12, Some(1))));
         let mut amo = MockAmoTransport::new();

@@ -146,7 +146,7 @@ impl LeadService {
         match self.repo.claim(new, self.settings.lease).await? {
             Claim::Existing(row) => Ok(Saved::Found(row)),
             Claim::Busy(row) => Ok(Saved::Accepted(row)),
-            Claim::Leased { row, .. } => {
+            Claim::Leased(row) => {
                 self.repo.release(row.id).await?;
                 Ok(Saved::Accepted(row))
             }
@@ -470,12 +470,7 @@ mod tests {
         leads
             .expect_claim()
             .withf(|new, _| new.contact_id == Some(4) && new.contact_amocrm_id == Some(400))
-            .returning(|_, _| {
-                Ok(Claim::Leased {
-                    row: lead(11, None, Some(4)),
-                    inserted: true,
-                })
-            });
+            .returning(|_, _| Ok(Claim::Leased(lead(11, None, Some(4)))));
         leads
             .expect_finish_sync()
             .withf(|id, amo| *id == 11 && amo.id == 9000 && amo.price == Some(100))
@@ -505,12 +500,9 @@ mod tests {
             .returning(|_, _| Ok(Some(contact(4, Some(400)))));
         let mut leads = MockLeadRepository::new();
         leads.expect_find_match().returning(|_, _| Ok(None));
-        leads.expect_claim().returning(|_, _| {
-            Ok(Claim::Leased {
-                row: lead(12, None, Some(4)),
-                inserted: true,
-            })
-        });
+        leads
+            .expect_claim()
+            .returning(|_, _| Ok(Claim::Leased(lead(12, None, Some(4)))));
         leads
             .expect_finish_sync()
             .withf(|id, amo| {
@@ -533,23 +525,17 @@ mod tests {
     async fn a_contact_created_by_this_request_skips_the_lead_search() {
         let mut contacts = MockContactRepository::new();
         contacts.expect_find_by_phone().returning(|_| Ok(None));
-        contacts.expect_claim_by_phone().returning(|_, _| {
-            Ok(Claim::Leased {
-                row: contact(5, None),
-                inserted: true,
-            })
-        });
+        contacts
+            .expect_claim_by_phone()
+            .returning(|_, _| Ok(Claim::Leased(contact(5, None))));
         contacts
             .expect_finish_sync()
             .returning(|_, _, _| Ok(contact(5, Some(500))));
         let mut leads = MockLeadRepository::new();
         leads.expect_find_match().returning(|_, _| Ok(None));
-        leads.expect_claim().returning(|_, _| {
-            Ok(Claim::Leased {
-                row: lead(13, None, Some(5)),
-                inserted: true,
-            })
-        });
+        leads
+            .expect_claim()
+            .returning(|_, _| Ok(Claim::Leased(lead(13, None, Some(5)))));
         leads
             .expect_finish_sync()
             .returning(|_, _| Ok(lead(13, Some(600), Some(5))));

@@ -220,7 +220,7 @@ where
                     created: false,
                 })
             }
-            Claim::Leased { row, .. } => return push(row).await,
+            Claim::Leased(row) => return push(row).await,
             Claim::Busy(row) if Instant::now() >= deadline => {
                 return Err(ServiceError::SyncInProgress { id: id_of(&row) })
             }

@@ -22,7 +22,7 @@ async fn an_echo_that_overtakes_the_create_is_folded_into_one_row() {
         name: "Иван".into(),
         phone: "+79161234567".into(),
     };
-    let Claim::Leased { row: pending, .. } = contacts
+    let Claim::Leased(pending) = contacts
         .claim_by_phone(new, Duration::from_secs(60))
         .await
         .expect("claim")
