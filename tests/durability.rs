@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "durability-token-0123456789";
 
+/// These tests run whole processes and measure calls per second: side by side they
+/// would race for ports and for the two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -29,6 +33,65 @@ impl Drop for Killed {
     }
 }
 
+/// A database of its own on the server named by `TEST_DATABASE_URL`, dropped at the end.
+struct TestDatabase {
+    server: String,
+    name: String,
+}
+
+impl TestDatabase {
+    fn create(prefix: &str) -> TestDatabase {
+        let server = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+            .trim_end_matches('/')
+            .to_owned();
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = MysqlConnection::establish(&server).expect("database server");
+        diesel::sql_query(format!("CREATE DATABASE `{name}`"))
+            .execute(&mut admin)
+            .expect("create db");
+        TestDatabase { server, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = MysqlConnection::establish(&self.server) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+                .execute(&mut admin);
+        }
+    }
+}
+
+fn fake_amocrm(port: u16, rps_limit: u32, latency_ms: u32) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--rps-limit",
+            &rps_limit.to_string(),
+        ])
+        .args(["--latency-ms", &latency_ms.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the fake AmoCRM")
+}
+
+async fn fake_state(client: &reqwest::Client, fake_port: u16) -> Value {
+    client
+        .get(format!("http://127.0.0.1:{fake_port}/_fake/state"))
+        .send()
+        .await
+        .expect("fake state")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_amosync"))
         .arg("serve")
@@ -45,7 +108,14 @@ fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
         .env("RECONCILE_INTERVAL_SECS", "0")
         .env("LOG_LEVEL", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // What a process that never comes up said, for the failure message.
+        .stderr(
+            std::fs::File::create(
+                std::env::temp_dir().join(format!("amosync-durability-{port}.err")),
+            )
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("start amosync")
 }
@@ -59,7 +129,18 @@ async fn wait_up(client: &reqwest::Client, url: &str) {
         .map(|r| !r.status().is_success())
         .unwrap_or(true)
     {
-        assert!(Instant::now() < deadline, "{url} never answered");
+        if Instant::now() >= deadline {
+            let port = url
+                .split(':')
+                .nth(2)
+                .and_then(|p| p.split('/').next())
+                .unwrap_or_default();
+            let said = std::fs::read_to_string(
+                std::env::temp_dir().join(format!("amosync-durability-{port}.err")),
+            )
+            .unwrap_or_default();
+            panic!("{url} never answered; the process said: {said}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -77,31 +158,12 @@ fn scalar(db_url: &str, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing() {
-    let server =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let server = server.trim_end_matches('/').to_owned();
-    let name = format!("amosync_crash_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = MysqlConnection::establish(&server).expect("database server");
-    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
-        .execute(&mut admin)
-        .expect("create db");
-    let db_url = format!("{server}/{name}");
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let database = TestDatabase::create("amosync_crash");
+    let db_url = database.url();
 
     let (fake_port, port) = (free_port(), free_port());
-    let mut children = Killed(vec![Command::new(env!(
-        "CARGO_BIN_EXE_amosync-fake-amocrm"
-    ))
-    .args([
-        "--port",
-        &fake_port.to_string(),
-        "--rps-limit",
-        "0",
-        "--latency-ms",
-        "150",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("start the fake")]);
+    let mut children = Killed(vec![fake_amocrm(fake_port, 0, 150)]);
     children.0.push(amosync(&db_url, fake_port, port));
     let client = reqwest::Client::new();
     wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
@@ -169,14 +231,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let state: Value = client
-        .get(format!("http://127.0.0.1:{fake_port}/_fake/state"))
-        .send()
-        .await
-        .expect("fake state")
-        .json()
-        .await
-        .expect("json");
+    let state = fake_state(&client, fake_port).await;
     // Contacts as AmoCRM lists them: phones in the PHONE custom field.
     let mut phones: Vec<String> = state["contacts"]
         .as_array()
@@ -209,36 +264,17 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
         assert_eq!(synced, 1, "{phone} is mirrored once");
     }
     drop(children);
-    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut admin);
+    drop(database);
 }
 
 #[tokio::test]
 async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
-    let server =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let server = server.trim_end_matches('/').to_owned();
-    let name = format!("amosync_pair_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = MysqlConnection::establish(&server).expect("database server");
-    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
-        .execute(&mut admin)
-        .expect("create db");
-    let db_url = format!("{server}/{name}");
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let database = TestDatabase::create("amosync_pair");
+    let db_url = database.url();
 
     let (fake_port, a, b) = (free_port(), free_port(), free_port());
-    let mut children = Killed(vec![Command::new(env!(
-        "CARGO_BIN_EXE_amosync-fake-amocrm"
-    ))
-    .args([
-        "--port",
-        &fake_port.to_string(),
-        "--rps-limit",
-        "7",
-        "--latency-ms",
-        "50",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("start the fake")]);
+    let mut children = Killed(vec![fake_amocrm(fake_port, 7, 50)]);
     children.0.push(amosync(&db_url, fake_port, a));
     let client = reqwest::Client::new();
     wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
@@ -276,14 +312,7 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
         assert!(Instant::now() < deadline, "not everything was synced");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let state: Value = client
-        .get(format!("http://127.0.0.1:{fake_port}/_fake/state"))
-        .send()
-        .await
-        .expect("fake state")
-        .json()
-        .await
-        .expect("json");
+    let state = fake_state(&client, fake_port).await;
     assert_eq!(
         state["counters"]["contact_creates"], 40,
         "each contact created once: {}",
@@ -299,5 +328,5 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     );
     assert_eq!(scalar(&db_url, "SELECT COUNT(*) AS n FROM contacts"), 40);
     drop(children);
-    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut admin);
+    drop(database);
 }
