@@ -272,16 +272,97 @@ async fn creating_a_contact_posts_its_e164_phone_and_returns_the_id_for_our_requ
 
     assert_eq!(id, 40401635);
     let sent: Value = only_request(&server).await.body_json().expect("json body");
-    let request_id = sent[0]["request_id"].as_str().expect("request_id sent");
-    assert_eq!(
-        uuid::Uuid::parse_str(request_id).map(|u| u.get_version_num()),
-        Ok(4)
-    );
     assert_eq!(
         sent,
-        json!([{"name": "Иван Петров", "request_id": request_id, "custom_fields_values": [
+        json!([{"name": "Иван Петров", "request_id": "0", "custom_fields_values": [
             {"field_code": "PHONE", "values": [{"value": "+79161234567", "enum_code": "WORK"}]}
         ]}])
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_contacts_is_one_post_and_each_gets_the_id_echoed_for_its_request_id() {
+    let (server, amo) = amo().await;
+    authorized("POST", "/api/v4/contacts")
+        .respond_with(|req: &Request| {
+            let sent: Value = req.body_json().unwrap_or_default();
+            // Answered out of order, and without the third item.
+            let rid = |i: usize| sent[i]["request_id"].clone();
+            ResponseTemplate::new(200).set_body_json(json!({"_embedded": {"contacts": [
+                {"id": 502, "request_id": rid(1)}, {"id": 501, "request_id": rid(0)}
+            ]}}))
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    let news: Vec<NewAmoContact> = (1..=3)
+        .map(|i| NewAmoContact {
+            name: format!("Клиент {i}"),
+            phone: Phone::parse(&format!("+7916123456{i}"), Region::default()).expect("phone"),
+        })
+        .collect();
+
+    let ids = amo.create_contacts(&news).await.expect("created");
+
+    assert_eq!(ids, vec![Some(501), Some(502), None]);
+    let sent: Value = only_request(&server).await.body_json().expect("json body");
+    let sent_ids: Vec<_> = (0..3).map(|i| sent[i]["request_id"].clone()).collect();
+    assert_eq!(sent_ids, vec![json!("0"), json!("1"), json!("2")]);
+    assert_eq!(
+        sent[2]["custom_fields_values"][0]["values"][0]["value"],
+        "+79161234563"
+    );
+}
+
+#[tokio::test]
+async fn leads_with_new_contacts_go_to_leads_complex_and_its_bare_array_is_matched_back() {
+    let (server, amo) = amo().await;
+    authorized("POST", "/api/v4/leads/complex")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 9774767, "contact_id": 12117259, "company_id": null, "request_id": ["1"], "merged": false},
+            {"id": 9774766, "contact_id": 12117258, "company_id": null, "request_id": ["0"], "merged": false}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let items: Vec<(NewAmoLead, NewAmoContact)> = (0..2)
+        .map(|i| {
+            let lead = NewAmoLead {
+                name: format!("Сделка {i}"),
+                price: Some(1000),
+                status_id: None,
+                pipeline_id: None,
+                contact_id: None,
+            };
+            let contact = NewAmoContact {
+                name: format!("Клиент {i}"),
+                phone: Phone::parse(&format!("+7916123450{i}"), Region::default()).expect("phone"),
+            };
+            (lead, contact)
+        })
+        .collect();
+
+    let created = amo
+        .create_leads_with_contacts(&items)
+        .await
+        .expect("created");
+
+    let pairs: Vec<_> = created
+        .iter()
+        .map(|c| c.map(|c| (c.lead_id, c.contact_id)))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![Some((9774766, 12117258)), Some((9774767, 12117259))]
+    );
+    let sent: Value = only_request(&server).await.body_json().expect("json body");
+    assert_eq!(
+        sent[1],
+        json!({"name": "Сделка 1", "price": 1000, "request_id": "1", "_embedded": {"contacts": [
+            {"name": "Клиент 1", "first_name": "Клиент 1", "custom_fields_values": [
+                {"field_code": "PHONE", "values": [{"value": "+79161234501", "enum_code": "WORK"}]}
+            ]}
+        ]}})
     );
 }
 

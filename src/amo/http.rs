@@ -12,19 +12,19 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AF
 use reqwest::{Client, Method};
 use serde::de::DeserializeOwned;
 use url::Url;
-use uuid::Uuid;
 
 mod matching;
 mod status;
 
-use self::matching::{phone_value_matches, pick_created};
+use self::matching::{match_created, phone_value_matches};
 use self::status::{map_status, Answer};
 use super::access::{AccessGuard, AmoAccess};
 use super::limiter::RateLimiter;
 use super::tokens::{StaticToken, TokenSource};
 use super::wire::{self, ListPage};
 use super::{
-    AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, NewAmoContact, NewAmoLead,
+    AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, CreatedWithContact,
+    NewAmoContact, NewAmoLead,
 };
 use crate::domain::{Phone, Region};
 
@@ -339,12 +339,16 @@ impl HttpAmoTransport {
         }
     }
 
-    async fn create(
+    /// `POST /api/v4/{contacts|leads}` with `body` (items with request ids `"0"`, `"1"`, …).
+    async fn create_batch(
         &self,
         path: &str,
         body: &impl serde::Serialize,
-        request_id: &str,
-    ) -> Result<i64, AmoError> {
+        count: usize,
+    ) -> Result<Vec<Option<i64>>, AmoError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let created: wire::CreatedList = self
             .send_json(Method::POST, self.url(&["api", "v4", path], &[]), body)
             .await?;
@@ -352,12 +356,48 @@ impl HttpAmoTransport {
             "leads" => created.embedded.leads,
             _ => created.embedded.contacts,
         };
-        pick_created(&items, request_id).ok_or_else(|| {
-            AmoError::InvalidResponse(format!(
-                "no created {path} item carries request_id {request_id}"
-            ))
-        })
+        let replies: Vec<_> = items
+            .iter()
+            .map(|i| (i.request_id.as_ref(), i.id))
+            .collect();
+        Ok(match_created(count, &replies))
     }
+}
+
+/// Batch items are labelled by their index, which is unique within the request.
+fn request_ids(count: usize) -> Vec<String> {
+    (0..count).map(|i| i.to_string()).collect()
+}
+
+fn phone_field(phone: &Phone) -> Vec<wire::CustomFieldIn<'_>> {
+    vec![wire::CustomFieldIn {
+        field_code: wire::PHONE_FIELD_CODE,
+        values: vec![wire::FieldValueIn {
+            value: phone.as_e164(),
+            enum_code: "WORK",
+        }],
+    }]
+}
+
+fn lead_body<'a>(lead: &'a NewAmoLead, request_id: &'a str) -> wire::NewLeadIn<'a> {
+    wire::NewLeadIn {
+        name: &lead.name,
+        price: lead.price,
+        status_id: lead.status_id,
+        pipeline_id: lead.pipeline_id,
+        embedded: lead.contact_id.map(|id| wire::LeadEmbeddedIn {
+            contacts: vec![wire::ContactLinkIn { id, is_main: true }],
+        }),
+        request_id,
+    }
+}
+
+fn the_one<T>(created: Vec<Option<T>>, what: &str) -> Result<T, AmoError> {
+    created.into_iter().next().flatten().ok_or_else(|| {
+        AmoError::InvalidResponse(format!(
+            "the reply names no created {what} for our request_id"
+        ))
+    })
 }
 
 #[async_trait]
@@ -410,34 +450,89 @@ impl AmoTransport for HttpAmoTransport {
     }
 
     async fn create_contact(&self, contact: &NewAmoContact) -> Result<i64, AmoError> {
-        let request_id = Uuid::new_v4().to_string();
-        let body = [wire::NewContactIn {
-            name: &contact.name,
-            custom_fields_values: vec![wire::CustomFieldIn {
-                field_code: wire::PHONE_FIELD_CODE,
-                values: vec![wire::FieldValueIn {
-                    value: contact.phone.as_e164(),
-                    enum_code: "WORK",
-                }],
-            }],
-            request_id: &request_id,
-        }];
-        self.create("contacts", &body, &request_id).await
+        the_one(
+            self.create_contacts(std::slice::from_ref(contact)).await?,
+            "contact",
+        )
     }
 
     async fn create_lead(&self, lead: &NewAmoLead) -> Result<i64, AmoError> {
-        let request_id = Uuid::new_v4().to_string();
-        let body = [wire::NewLeadIn {
-            name: &lead.name,
-            price: lead.price,
-            status_id: lead.status_id,
-            pipeline_id: lead.pipeline_id,
-            embedded: lead.contact_id.map(|id| wire::LeadEmbeddedIn {
-                contacts: vec![wire::ContactLinkIn { id, is_main: true }],
-            }),
-            request_id: &request_id,
-        }];
-        self.create("leads", &body, &request_id).await
+        the_one(self.create_leads(std::slice::from_ref(lead)).await?, "lead")
+    }
+
+    async fn create_contacts(
+        &self,
+        contacts: &[NewAmoContact],
+    ) -> Result<Vec<Option<i64>>, AmoError> {
+        let ids = request_ids(contacts.len());
+        let body: Vec<_> = contacts
+            .iter()
+            .zip(&ids)
+            .map(|(contact, request_id)| wire::NewContactIn {
+                name: &contact.name,
+                custom_fields_values: phone_field(&contact.phone),
+                request_id,
+            })
+            .collect();
+        self.create_batch("contacts", &body, contacts.len()).await
+    }
+
+    async fn create_leads(&self, leads: &[NewAmoLead]) -> Result<Vec<Option<i64>>, AmoError> {
+        let ids = request_ids(leads.len());
+        let body: Vec<_> = leads
+            .iter()
+            .zip(&ids)
+            .map(|(lead, request_id)| lead_body(lead, request_id))
+            .collect();
+        self.create_batch("leads", &body, leads.len()).await
+    }
+
+    async fn create_leads_with_contacts(
+        &self,
+        items: &[(NewAmoLead, NewAmoContact)],
+    ) -> Result<Vec<Option<CreatedWithContact>>, AmoError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = request_ids(items.len());
+        let body: Vec<_> = items
+            .iter()
+            .zip(&ids)
+            .map(|((lead, contact), request_id)| wire::NewLeadIn {
+                name: &lead.name,
+                price: lead.price,
+                status_id: lead.status_id,
+                pipeline_id: lead.pipeline_id,
+                embedded: Some(wire::ComplexEmbeddedIn {
+                    contacts: [wire::ComplexContactIn {
+                        name: &contact.name,
+                        first_name: &contact.name,
+                        custom_fields_values: phone_field(&contact.phone),
+                    }],
+                }),
+                request_id,
+            })
+            .collect();
+        let url = self.url(&["api", "v4", "leads", "complex"], &[]);
+        // A bare array, not the HAL envelope of plain creates.
+        let created: Vec<wire::ComplexCreatedDto> =
+            self.send_json(Method::POST, url, &body).await?;
+        let replies: Vec<_> = created
+            .iter()
+            .filter_map(|c| {
+                let contact_id = c.contact_id?;
+                let pair = CreatedWithContact {
+                    lead_id: c.id,
+                    contact_id,
+                };
+                Some((c.request_id.as_ref(), pair))
+            })
+            .collect();
+        Ok(match_created(items.len(), &replies))
+    }
+
+    fn is_congested(&self) -> bool {
+        self.limiter.is_congested()
     }
 
     async fn subscribe_webhook(

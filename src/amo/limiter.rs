@@ -5,6 +5,7 @@
 //! one second; a sliding window of send times never does.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +18,24 @@ pub struct RateLimiter {
     sent: Mutex<VecDeque<Instant>>,
     /// Set from a 429's `Retry-After`: nobody sends before then.
     paused_until: Mutex<Option<Instant>>,
+    /// Callers inside `acquire` right now.
+    waiting: AtomicUsize,
+}
+
+/// Counts a caller as waiting until it leaves `acquire`, also when it is cancelled.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Calls leave a little later than they are booked (a new connection, a busy core), and
@@ -40,6 +59,7 @@ impl RateLimiter {
             }),
             sent: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -67,8 +87,24 @@ impl RateLimiter {
         *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = budget;
     }
 
+    /// Whether more callers wait than one window lets through: a new call would
+    /// wait longer than a window (or a 429 pause is running).
+    pub fn is_congested(&self) -> bool {
+        let budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        if budget.max == 0 {
+            return false;
+        }
+        let paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| until > Instant::now());
+        paused || self.waiting.load(Ordering::Relaxed) >= budget.max
+    }
+
     /// Waits until one more call fits in the window, and books it.
     pub async fn acquire(&self) {
+        let _waiting = Waiting::enter(&self.waiting);
         loop {
             let budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             if budget.max == 0 {
@@ -182,5 +218,28 @@ mod tests {
             unlimited.acquire().await;
         }
         assert_eq!(Instant::now(), started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn congestion_means_more_callers_waiting_than_one_window_serves() {
+        let limiter = Arc::new(RateLimiter::per_second(2));
+        assert!(!limiter.is_congested());
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move { limiter.acquire().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // Two got their slot at once; two wait for the next window: as many as it serves.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(limiter.is_congested());
+        for waiter in waiters {
+            waiter.await.expect("waiter");
+        }
+        assert!(!limiter.is_congested());
+
+        limiter.pause_for(Duration::from_secs(5));
+        assert!(limiter.is_congested(), "a 429 pause is congestion too");
     }
 }

@@ -75,6 +75,20 @@ impl NewAmoLead {
     }
 }
 
+/// Most contacts one create request may carry: AmoCRM refuses larger batches.
+pub const MAX_CONTACTS_PER_CREATE: usize = 250;
+
+/// Most leads one create request carries: the limit of `leads/complex`, and the
+/// batch size AmoCRM recommends for plain creates.
+pub const MAX_LEADS_PER_CREATE: usize = 50;
+
+/// A lead created together with its new contact by `leads/complex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedWithContact {
+    pub lead_id: i64,
+    pub contact_id: i64,
+}
+
 /// One page of a list, and whether AmoCRM announced another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmoPage<T> {
@@ -118,6 +132,30 @@ pub trait AmoTransport: Send + Sync {
     /// Creates a lead (linked to its contact, if any) and returns its AmoCRM id.
     async fn create_lead(&self, lead: &NewAmoLead) -> Result<i64, AmoError>;
 
+    /// Creates up to `MAX_CONTACTS_PER_CREATE` contacts in one request. The answer
+    /// follows the input order: each contact's AmoCRM id, matched back by
+    /// `request_id`, or `None` when the reply does not account for it (it may
+    /// exist all the same, so whoever retries searches first).
+    async fn create_contacts(
+        &self,
+        contacts: &[NewAmoContact],
+    ) -> Result<Vec<Option<i64>>, AmoError>;
+
+    /// Creates up to `MAX_LEADS_PER_CREATE` leads in one request, answered as
+    /// `create_contacts` answers.
+    async fn create_leads(&self, leads: &[NewAmoLead]) -> Result<Vec<Option<i64>>, AmoError>;
+
+    /// `leads/complex`: up to `MAX_LEADS_PER_CREATE` leads, each created together
+    /// with a new contact linked to it as the main contact.
+    async fn create_leads_with_contacts(
+        &self,
+        items: &[(NewAmoLead, NewAmoContact)],
+    ) -> Result<Vec<Option<CreatedWithContact>>, AmoError>;
+
+    /// Whether more calls wait for the rate limiter than it lets through in a
+    /// window: a new call would not be answered within a request's inline budget.
+    fn is_congested(&self) -> bool;
+
     async fn subscribe_webhook(
         &self,
         destination: &str,
@@ -148,4 +186,14 @@ pub trait AmoTransport: Send + Sync {
 
     /// One cheap read, to learn whether AmoCRM accepts us (again).
     async fn probe(&self) -> Result<(), AmoError>;
+}
+
+#[cfg(test)]
+impl MockAmoTransport {
+    /// A mock whose rate limiter is free; every AmoCRM call must still be expected.
+    pub fn uncongested() -> Self {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_is_congested().returning(|| false);
+        amo
+    }
 }

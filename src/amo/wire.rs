@@ -11,8 +11,8 @@ use super::{AmoContact, AmoLead, AmoWebhook};
 mod request;
 
 pub use request::{
-    ContactLinkIn, CustomFieldIn, FieldValueIn, LeadEmbeddedIn, NewContactIn, NewLeadIn,
-    WebhookDestinationIn, WebhookIn,
+    ComplexContactIn, ComplexEmbeddedIn, ContactLinkIn, CustomFieldIn, FieldValueIn,
+    LeadEmbeddedIn, NewContactIn, NewLeadIn, WebhookDestinationIn, WebhookIn,
 };
 
 /// The PHONE multitext field, addressed by code so no account-specific id is needed.
@@ -279,6 +279,16 @@ pub struct CreatedEmbedded {
 pub struct CreatedList {
     #[serde(rename = "_embedded", default, deserialize_with = "null_as_default")]
     pub embedded: CreatedEmbedded,
+}
+
+/// One item of the bare array `leads/complex` answers with.
+#[derive(Debug, Deserialize)]
+pub struct ComplexCreatedDto {
+    pub id: i64,
+    #[serde(default, deserialize_with = "ok_or_none")]
+    pub contact_id: Option<i64>,
+    #[serde(default, deserialize_with = "ok_or_none")]
+    pub request_id: Option<RequestId>,
 }
 
 // ---------------------------------------------------------------- errors

@@ -195,7 +195,8 @@ fn snapshot(shared: &Shared, s: &State) -> Value {
         .collect();
     let failed = s.deliveries.iter().filter(|d| !d.succeeded()).count();
     let counters = json!({"requests": s.requests, "contact_creates": s.contact_creates,
-        "lead_creates": s.lead_creates, "token_refreshes": s.tokens.refreshes,
+        "lead_creates": s.lead_creates, "create_requests": s.create_requests,
+        "token_refreshes": s.tokens.refreshes,
         "rate_limited": s.limiter.rate_limited(),
         "max_requests_in_one_second": s.limiter.max_in_one_second(),
         "deliveries": s.deliveries.len(), "failed_deliveries": failed});

@@ -295,6 +295,11 @@ impl FakeAmo {
         self.shared.lock().lead_creates
     }
 
+    /// `POST` requests to the create endpoints, however many items each carried.
+    pub fn create_requests(&self) -> usize {
+        self.shared.lock().create_requests
+    }
+
     /// Calls that reached `/api/v4`, refused ones included.
     pub fn requests(&self) -> usize {
         self.shared.lock().requests

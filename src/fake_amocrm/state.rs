@@ -111,6 +111,8 @@ pub(super) struct State {
     pub webhook_seq: i64,
     pub contact_creates: usize,
     pub lead_creates: usize,
+    /// `POST` requests to the create endpoints (contacts, leads, leads/complex).
+    pub create_requests: usize,
     pub requests: usize,
     pub tokens: Tokens,
     pub limiter: Limiter,
@@ -147,6 +149,7 @@ impl State {
             webhook_seq: 0,
             contact_creates: 0,
             lead_creates: 0,
+            create_requests: 0,
             requests: 0,
             tokens: Tokens::new(&config.auth_codes),
             limiter: Limiter::default(),

@@ -67,6 +67,7 @@ fn created_row(base: &str, entity: &str, id: i64, request_id: String) -> Value {
 
 /// `POST /api/v4/contacts`.
 pub(super) fn create_contacts(s: &mut State, body: &[u8]) -> HttpResponse {
+    s.create_requests += 1;
     let items = match batch(body, MAX_BATCH) {
         Ok(items) => items,
         Err(reply) => return *reply,
@@ -129,6 +130,7 @@ fn new_lead(input: input::LeadInput, contact_ids: Vec<i64>, name: String) -> Lea
 
 /// `POST /api/v4/leads`.
 pub(super) fn create_leads(s: &mut State, body: &[u8]) -> HttpResponse {
+    s.create_requests += 1;
     let items = match batch(body, MAX_BATCH) {
         Ok(items) => items,
         Err(reply) => return *reply,
@@ -263,6 +265,7 @@ fn complex_contact(s: &State, item: &Value, errors: &mut Vec<Value>) -> ComplexC
 /// with a bare array. Companies are not kept by this fake, so `company_id` is always null, and
 /// duplicate control is off, so nothing is ever `merged`.
 pub(super) fn complex(s: &mut State, body: &[u8]) -> HttpResponse {
+    s.create_requests += 1;
     let items = match batch(body, MAX_COMPLEX) {
         Ok(items) => items,
         Err(reply) => return *reply,

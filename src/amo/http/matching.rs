@@ -7,19 +7,26 @@ use crate::domain::{Phone, Region};
 /// Below this many digits a "same tail" comparison matches too much by accident.
 const MIN_FALLBACK_DIGITS: usize = 6;
 
-/// The item AmoCRM created for our `request_id`; a lone item counts when AmoCRM echoes none.
-pub(super) fn pick_created(items: &[wire::CreatedDto], request_id: &str) -> Option<i64> {
-    if let Some(ours) = items.iter().find(|i| {
-        i.request_id
-            .as_ref()
-            .is_some_and(|r| r.contains(request_id))
-    }) {
-        return Some(ours.id);
-    }
-    match items {
-        [only] if only.request_id.is_none() => Some(only.id),
-        _ => None,
-    }
+/// For each of `count` items sent with request ids `"0"`, `"1"`, …, what AmoCRM
+/// created for it, matched by the echoed `request_id`. Only a batch of one may take
+/// a lone reply item that echoes no id: in a batch, guessing would mix records up.
+pub(super) fn match_created<T: Copy>(
+    count: usize,
+    replies: &[(Option<&wire::RequestId>, T)],
+) -> Vec<Option<T>> {
+    (0..count)
+        .map(|i| {
+            let wanted = i.to_string();
+            let echoed = replies
+                .iter()
+                .find(|(rid, _)| rid.is_some_and(|r| r.contains(&wanted)));
+            match (echoed, replies) {
+                (Some((_, created)), _) => Some(*created),
+                (None, [(None, created)]) if count == 1 => Some(*created),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Whether one raw PHONE value is the same number as `phone`. Values that parse are
@@ -86,17 +93,17 @@ mod tests {
     }
 
     #[test]
-    fn the_created_item_is_found_by_request_id_or_as_the_only_unlabelled_one() {
-        let item = |id, rid: Option<&str>| wire::CreatedDto {
-            id,
-            request_id: rid.map(|r| wire::RequestId::One(r.into())),
-        };
+    fn created_items_are_matched_by_request_id_and_only_a_lone_one_without() {
+        let one = |r: &str| wire::RequestId::One(r.into());
+        let many = wire::RequestId::Many(vec!["1".into()]);
+        let (a, b, z) = (one("0"), one("2"), one("zzz"));
         assert_eq!(
-            pick_created(&[item(1, Some("a")), item(2, Some("b"))], "b"),
-            Some(2)
+            match_created(3, &[(Some(&b), 20), (Some(&many), 10), (Some(&a), 0)]),
+            vec![Some(0), Some(10), Some(20)]
         );
-        assert_eq!(pick_created(&[item(3, None)], "b"), Some(3));
-        assert_eq!(pick_created(&[item(4, Some("zzz"))], "b"), None);
-        assert_eq!(pick_created(&[], "b"), None);
+        assert_eq!(match_created(1, &[(None, 3)]), vec![Some(3)]);
+        assert_eq!(match_created(2, &[(None, 3)]), vec![None, None]);
+        assert_eq!(match_created(1, &[(Some(&z), 4)]), vec![None]);
+        assert_eq!(match_created::<i64>(2, &[]), vec![None, None]);
     }
 }

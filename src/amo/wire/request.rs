@@ -34,9 +34,10 @@ pub struct LeadEmbeddedIn {
 }
 
 /// Absent numbers are left out, not sent as `null`: AmoCRM then applies its defaults
-/// (e.g. the first stage of the main pipeline).
+/// (e.g. the first stage of the main pipeline). `E` is what `_embedded` carries: links
+/// to existing contacts (`POST /leads`), or a new contact (`leads/complex`).
 #[derive(Debug, Serialize)]
-pub struct NewLeadIn<'a> {
+pub struct NewLeadIn<'a, E = LeadEmbeddedIn> {
     pub name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<i64>,
@@ -45,8 +46,22 @@ pub struct NewLeadIn<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_id: Option<i64>,
     #[serde(rename = "_embedded", skip_serializing_if = "Option::is_none")]
-    pub embedded: Option<LeadEmbeddedIn>,
+    pub embedded: Option<E>,
     pub request_id: &'a str,
+}
+
+/// A new contact inside a complex lead. `first_name` repeats the full name: the
+/// endpoint's own examples name contacts by first and last name.
+#[derive(Debug, Serialize)]
+pub struct ComplexContactIn<'a> {
+    pub name: &'a str,
+    pub first_name: &'a str,
+    pub custom_fields_values: Vec<CustomFieldIn<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ComplexEmbeddedIn<'a> {
+    pub contacts: [ComplexContactIn<'a>; 1],
 }
 
 #[derive(Debug, Serialize)]
@@ -67,7 +82,7 @@ mod tests {
 
     #[test]
     fn a_new_lead_omits_absent_numbers_instead_of_sending_null() {
-        let body = serde_json::to_value(NewLeadIn {
+        let body = serde_json::to_value(NewLeadIn::<LeadEmbeddedIn> {
             name: "L",
             price: None,
             status_id: Some(5),
