@@ -150,8 +150,7 @@ impl Application {
             jobs.clone(),
             contact_repo,
             lead_repo,
-            Arc::clone(&contacts),
-            Arc::clone(&leads),
+            sync,
             SyncWorkerConfig {
                 // A batch of jobs outlives one record's claim; a crash frees both in time.
                 lease: settings.sync_lease * 2,

@@ -51,7 +51,6 @@ pub trait ContactRepository: Send + Sync {
     /// that AmoCRM contact, the pending row is folded into it and that row returned.
     async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError>;
 
-    /// Keeps the row pending, records why, and frees its lease.
     /// Keeps the row pending, records why, frees its lease and schedules the next
     /// attempt of its job (or buries the job); returns `true` when the job is dead.
     async fn record_failure(
@@ -61,6 +60,9 @@ pub trait ContactRepository: Send + Sync {
         policy: RetryPolicy,
         permanent: bool,
     ) -> Result<bool, RepoError>;
+
+    /// Frees the row's lease without counting an attempt.
+    async fn release(&self, id: i64) -> Result<(), RepoError>;
 
     /// Takes the lease of a pending row for a background retry; `None` when it is
     /// synced, deleted, or leased to someone else right now.
@@ -272,6 +274,17 @@ impl ContactRepository for MysqlContactRepository {
                         jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
                     })
                 })
+            })
+            .await
+    }
+
+    async fn release(&self, id: i64) -> Result<(), RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::update(contacts::table.find(id))
+                    .set(contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
+                    .execute(conn)?;
+                Ok(())
             })
             .await
     }

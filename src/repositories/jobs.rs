@@ -176,14 +176,19 @@ pub(super) fn fail(
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait JobRepository: Send + Sync {
-    /// Leases up to `limit` due jobs (contacts first: leads wait for their contact),
-    /// skipping jobs other workers hold.
+    /// Leases up to `limit` due jobs (contacts, then leads), skipping jobs other
+    /// workers hold.
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<SyncJob>, RepoError>;
 
     /// Puts a job back without counting an attempt (its record is busy elsewhere).
     async fn defer(&self, id: i64, delay: Duration) -> Result<(), RepoError>;
 
     async fn complete(&self, entity: Entity, record_id: i64) -> Result<(), RepoError>;
+
+    /// Makes every pending job that is backing off after failed attempts due now;
+    /// returns how many. For when AmoCRM works again: waiting longer helps nobody,
+    /// and jobs that come due together are sent together.
+    async fn expedite_retries(&self) -> Result<usize, RepoError>;
 
     async fn list(
         &self,
@@ -270,6 +275,23 @@ impl JobRepository for MysqlJobRepository {
     async fn complete(&self, entity: Entity, record_id: i64) -> Result<(), RepoError> {
         self.db
             .run(move |conn| complete(conn, entity, record_id))
+            .await
+    }
+
+    async fn expedite_retries(&self) -> Result<usize, RepoError> {
+        self.db
+            .run(move |conn| {
+                let now = db_now(conn)?;
+                let moved = diesel::update(
+                    sync_jobs::table
+                        .filter(sync_jobs::status.eq(JOB_PENDING))
+                        .filter(sync_jobs::attempts.gt(0))
+                        .filter(sync_jobs::next_attempt_at.gt(now)),
+                )
+                .set(sync_jobs::next_attempt_at.eq(now))
+                .execute(conn)?;
+                Ok(moved)
+            })
             .await
     }
 

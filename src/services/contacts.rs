@@ -8,11 +8,12 @@ use slog::Logger;
 
 use super::single_flight::SingleFlight;
 use super::{
-    claim_then_push, keep_pending, keeping_lease, settle, Saved, ServiceError, SyncSettings, Synced,
+    claim_then_push, hand_over, keep_pending, keeping_lease, settle, Saved, ServiceError,
+    SyncSettings, Synced,
 };
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
-use crate::repositories::{Contact, ContactFilter, ContactRepository, NewContact};
+use crate::repositories::{Claim, Contact, ContactFilter, ContactRepository, NewContact};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInput {
@@ -70,6 +71,11 @@ impl ContactService {
                 return Ok(Saved::Found(found));
             }
         }
+        if self.amo.is_congested() {
+            // More calls wait for AmoCRM than it takes in a second: this one could not
+            // finish within the inline budget, and would only hold back the batches.
+            return self.queue(&input).await;
+        }
         let phone = input.phone.as_e164().to_owned();
         let work = sync_contact(
             Arc::clone(&self.repo),
@@ -93,20 +99,21 @@ impl ContactService {
         settle(outcome, leader, |id| self.repo.get(id, false)).await
     }
 
-    /// One background attempt for a pending row the sync worker leased.
-    pub async fn push_pending(&self, row: Contact) -> Result<(), ServiceError> {
-        let phone = Phone::from_e164(row.phone.as_deref().unwrap_or_default())
-            .map_err(|e| ServiceError::Internal(format!("stored contact phone: {e}").into()))?;
-        push_to_amo(
-            &*self.repo,
-            &*self.amo,
-            &self.settings,
-            &self.logger,
-            row,
-            &phone,
-        )
-        .await
-        .map(|_| ())
+    /// Stores the row and its job without calling AmoCRM: the worker sends it with
+    /// others. A row some caller is syncing right now is answered as it stands.
+    async fn queue(&self, input: &ContactInput) -> Result<Saved<Contact>, ServiceError> {
+        let new = NewContact {
+            name: input.name.to_string(),
+            phone: input.phone.as_e164().to_owned(),
+        };
+        match self.repo.claim_by_phone(new, self.settings.lease).await? {
+            Claim::Existing(row) => Ok(Saved::Found(row)),
+            Claim::Busy(row) => Ok(Saved::Accepted(row)),
+            Claim::Leased(row) => {
+                self.repo.release(row.id).await?;
+                Ok(Saved::Accepted(row))
+            }
+        }
     }
 }
 
@@ -125,10 +132,22 @@ async fn sync_contact(
         name: input.name.to_string(),
         phone: input.phone.as_e164().to_owned(),
     };
+    let deadline = tokio::time::Instant::now() + settings.inline_budget;
     claim_then_push(
         || repo.claim_by_phone(new.clone(), settings.lease),
-        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &input.phone),
+        |row| {
+            push_to_amo(
+                &*repo,
+                &*amo,
+                &settings,
+                &logger,
+                row,
+                &input.phone,
+                deadline,
+            )
+        },
         |row| row.id,
+        settings.inline_budget,
     )
     .await
 }
@@ -148,10 +167,18 @@ async fn push_to_amo(
     logger: &Logger,
     row: Contact,
     phone: &Phone,
+    deadline: tokio::time::Instant,
 ) -> Outcome {
-    let lost = AtomicBool::new(false);
+    let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
     let round = async {
-        match pick_contact(amo.find_contact_by_phone(phone).await?) {
+        // Not searched by the time the request answers: the sync worker sends it,
+        // together with whatever else waits, rather than this flight on its own.
+        let Ok(found) = tokio::time::timeout_at(deadline, amo.find_contact_by_phone(phone)).await
+        else {
+            late.store(true, Ordering::SeqCst);
+            return Ok(None);
+        };
+        match pick_contact(found?) {
             Some(existing) => Ok(Some((existing.id, existing.name, false))),
             // Someone else holds the record now: they search and create, not us.
             None if lost.load(Ordering::SeqCst) => Ok(None),
@@ -169,7 +196,7 @@ async fn push_to_amo(
     let renew = |until| repo.renew_lease(row.id, until, settings.lease);
     let found_or_created: Result<(i64, String, bool), AmoError> =
         match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
-            Ok(None) => return Err(ServiceError::SyncInProgress { id: row.id }),
+            Ok(None) => return Err(hand_over(repo.release(row.id), row.id, &late).await),
             Ok(Some(done)) => Ok(done),
             Err(error) => Err(error),
         };
@@ -194,7 +221,7 @@ mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
     use crate::domain::Region;
-    use crate::repositories::{Claim, MockContactRepository, RepoError};
+    use crate::repositories::{MockContactRepository, RepoError};
     use mockall::predicate::eq;
 
     fn kind<T>(saved: &Saved<T>) -> &'static str {
@@ -269,7 +296,7 @@ mod tests {
         repo.expect_find_by_phone()
             .with(eq("+79161234567"))
             .returning(|_| Ok(Some(contact(3, Some(77)))));
-        let amo = MockAmoTransport::new(); // any AmoCRM call would panic
+        let amo = MockAmoTransport::uncongested(); // any AmoCRM call would panic
         let out = service(repo, amo)
             .find_or_create(input())
             .await
@@ -285,7 +312,7 @@ mod tests {
             .with(eq(5), eq(100), eq("Иван Петров"))
             .times(1)
             .returning(|_, _, _| Ok(contact(5, Some(100))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().times(1).returning(|_| {
             Ok(vec![
                 amo_contact(300, "Дубль"),
@@ -307,7 +334,7 @@ mod tests {
         repo.expect_finish_sync()
             .with(eq(6), eq(555), eq("Иван"))
             .returning(|_, _, _| Ok(contact(6, Some(555))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
         amo.expect_create_contact()
             .withf(|c| c.name == "Иван" && c.phone.as_e164() == "+79161234567")
@@ -332,7 +359,7 @@ mod tests {
         repo.expect_get()
             .with(eq(8), eq(false))
             .returning(|_, _| Ok(Some(contact(8, None))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone()
             .returning(|_| Err(AmoError::Server { status: 502 }));
         let out = service(repo, amo)
@@ -350,7 +377,7 @@ mod tests {
             .withf(|id, _, _, permanent| *id == 8 && *permanent)
             .times(1)
             .returning(|_, _, _, _| Ok(true));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
         amo.expect_create_contact()
             .returning(|_| Err(AmoError::Validation { issues: vec![] }));
@@ -379,7 +406,7 @@ mod tests {
             .returning(|_, _| Ok(Claim::Leased(contact(12, None))));
         repo.expect_finish_sync()
             .returning(|_, _, _| Ok(contact(12, Some(1))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| {
             std::thread::sleep(std::time::Duration::from_millis(300));
             Ok(vec![])
@@ -414,7 +441,7 @@ mod tests {
                     Claim::Existing(contact(9, Some(90)))
                 })
             });
-        let out = service(repo, MockAmoTransport::new())
+        let out = service(repo, MockAmoTransport::uncongested())
             .find_or_create(input())
             .await
             .expect("waited");
@@ -422,11 +449,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_congested_amocrm_is_not_called_and_the_row_is_queued_for_the_worker() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone().returning(|_| Ok(None));
+        repo.expect_claim_by_phone()
+            .times(1)
+            .returning(|_, _| Ok(Claim::Leased(contact(14, None))));
+        repo.expect_release()
+            .with(eq(14))
+            .times(1)
+            .returning(|_| Ok(()));
+        let mut amo = MockAmoTransport::new(); // no search, no create
+        amo.expect_is_congested().returning(|| true);
+        let out = service(repo, amo)
+            .find_or_create(input())
+            .await
+            .expect("queued");
+        assert_eq!((out.record().id, kind(&out)), (14, "accepted"));
+    }
+
+    #[tokio::test]
     async fn an_unreachable_database_is_reported_as_such() {
         let mut repo = MockContactRepository::new();
         repo.expect_find_by_phone()
             .returning(|_| Err(RepoError::Unavailable("pool timed out".into())));
-        let err = service(repo, MockAmoTransport::new())
+        let err = service(repo, MockAmoTransport::uncongested())
             .find_or_create(input())
             .await
             .expect_err("db down");

@@ -9,8 +9,8 @@ use slog::Logger;
 
 use super::single_flight::SingleFlight;
 use super::{
-    claim_then_push, keep_pending, keeping_lease, settle, ContactInput, ContactService, Saved,
-    ServiceError, SyncSettings, Synced,
+    claim_then_push, hand_over, keep_pending, keeping_lease, settle, ContactInput, ContactService,
+    Saved, ServiceError, SyncSettings, Synced,
 };
 use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
 use crate::domain::{EntityName, FieldError, Phone};
@@ -107,8 +107,10 @@ impl LeadService {
             contact_id,
             contact_amocrm_id: contact_row.and_then(|c| c.amocrm_id),
         };
-        if contact_row.is_some_and(|c| !c.is_synced()) {
-            return self.queue_behind_contact(new).await;
+        // The contact is still on its way to AmoCRM, so the lead cannot be linked yet;
+        // or AmoCRM is congested and could not answer within the inline budget.
+        if contact_row.is_some_and(|c| !c.is_synced()) || self.amo.is_congested() {
+            return self.queue(new).await;
         }
         let job = LeadJob {
             new,
@@ -140,9 +142,8 @@ impl LeadService {
         settle(outcome, leader, |id| self.repo.get(id, false)).await
     }
 
-    /// The contact is still on its way to AmoCRM, so the lead cannot be linked yet:
-    /// store it with its job and let the worker send it after the contact.
-    async fn queue_behind_contact(&self, new: NewLead) -> Result<Saved<Lead>, ServiceError> {
+    /// Stores the lead with its job and lets the worker send it (after its contact).
+    async fn queue(&self, new: NewLead) -> Result<Saved<Lead>, ServiceError> {
         match self.repo.claim(new, self.settings.lease).await? {
             Claim::Existing(row) => Ok(Saved::Found(row)),
             Claim::Busy(row) => Ok(Saved::Accepted(row)),
@@ -151,36 +152,6 @@ impl LeadService {
                 Ok(Saved::Accepted(row))
             }
         }
-    }
-
-    /// One background attempt for a pending lead the sync worker leased, linked to
-    /// the AmoCRM id of its contact (already synced).
-    pub async fn push_pending(
-        &self,
-        row: Lead,
-        contact_amocrm_id: Option<i64>,
-    ) -> Result<(), ServiceError> {
-        let job = LeadJob {
-            new: NewLead {
-                name: row.name.clone(),
-                price: row.price,
-                status_id: row.status_id,
-                pipeline_id: row.pipeline_id,
-                contact_id: row.contact_id,
-                contact_amocrm_id,
-            },
-            contact_is_new: false,
-        };
-        push_to_amo(
-            &*self.repo,
-            &*self.amo,
-            &self.settings,
-            &self.logger,
-            row,
-            &job,
-        )
-        .await
-        .map(|_| ())
     }
 
     /// The lead's contact, found or created first (its AmoCRM id is needed for the link).
@@ -232,10 +203,12 @@ async fn sync_lead(
     logger: Logger,
     job: LeadJob,
 ) -> Outcome {
+    let deadline = tokio::time::Instant::now() + settings.inline_budget;
     claim_then_push(
         || repo.claim(job.new.clone(), settings.lease),
-        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &job),
+        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &job, deadline),
         |row| row.id,
+        settings.inline_budget,
     )
     .await
 }
@@ -256,14 +229,24 @@ async fn push_to_amo(
     logger: &Logger,
     row: Lead,
     job: &LeadJob,
+    deadline: tokio::time::Instant,
 ) -> Outcome {
     let contact_amocrm_id = job.new.contact_amocrm_id;
-    let lost = AtomicBool::new(false);
+    let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
     let round = async {
+        // As for contacts: not started by the time the request answers, it is left
+        // to the sync worker's batches.
+        if tokio::time::Instant::now() >= deadline {
+            late.store(true, Ordering::SeqCst);
+            return Ok(None);
+        }
         if !job.contact_is_new {
-            if let Some(lead) =
-                pick_lead(amo.find_lead_by_name(&row.name).await?, contact_amocrm_id)
-            {
+            let search = amo.find_lead_by_name(&row.name);
+            let Ok(found) = tokio::time::timeout_at(deadline, search).await else {
+                late.store(true, Ordering::SeqCst);
+                return Ok(None);
+            };
+            if let Some(lead) = pick_lead(found?, contact_amocrm_id) {
                 return Ok(Some((lead, false)));
             }
         }
@@ -285,7 +268,7 @@ async fn push_to_amo(
     let renew = |until| repo.renew_lease(row.id, until, settings.lease);
     let found_or_created: Result<(AmoLead, bool), AmoError> =
         match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
-            Ok(None) => return Err(ServiceError::SyncInProgress { id: row.id }),
+            Ok(None) => return Err(hand_over(repo.release(row.id), row.id, &late).await),
             Ok(Some(done)) => Ok(done),
             Err(error) => Err(error),
         };
@@ -445,7 +428,7 @@ mod tests {
             .returning(|_, _| Ok(None));
         let mut leads = MockLeadRepository::new();
         leads.expect_claim().never();
-        let err = service(leads, contacts, MockAmoTransport::new())
+        let err = service(leads, contacts, MockAmoTransport::uncongested())
             .find_or_create(input(LeadContact::Existing(999)))
             .await
             .expect_err("unknown contact");
@@ -475,7 +458,7 @@ mod tests {
             .expect_finish_sync()
             .withf(|id, amo| *id == 11 && amo.id == 9000 && amo.price == Some(100))
             .returning(|_, _| Ok(lead(11, Some(9000), Some(4))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_lead_by_name()
             .returning(|_| Ok(vec![amo_lead(50, "Заказ", &[401])]));
         amo.expect_create_lead()
@@ -509,7 +492,7 @@ mod tests {
                 *id == 12 && amo.id == 77 && amo.status_id == Some(142) && amo.price == Some(7)
             })
             .returning(|_, _| Ok(lead(12, Some(77), Some(4))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_lead_by_name()
             .with(eq("Заказ"))
             .returning(|_| Ok(vec![amo_lead(77, "Заказ", &[400])]));
@@ -539,7 +522,7 @@ mod tests {
         leads
             .expect_finish_sync()
             .returning(|_, _| Ok(lead(13, Some(600), Some(5))));
-        let mut amo = MockAmoTransport::new();
+        let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
         amo.expect_create_contact().times(1).returning(|_| Ok(500));
         amo.expect_find_lead_by_name().never();

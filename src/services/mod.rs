@@ -5,11 +5,13 @@ mod contacts;
 mod idempotency;
 mod jobs;
 mod leads;
+mod lease_keeper;
 mod rate_share;
 mod reconcile;
 mod single_flight;
 mod subscription;
 mod sync;
+mod sync_round;
 mod webhooks;
 
 pub use contacts::{ContactInput, ContactService};
@@ -36,9 +38,6 @@ use crate::repositories::{Claim, RepoError, RetryPolicy};
 /// any single AmoCRM round (searches page through results, each call has its own
 /// timeout); after a crash, the record waits this long before anyone retries it.
 pub const SYNC_LEASE: Duration = Duration::from_secs(90);
-
-/// How long a request waits for another instance that is creating the same record.
-pub const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// How often a waiting request looks again at a record leased elsewhere.
 pub const BUSY_POLL: Duration = Duration::from_millis(200);
@@ -199,19 +198,37 @@ async fn keep_pending(
     }
 }
 
+/// A flight that stops without finishing its record: when it gave up in time (`late`),
+/// it still holds the lease and frees it, so the sync worker takes the record at once;
+/// when it lost the lease, someone else already has the record.
+async fn hand_over(
+    release: impl Future<Output = Result<(), RepoError>>,
+    id: i64,
+    late: &std::sync::atomic::AtomicBool,
+) -> ServiceError {
+    if late.load(std::sync::atomic::Ordering::SeqCst) {
+        // On failure the lease lapses by itself; the record is only later, not lost.
+        let _ = release.await;
+    }
+    ServiceError::SyncInProgress { id }
+}
+
 /// Claims the record and, when this caller gets the lease, runs `push` (the AmoCRM
 /// round) on the row. A row leased elsewhere is re-claimed every `BUSY_POLL` until
-/// it is synced, its lease lapses, or `BUSY_WAIT` runs out.
+/// it is synced, its lease lapses, or `busy_wait` runs out. The wait is the request's
+/// inline budget: past it nobody awaits the answer, and whoever holds the lease
+/// finishes the record; polling on would only race the sync worker for it.
 async fn claim_then_push<T, C, P>(
     mut claim: impl FnMut() -> C,
     push: impl FnOnce(T) -> P,
     id_of: fn(&T) -> i64,
+    busy_wait: Duration,
 ) -> Result<Synced<T>, ServiceError>
 where
     C: Future<Output = Result<Claim<T>, RepoError>>,
     P: Future<Output = Result<Synced<T>, ServiceError>>,
 {
-    let deadline = Instant::now() + BUSY_WAIT;
+    let deadline = Instant::now() + busy_wait;
     loop {
         match claim().await? {
             Claim::Existing(record) => {

@@ -1,20 +1,25 @@
 //! The sync worker: finishes what requests could not. It claims due outbox jobs
 //! (`FOR UPDATE SKIP LOCKED` plus a lease, so instances never do a job twice at
-//! once), takes the record's lease, and runs the same search-then-create round as
-//! a request would. Failures are rescheduled with backoff by the services.
+//! once), takes the leases of their records, and runs one search-then-create round
+//! over all of them (`sync_round`), so records waiting together are created in
+//! AmoCRM together. Failures are rescheduled with backoff on each record's job.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use slog::Logger;
 
-use super::{ContactService, LeadService, ServiceError};
+use super::lease_keeper::Held;
+use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
+use super::{ServiceError, SyncSettings};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SyncWorkerConfig {
+    /// Jobs claimed per round: a full `POST /contacts` worth.
     pub batch_size: i64,
     /// Longer than one AmoCRM round for the whole batch.
     pub lease: Duration,
@@ -28,7 +33,7 @@ pub struct SyncWorkerConfig {
 impl Default for SyncWorkerConfig {
     fn default() -> Self {
         SyncWorkerConfig {
-            batch_size: 20,
+            batch_size: crate::amo::MAX_CONTACTS_PER_CREATE as i64,
             lease: Duration::from_secs(300),
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
@@ -42,17 +47,30 @@ pub struct SyncWorker {
     jobs: Arc<dyn JobRepository>,
     contact_repo: Arc<dyn ContactRepository>,
     lead_repo: Arc<dyn LeadRepository>,
-    contacts: Arc<ContactService>,
-    leads: Arc<LeadService>,
+    sync: SyncSettings,
     config: SyncWorkerConfig,
+    /// The current wait after halted rounds (zero while rounds get through).
+    halt_pause: Mutex<Duration>,
     logger: Logger,
+}
+
+/// Longest wait between rounds while AmoCRM keeps failing: also how late, at most,
+/// the worker notices that AmoCRM is back.
+const MAX_HALT_PAUSE: Duration = Duration::from_secs(15);
+
+/// What one call of `process_due` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Worked {
+    pub claimed: usize,
+    /// AmoCRM failed in a way that will fail the next calls too; the worker pauses.
+    pub halted: bool,
 }
 
 /// What one job came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStep {
-    /// An AmoCRM round ran (its success or failure is recorded on the job).
-    Attempted,
+    /// The record joined this round (its success or failure is recorded on the job).
+    Taken,
     /// Nothing left to do: the record is synced, deleted or gone.
     Settled,
     /// Put back for later without counting an attempt.
@@ -66,19 +84,22 @@ impl SyncWorker {
         jobs: Arc<dyn JobRepository>,
         contact_repo: Arc<dyn ContactRepository>,
         lead_repo: Arc<dyn LeadRepository>,
-        contacts: Arc<ContactService>,
-        leads: Arc<LeadService>,
+        sync: SyncSettings,
         config: SyncWorkerConfig,
         logger: Logger,
     ) -> Self {
+        let sync = SyncSettings {
+            lease: config.record_lease,
+            ..sync
+        };
         SyncWorker {
             amo,
             jobs,
             contact_repo,
             lead_repo,
-            contacts,
-            leads,
+            sync,
             config,
+            halt_pause: Mutex::new(Duration::ZERO),
             logger,
         }
     }
@@ -91,13 +112,26 @@ impl SyncWorker {
             if let AmoAccess::Refused { .. } = self.amo.access() {
                 // Jobs stay queued (no attempts burnt). The probe goes out only once per
                 // probe interval (the transport holds the rest back), so looping is cheap.
-                if self.amo.probe().await.is_err() {
-                    lifecycle.pause(self.config.poll).await;
+                match self.amo.probe().await {
+                    Err(_) => lifecycle.pause(self.config.poll).await,
+                    // Access is back: what failed meanwhile goes out together, now.
+                    Ok(()) => {
+                        if let Err(error) = self.jobs.expedite_retries().await {
+                            slog::warn!(self.logger, "could not expedite retries"; "error" => error.to_string());
+                        }
+                    }
                 }
                 continue;
             }
             match self.process_due().await {
-                Ok(0) => lifecycle.pause(self.config.poll).await,
+                Ok(Worked { claimed: 0, .. }) => lifecycle.pause(self.config.poll).await,
+                Ok(Worked { halted: true, .. }) => {
+                    let wait = *self
+                        .halt_pause
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    lifecycle.pause(wait).await;
+                }
                 Ok(_) => pause = self.config.poll,
                 Err(err) => {
                     slog::warn!(self.logger, "sync worker could not reach the database"; "error" => err.to_string());
@@ -109,25 +143,115 @@ impl SyncWorker {
         slog::info!(self.logger, "sync worker stopped");
     }
 
-    /// Works one batch of due jobs; returns how many it claimed.
-    pub async fn process_due(&self) -> Result<usize, ServiceError> {
+    /// Works one batch of due jobs as one round.
+    pub async fn process_due(&self) -> Result<Worked, ServiceError> {
         let jobs = self
             .jobs
             .claim_due(self.config.batch_size, self.config.lease)
             .await?;
-        for job in &jobs {
-            match self.work(job).await {
-                Ok(step) => slog::debug!(self.logger, "sync job worked";
+        let mut round = Round::default();
+        let mut job_of = HashMap::new();
+        // Leads first: a lead whose contact is not in AmoCRM yet takes the contact
+        // along (one `leads/complex` item); the contact's own job then finds it synced.
+        let mut ordered: Vec<&SyncJob> = jobs.iter().collect();
+        ordered.sort_by_key(|job| match job.entity() {
+            Some(Entity::Lead) => 0,
+            Some(Entity::Contact) => 1,
+            None => 2,
+        });
+        for job in ordered {
+            match self.take(job, &mut round, &mut job_of).await {
+                Ok(step) => slog::debug!(self.logger, "sync job taken";
                     "job.id" => job.id, "job.entity" => &job.entity, "record.id" => job.record_id, "step" => format!("{step:?}")),
                 // The job's lease runs out and it comes back; nothing is lost.
                 Err(err) => slog::warn!(self.logger, "sync job failed before reaching AmoCRM";
                     "job.id" => job.id, "error" => err.to_string()),
             }
         }
-        Ok(jobs.len())
+        if !round.is_empty() {
+            let runner = RoundRunner {
+                amo: &*self.amo,
+                contacts: &*self.contact_repo,
+                leads: &*self.lead_repo,
+                settings: self.sync,
+                logger: &self.logger,
+            };
+            let report = runner.run(round).await;
+            self.after_round(report.halted).await;
+            self.put_back(&report, &job_of).await;
+            return Ok(Worked {
+                claimed: jobs.len(),
+                halted: report.halted,
+            });
+        }
+        Ok(Worked {
+            claimed: jobs.len(),
+            halted: false,
+        })
     }
 
-    async fn work(&self, job: &SyncJob) -> Result<JobStep, ServiceError> {
+    /// Records a halted round did not reach: their leases are freed and their jobs
+    /// come back after the worker's pause, without counting an attempt.
+    async fn put_back(&self, report: &RoundReport, job_of: &HashMap<Held, i64>) {
+        let delay = self.next_pause(report.halted);
+        for record in &report.skipped {
+            let released = match record {
+                Held::Contact(id) => self.contact_repo.release(*id).await,
+                Held::Lead(id) => self.lead_repo.release(*id).await,
+            };
+            let deferred = match job_of.get(record) {
+                Some(job) => self.jobs.defer(*job, delay).await,
+                None => Ok(()),
+            };
+            if let Err(error) = released.and(deferred) {
+                slog::warn!(self.logger, "could not put a skipped record back; its lease lapses";
+                    "record.id" => record.id(), "error" => error.to_string());
+            }
+        }
+    }
+
+    /// How long the worker waits after this round: nothing after a round that got
+    /// through; after halted rounds, twice as long each time, up to `MAX_HALT_PAUSE`.
+    fn next_pause(&self, halted: bool) -> Duration {
+        let mut pause = self
+            .halt_pause
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *pause = if halted {
+            (*pause * 2).clamp(Duration::from_secs(1), MAX_HALT_PAUSE)
+        } else {
+            Duration::ZERO
+        };
+        *pause
+    }
+
+    /// After a round that got through: when AmoCRM had been failing, every job still
+    /// backing off is due now, so the next round sends them all together.
+    async fn after_round(&self, halted: bool) {
+        let was_halted = !self
+            .halt_pause
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_zero();
+        if halted || !was_halted {
+            return;
+        }
+        match self.jobs.expedite_retries().await {
+            Ok(moved) => {
+                slog::info!(self.logger, "AmoCRM answers again; retries are due now"; "jobs" => moved)
+            }
+            Err(error) => {
+                slog::warn!(self.logger, "could not expedite retries"; "error" => error.to_string())
+            }
+        }
+    }
+
+    async fn take(
+        &self,
+        job: &SyncJob,
+        round: &mut Round,
+        job_of: &mut HashMap<Held, i64>,
+    ) -> Result<JobStep, ServiceError> {
         match job.entity() {
             Some(Entity::Contact) => match self
                 .contact_repo
@@ -135,9 +259,9 @@ impl SyncWorker {
                 .await?
             {
                 Some(row) => {
-                    // Errors are already recorded on the row and its job.
-                    let _ = self.contacts.push_pending(row).await;
-                    Ok(JobStep::Attempted)
+                    job_of.insert(Held::contact(row.id), job.id);
+                    round.contacts.push(row);
+                    Ok(JobStep::Taken)
                 }
                 None => {
                     let row = self.contact_repo.get(job.record_id, true).await?;
@@ -145,7 +269,10 @@ impl SyncWorker {
                     self.settle_or_defer(job, Entity::Contact, done).await
                 }
             },
-            Some(Entity::Lead) => self.work_lead(job).await,
+            Some(Entity::Lead) => {
+                job_of.insert(Held::lead(job.record_id), job.id);
+                self.take_lead(job, round).await
+            }
             None => {
                 slog::error!(self.logger, "sync job of an unknown entity"; "job.id" => job.id, "job.entity" => &job.entity);
                 self.jobs.defer(job.id, Duration::from_secs(3600)).await?;
@@ -154,31 +281,31 @@ impl SyncWorker {
         }
     }
 
-    async fn work_lead(&self, job: &SyncJob) -> Result<JobStep, ServiceError> {
-        let Some(row) = self
-            .lead_repo
-            .lease(job.record_id, self.config.record_lease)
-            .await?
-        else {
+    async fn take_lead(&self, job: &SyncJob, round: &mut Round) -> Result<JobStep, ServiceError> {
+        let lease = self.config.record_lease;
+        let Some(row) = self.lead_repo.lease(job.record_id, lease).await? else {
             let row = self.lead_repo.get(job.record_id, true).await?;
             let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());
             return self.settle_or_defer(job, Entity::Lead, done).await;
         };
-        let contact_amocrm_id = match (row.contact_id, row.contact_amocrm_id) {
-            (_, Some(amocrm_id)) => Some(amocrm_id),
-            (None, None) => None,
+        let contact = match (row.contact_id, row.contact_amocrm_id) {
+            (_, Some(amocrm_id)) => LeadLink::Known(Some(amocrm_id)),
+            (None, None) => LeadLink::Known(None),
             (Some(contact_id), None) => match self.contact_repo.get(contact_id, true).await? {
-                Some(contact) if contact.is_synced() => contact.amocrm_id,
-                // The contact has not reached AmoCRM yet: its own job goes first.
-                _ => {
-                    self.lead_repo.release(row.id).await?;
-                    self.jobs.defer(job.id, self.config.defer).await?;
-                    return Ok(JobStep::Deferred);
-                }
+                Some(contact) if contact.is_synced() => LeadLink::Known(contact.amocrm_id),
+                _ => match self.contact_repo.lease(contact_id, lease).await? {
+                    Some(contact) => LeadLink::Pending(contact),
+                    // Its contact is being synced elsewhere right now: after it, then.
+                    None => {
+                        self.lead_repo.release(row.id).await?;
+                        self.jobs.defer(job.id, self.config.defer).await?;
+                        return Ok(JobStep::Deferred);
+                    }
+                },
             },
         };
-        let _ = self.leads.push_pending(row, contact_amocrm_id).await;
-        Ok(JobStep::Attempted)
+        round.leads.push(LeadItem { row, contact });
+        Ok(JobStep::Taken)
     }
 
     async fn settle_or_defer(

@@ -1,0 +1,741 @@
+//! One background sync round over many records at once. AmoCRM has no search for
+//! several phones or names in one call, so each record is searched for on its own;
+//! what is still missing is then created together: contacts 250 per
+//! `POST /contacts`, leads 50 per `POST /leads`, and leads that bring a contact not
+//! yet in AmoCRM 50 per `leads/complex`, matched back by `request_id`. The leases of
+//! all records are renewed while the round runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use slog::Logger;
+
+use super::contacts::pick_contact;
+use super::leads::pick_lead;
+use super::lease_keeper::{Held, LeaseKeeper};
+use super::{keep_pending, SyncSettings};
+use crate::amo::{
+    AmoContact, AmoError, AmoLead, AmoTransport, CreatedWithContact, NewAmoContact, NewAmoLead,
+    MAX_CONTACTS_PER_CREATE, MAX_LEADS_PER_CREATE,
+};
+use crate::domain::Phone;
+use crate::repositories::{Contact, ContactRepository, Lead, LeadRepository};
+
+/// Searches in flight at once: enough to keep the rate limiter busy at any latency.
+const SEARCHES_IN_FLIGHT: usize = 16;
+
+/// Records leased for one round.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub contacts: Vec<Contact>,
+    pub leads: Vec<LeadItem>,
+}
+
+impl Round {
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.leads.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct LeadItem {
+    pub row: Lead,
+    pub contact: LeadLink,
+}
+
+#[derive(Debug)]
+pub enum LeadLink {
+    /// Linked to this AmoCRM contact, or to none.
+    Known(Option<i64>),
+    /// A local contact still pending; the round holds its lease too.
+    Pending(Contact),
+}
+
+/// What searching told us to do with a record.
+enum Plan {
+    ContactFound(Contact, AmoContact),
+    CreateContact(Contact, NewAmoContact),
+    LeadFound(Lead, AmoLead),
+    CreateLead(Lead, NewAmoLead),
+    CreateLeadWithContact(Lead, NewAmoLead, Contact, NewAmoContact),
+    /// The search failed; the record (and a pending contact it brought) is given back.
+    Failed(Held, Option<Held>, AmoError),
+    /// The stored record cannot be sent at all (e.g. its phone no longer parses).
+    Broken(Held, String),
+    /// Not searched: AmoCRM was failing for the searches before it.
+    Skipped(Held, Option<Held>),
+}
+
+/// What a round leaves for the worker to do.
+#[derive(Debug, Default)]
+pub struct RoundReport {
+    /// A search failed for a reason that is not about its record (429, 5xx, timeout,
+    /// access refused): the rest of the round was not sent.
+    pub halted: bool,
+    /// Records not searched: still leased, their jobs untouched and not counted.
+    pub skipped: Vec<Held>,
+}
+
+/// What AmoCRM holds for one contact's phone.
+enum ContactSearch {
+    Found(Contact, AmoContact),
+    Missing(Contact, NewAmoContact),
+    Failed(Contact, AmoError),
+    Broken(Contact, String),
+    Skipped(Contact),
+}
+
+/// How one item of a create batch ended.
+enum Created<T> {
+    Yes(T),
+    /// AmoCRM's reply did not account for it: it may exist, so the retry searches first.
+    Unanswered,
+    Failed(AmoError),
+}
+
+pub struct RoundRunner<'a> {
+    pub amo: &'a dyn AmoTransport,
+    pub contacts: &'a dyn ContactRepository,
+    pub leads: &'a dyn LeadRepository,
+    pub settings: SyncSettings,
+    pub logger: &'a Logger,
+}
+
+impl RoundRunner<'_> {
+    /// Searches for every record, then creates what is missing; every record ends
+    /// synced, pending with its failure recorded, untouched (lease lost), or skipped
+    /// (reported, for the worker to put back).
+    pub async fn run(&self, round: Round) -> RoundReport {
+        let keeper = LeaseKeeper::new(self.contacts, self.leads, self.settings.lease);
+        for row in &round.contacts {
+            keeper.hold(Held::contact(row.id), row.sync_lease_until);
+        }
+        for item in &round.leads {
+            keeper.hold(Held::lead(item.row.id), item.row.sync_lease_until);
+            if let LeadLink::Pending(contact) = &item.contact {
+                keeper.hold(Held::contact(contact.id), contact.sync_lease_until);
+            }
+        }
+        tokio::select! {
+            report = self.search_then_create(round, &keeper) => report,
+            () = keeper.keep_renewing() => RoundReport::default(),
+        }
+    }
+
+    async fn search_then_create(&self, round: Round, keeper: &LeaseKeeper<'_>) -> RoundReport {
+        // Set by the first search that fails for AmoCRM's reasons: the searches not yet
+        // sent are skipped, instead of hundreds of calls meeting the same 429 or outage.
+        let halt = AtomicBool::new(false);
+        // Boxed one by one (not mapped lazily) so the worker's future stays `Send`.
+        let mut searches: Vec<BoxFuture<'_, Plan>> = Vec::new();
+        for row in round.contacts {
+            searches.push(Box::pin(self.search_contact(row, &halt)));
+        }
+        for item in round.leads {
+            searches.push(Box::pin(self.search_lead(item, &halt)));
+        }
+        let plans: Vec<Plan> = futures::stream::iter(searches)
+            .buffer_unordered(SEARCHES_IN_FLIGHT)
+            .collect()
+            .await;
+
+        let (mut contacts, mut leads, mut complex) = (Vec::new(), Vec::new(), Vec::new());
+        let mut report = RoundReport {
+            halted: halt.load(Ordering::SeqCst),
+            skipped: Vec::new(),
+        };
+        for plan in plans {
+            match plan {
+                Plan::ContactFound(row, found) => {
+                    self.finish_contact(&row, found.id, &found.name, false)
+                        .await;
+                }
+                Plan::LeadFound(row, found) => self.finish_lead(&row, found, false).await,
+                Plan::Failed(record, contact, error) => {
+                    self.fail(record, &error).await;
+                    if let Some(contact) = contact {
+                        self.give_back(contact).await;
+                    }
+                }
+                Plan::Broken(record, why) => self.bury(record, &why).await,
+                Plan::Skipped(record, contact) => {
+                    report.skipped.push(record);
+                    report.skipped.extend(contact);
+                }
+                // Someone else holds the record now: they search and create, not us.
+                Plan::CreateContact(row, _) if keeper.lost(Held::contact(row.id)) => {}
+                Plan::CreateLead(row, _) if keeper.lost(Held::lead(row.id)) => {}
+                Plan::CreateLeadWithContact(row, _, contact, _)
+                    if keeper.lost(Held::lead(row.id))
+                        || keeper.lost(Held::contact(contact.id)) => {}
+                Plan::CreateContact(row, new) => contacts.push((row, new)),
+                Plan::CreateLead(row, new) => leads.push((row, new)),
+                Plan::CreateLeadWithContact(row, lead, contact, new_contact) => {
+                    complex.push(((row, contact), (lead, new_contact)));
+                }
+            }
+        }
+        self.create_contacts(contacts).await;
+        self.create_leads(leads).await;
+        self.create_leads_with_contacts(complex).await;
+        report
+    }
+
+    async fn find_contact(&self, row: Contact, halt: &AtomicBool) -> ContactSearch {
+        if halt.load(Ordering::SeqCst) {
+            return ContactSearch::Skipped(row);
+        }
+        let phone = match Phone::from_e164(row.phone.as_deref().unwrap_or_default()) {
+            Ok(phone) => phone,
+            Err(error) => return ContactSearch::Broken(row, format!("stored phone: {error}")),
+        };
+        match self.amo.find_contact_by_phone(&phone).await {
+            Ok(found) => match pick_contact(found) {
+                Some(existing) => ContactSearch::Found(row, existing),
+                None => {
+                    let name = row.name.clone();
+                    ContactSearch::Missing(row, NewAmoContact { name, phone })
+                }
+            },
+            Err(error) => {
+                halt_unless_rejection(halt, &error);
+                ContactSearch::Failed(row, error)
+            }
+        }
+    }
+
+    async fn search_contact(&self, row: Contact, halt: &AtomicBool) -> Plan {
+        match self.find_contact(row, halt).await {
+            ContactSearch::Found(row, existing) => Plan::ContactFound(row, existing),
+            ContactSearch::Missing(row, new) => Plan::CreateContact(row, new),
+            ContactSearch::Failed(row, error) => Plan::Failed(Held::contact(row.id), None, error),
+            ContactSearch::Broken(row, why) => Plan::Broken(Held::contact(row.id), why),
+            ContactSearch::Skipped(row) => Plan::Skipped(Held::contact(row.id), None),
+        }
+    }
+
+    async fn search_lead(&self, item: LeadItem, halt: &AtomicBool) -> Plan {
+        let LeadItem { row, contact } = item;
+        let contact_amocrm_id = match contact {
+            LeadLink::Known(id) => id,
+            LeadLink::Pending(contact) => match self.find_contact(contact, halt).await {
+                ContactSearch::Found(contact, existing) => {
+                    self.finish_contact(&contact, existing.id, &existing.name, false)
+                        .await;
+                    Some(existing.id)
+                }
+                // No lead can be linked to a contact AmoCRM does not have yet.
+                ContactSearch::Missing(contact, new_contact) => {
+                    let lead = new_lead(&row, None);
+                    return Plan::CreateLeadWithContact(row, lead, contact, new_contact);
+                }
+                ContactSearch::Failed(contact, error) => {
+                    let contact = Some(Held::contact(contact.id));
+                    return Plan::Failed(Held::lead(row.id), contact, error);
+                }
+                ContactSearch::Broken(contact, why) => {
+                    // The contact's own job buries it; the lead waits for it as before.
+                    self.bury(Held::contact(contact.id), &why).await;
+                    let error = AmoError::InvalidResponse(format!("its contact: {why}"));
+                    return Plan::Failed(Held::lead(row.id), None, error);
+                }
+                ContactSearch::Skipped(contact) => {
+                    let contact = Some(Held::contact(contact.id));
+                    return Plan::Skipped(Held::lead(row.id), contact);
+                }
+            },
+        };
+        if halt.load(Ordering::SeqCst) {
+            return Plan::Skipped(Held::lead(row.id), None);
+        }
+        match self.amo.find_lead_by_name(&row.name).await {
+            Ok(found) => match pick_lead(found, contact_amocrm_id) {
+                Some(existing) => Plan::LeadFound(row, existing),
+                None => {
+                    let lead = new_lead(&row, contact_amocrm_id);
+                    Plan::CreateLead(row, lead)
+                }
+            },
+            Err(error) => {
+                halt_unless_rejection(halt, &error);
+                Plan::Failed(Held::lead(row.id), None, error)
+            }
+        }
+    }
+
+    async fn create_contacts(&self, batch: Vec<(Contact, NewAmoContact)>) {
+        for chunk in batch.chunks(MAX_CONTACTS_PER_CREATE) {
+            let news: Vec<NewAmoContact> = chunk.iter().map(|(_, new)| new.clone()).collect();
+            let results = send_halving(&news, |part| async move {
+                self.amo.create_contacts(&part).await
+            })
+            .await;
+            for ((row, _), result) in chunk.iter().zip(results) {
+                match result {
+                    Created::Yes(id) => self.finish_contact(row, id, &row.name, true).await,
+                    Created::Unanswered => {
+                        self.fail(Held::contact(row.id), &unanswered()).await;
+                    }
+                    Created::Failed(error) => self.fail(Held::contact(row.id), &error).await,
+                }
+            }
+        }
+    }
+
+    async fn create_leads(&self, batch: Vec<(Lead, NewAmoLead)>) {
+        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
+            let news: Vec<NewAmoLead> = chunk.iter().map(|(_, new)| new.clone()).collect();
+            let results = send_halving(
+                &news,
+                |part| async move { self.amo.create_leads(&part).await },
+            )
+            .await;
+            for ((row, new), result) in chunk.iter().zip(results) {
+                match result {
+                    Created::Yes(id) => {
+                        self.finish_lead(row, new.clone().into_created(id), true)
+                            .await;
+                    }
+                    Created::Unanswered => self.fail(Held::lead(row.id), &unanswered()).await,
+                    Created::Failed(error) => self.fail(Held::lead(row.id), &error).await,
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn create_leads_with_contacts(
+        &self,
+        batch: Vec<((Lead, Contact), (NewAmoLead, NewAmoContact))>,
+    ) {
+        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
+            let news: Vec<(NewAmoLead, NewAmoContact)> =
+                chunk.iter().map(|(_, new)| new.clone()).collect();
+            let results = send_halving(&news, |part| async move {
+                self.amo.create_leads_with_contacts(&part).await
+            })
+            .await;
+            for (((row, contact), (lead, _)), result) in chunk.iter().zip(results) {
+                match result {
+                    Created::Yes(CreatedWithContact {
+                        lead_id,
+                        contact_id,
+                    }) => {
+                        self.finish_contact(contact, contact_id, &contact.name, true)
+                            .await;
+                        let mut lead = lead.clone();
+                        lead.contact_id = Some(contact_id);
+                        self.finish_lead(row, lead.into_created(lead_id), true)
+                            .await;
+                    }
+                    Created::Unanswered => {
+                        self.fail(Held::lead(row.id), &unanswered()).await;
+                        self.give_back(Held::contact(contact.id)).await;
+                    }
+                    Created::Failed(error) => {
+                        self.fail(Held::lead(row.id), &error).await;
+                        self.give_back(Held::contact(contact.id)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish_contact(&self, row: &Contact, amocrm_id: i64, name: &str, created: bool) {
+        match self.contacts.finish_sync(row.id, amocrm_id, name).await {
+            Ok(record) => slog::info!(self.logger, "contact synced";
+                "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created),
+            // The lease lapses and the next round finds the AmoCRM record by its search.
+            Err(error) => slog::error!(self.logger, "could not store a synced contact";
+                "contact.id" => row.id, "contact.amocrm_id" => amocrm_id, "error" => error.to_string()),
+        }
+    }
+
+    async fn finish_lead(&self, row: &Lead, amo: AmoLead, created: bool) {
+        let amocrm_id = amo.id;
+        match self.leads.finish_sync(row.id, amo).await {
+            Ok(record) => slog::info!(self.logger, "lead synced";
+                "lead.id" => record.id, "lead.amocrm_id" => amocrm_id, "amo.created" => created),
+            Err(error) => slog::error!(self.logger, "could not store a synced lead";
+                "lead.id" => row.id, "lead.amocrm_id" => amocrm_id, "error" => error.to_string()),
+        }
+    }
+
+    /// Records the failure on the record and its job (backoff, or dead when refused).
+    async fn fail(&self, record: Held, error: &AmoError) {
+        let why = error.to_string();
+        let (retry, permanent) = (self.settings.retry, error.is_rejection());
+        let entity = record.entity_name();
+        let _ = match record {
+            Held::Contact(id) => {
+                let record = self.contacts.record_failure(id, &why, retry, permanent);
+                keep_pending(self.logger, entity, id, error.clone(), record).await
+            }
+            Held::Lead(id) => {
+                let record = self.leads.record_failure(id, &why, retry, permanent);
+                keep_pending(self.logger, entity, id, error.clone(), record).await
+            }
+        };
+    }
+
+    /// A record that cannot be sent as stored: its job is dead at once, visible to operators.
+    async fn bury(&self, record: Held, why: &str) {
+        let retry = self.settings.retry;
+        let buried = match record {
+            Held::Contact(id) => self.contacts.record_failure(id, why, retry, true).await,
+            Held::Lead(id) => self.leads.record_failure(id, why, retry, true).await,
+        };
+        slog::error!(self.logger, "a stored record cannot be synced, its job is dead";
+            "entity" => record.entity_name(), "record.id" => record.id(), "error" => why,
+            "recorded" => buried.is_ok());
+    }
+
+    /// A contact brought along by a lead that failed: its own job tries it again.
+    async fn give_back(&self, record: Held) {
+        let released = match record {
+            Held::Contact(id) => self.contacts.release(id).await,
+            Held::Lead(id) => self.leads.release(id).await,
+        };
+        if let Err(error) = released {
+            slog::warn!(self.logger, "could not release a lease; it lapses by itself";
+                "record.id" => record.id(), "error" => error.to_string());
+        }
+    }
+}
+
+/// A refusal is about one record; anything else (429, 5xx, timeout, access) is about
+/// AmoCRM, and will meet the rest of the round too.
+fn halt_unless_rejection(halt: &AtomicBool, error: &AmoError) {
+    if !error.is_rejection() {
+        halt.store(true, Ordering::SeqCst);
+    }
+}
+
+fn unanswered() -> AmoError {
+    AmoError::InvalidResponse("AmoCRM's reply did not name this record".into())
+}
+
+fn new_lead(row: &Lead, contact_amocrm_id: Option<i64>) -> NewAmoLead {
+    NewAmoLead {
+        name: row.name.clone(),
+        price: row.price,
+        status_id: row.status_id,
+        pipeline_id: row.pipeline_id,
+        contact_id: contact_amocrm_id,
+    }
+}
+
+/// Sends `items` as one create; the outcome of each item, in order. AmoCRM answers
+/// a 504 when a batch is too heavy ("send fewer"): the batch is halved and each
+/// half sent again. When AmoCRM refuses the batch for items it names by
+/// `request_id`, those fail and the rest are sent again without them.
+async fn send_halving<T, R, F, Fut>(items: &[T], send: F) -> Vec<Created<R>>
+where
+    T: Clone,
+    R: Copy,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Option<R>>, AmoError>>,
+{
+    let mut outcome: Vec<Option<Created<R>>> = (0..items.len()).map(|_| None).collect();
+    let mut work: Vec<Vec<usize>> = vec![(0..items.len()).collect()];
+    while let Some(indices) = work.pop() {
+        if indices.is_empty() {
+            continue;
+        }
+        let part: Vec<T> = indices.iter().map(|&i| items[i].clone()).collect();
+        match send(part).await {
+            Ok(ids) => {
+                for (k, &i) in indices.iter().enumerate() {
+                    outcome[i] = Some(match ids.get(k).copied().flatten() {
+                        Some(id) => Created::Yes(id),
+                        None => Created::Unanswered,
+                    });
+                }
+            }
+            Err(AmoError::Server { status: 504 }) if indices.len() > 1 => {
+                let (a, b) = indices.split_at(indices.len() / 2);
+                work.push(a.to_vec());
+                work.push(b.to_vec());
+            }
+            Err(AmoError::Validation { issues }) => {
+                let named = |k: usize| {
+                    let rid = k.to_string();
+                    issues
+                        .iter()
+                        .any(|issue| issue.request_id.as_deref() == Some(rid.as_str()))
+                };
+                let (refused, innocent): (Vec<_>, Vec<_>) =
+                    indices.iter().enumerate().partition(|(k, _)| named(*k));
+                if refused.is_empty() {
+                    // Nothing named: the request as a whole was refused.
+                    for &i in &indices {
+                        let issues = issues.clone();
+                        outcome[i] = Some(Created::Failed(AmoError::Validation { issues }));
+                    }
+                    continue;
+                }
+                for (k, &i) in refused {
+                    let rid = k.to_string();
+                    let own = issues
+                        .iter()
+                        .filter(|issue| issue.request_id.as_deref() == Some(rid.as_str()))
+                        .cloned()
+                        .collect();
+                    outcome[i] = Some(Created::Failed(AmoError::Validation { issues: own }));
+                }
+                work.push(innocent.into_iter().map(|(_, &i)| i).collect());
+            }
+            Err(error) => {
+                for &i in &indices {
+                    outcome[i] = Some(Created::Failed(error.clone()));
+                }
+            }
+        }
+    }
+    outcome
+        .into_iter()
+        .map(|o| o.unwrap_or(Created::Unanswered))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amo::{MockAmoTransport, ValidationIssue};
+    use crate::repositories::{MockContactRepository, MockLeadRepository};
+    use mockall::predicate::eq;
+
+    fn at() -> chrono::NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .map(|d| d.naive_utc())
+            .expect("ts")
+    }
+
+    fn contact(id: i64, phone: &str) -> Contact {
+        Contact {
+            id,
+            amocrm_id: None,
+            name: format!("Клиент {id}"),
+            phone: Some(phone.into()),
+            sync_status: "pending".into(),
+            sync_attempts: 0,
+            sync_error: None,
+            sync_lease_until: Some(at()),
+            amo_updated_at: None,
+            deleted_at: None,
+            created_at: at(),
+            updated_at: at(),
+        }
+    }
+
+    fn lead(id: i64, contact_id: Option<i64>) -> Lead {
+        Lead {
+            id,
+            amocrm_id: None,
+            name: format!("Сделка {id}"),
+            price: Some(100),
+            status_id: None,
+            pipeline_id: None,
+            contact_id,
+            contact_amocrm_id: None,
+            sync_status: "pending".into(),
+            sync_attempts: 0,
+            sync_error: None,
+            sync_lease_until: Some(at()),
+            amo_updated_at: None,
+            deleted_at: None,
+            created_at: at(),
+            updated_at: at(),
+        }
+    }
+
+    fn amo_contact(id: i64, phone: &str) -> AmoContact {
+        AmoContact {
+            id,
+            name: "В AmoCRM".into(),
+            phones: vec![phone.into()],
+            updated_at: None,
+        }
+    }
+
+    async fn run(
+        amo: MockAmoTransport,
+        contacts: MockContactRepository,
+        leads: MockLeadRepository,
+        round: Round,
+    ) -> RoundReport {
+        let logger = Logger::root(slog::Discard, slog::o!());
+        RoundRunner {
+            amo: &amo,
+            contacts: &contacts,
+            leads: &leads,
+            settings: SyncSettings::default(),
+            logger: &logger,
+        }
+        .run(round)
+        .await
+    }
+
+    #[tokio::test]
+    async fn contacts_missing_from_amocrm_are_created_in_one_request_and_found_ones_are_not() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|phone| {
+            Ok(match phone.as_e164() {
+                "+79160000002" => vec![amo_contact(500, "+7 916 000-00-02")],
+                _ => vec![],
+            })
+        });
+        amo.expect_create_contacts()
+            .withf(|batch| {
+                let phones: Vec<_> = batch.iter().map(|c| c.phone.as_e164()).collect();
+                phones == ["+79160000001", "+79160000003"]
+            })
+            .times(1)
+            .returning(|_| Ok(vec![Some(701), Some(703)]));
+        let mut repo = MockContactRepository::new();
+        for (id, amocrm_id) in [(1, 701), (2, 500), (3, 703)] {
+            repo.expect_finish_sync()
+                .withf(move |row, amo, _| (*row, *amo) == (id, amocrm_id))
+                .times(1)
+                .returning(move |row, _, _| Ok(contact(row, "+79160000000")));
+        }
+        let round = Round {
+            contacts: (1..=3)
+                .map(|id| contact(id, &format!("+7916000000{id}")))
+                .collect(),
+            leads: vec![],
+        };
+        run(amo, repo, MockLeadRepository::new(), round).await;
+    }
+
+    #[tokio::test]
+    async fn a_lead_whose_contact_is_not_in_amocrm_is_created_with_it_by_leads_complex() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
+        amo.expect_find_lead_by_name().never();
+        amo.expect_create_contacts().never();
+        amo.expect_create_leads_with_contacts()
+            .withf(|items| {
+                items.len() == 1
+                    && items[0].0.name == "Сделка 8"
+                    && items[0].1.phone.as_e164() == "+79160000009"
+            })
+            .times(1)
+            .returning(|_| {
+                Ok(vec![Some(CreatedWithContact {
+                    lead_id: 80,
+                    contact_id: 90,
+                })])
+            });
+        let mut contacts = MockContactRepository::new();
+        contacts
+            .expect_finish_sync()
+            .with(eq(9), eq(90), eq("Клиент 9"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(9, "+79160000009")));
+        let mut leads = MockLeadRepository::new();
+        leads
+            .expect_finish_sync()
+            .withf(|id, amo| *id == 8 && amo.id == 80 && amo.main_contact_id == Some(90))
+            .times(1)
+            .returning(|_, _| Ok(lead(8, Some(9))));
+        let round = Round {
+            contacts: vec![],
+            leads: vec![LeadItem {
+                row: lead(8, Some(9)),
+                contact: LeadLink::Pending(contact(9, "+79160000009")),
+            }],
+        };
+        run(amo, contacts, leads, round).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_search_is_recorded_on_the_record_and_nothing_is_created() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone()
+            .returning(|_| Err(AmoError::Server { status: 502 }));
+        amo.expect_create_contacts().never();
+        let mut repo = MockContactRepository::new();
+        repo.expect_record_failure()
+            .withf(|id, _, _, permanent| *id == 4 && !permanent)
+            .times(1)
+            .returning(|_, _, _, _| Ok(false));
+        let round = Round {
+            contacts: vec![contact(4, "+79160000004")],
+            leads: vec![],
+        };
+        run(amo, repo, MockLeadRepository::new(), round).await;
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_search_halts_the_round_and_the_rest_is_skipped_not_failed() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone()
+            .times(1)
+            .returning(|_| Err(AmoError::RateLimited { retry_after: None }));
+        amo.expect_create_contacts().never();
+        let mut repo = MockContactRepository::new();
+        repo.expect_record_failure()
+            .withf(|id, _, _, permanent| *id == 1 && !permanent)
+            .times(1)
+            .returning(|_, _, _, _| Ok(false));
+        let round = Round {
+            contacts: (1..=3)
+                .map(|id| contact(id, &format!("+7916000000{id}")))
+                .collect(),
+            leads: vec![],
+        };
+        let report = run(amo, repo, MockLeadRepository::new(), round).await;
+        assert!(report.halted);
+        assert_eq!(report.skipped, vec![Held::contact(2), Held::contact(3)]);
+    }
+
+    fn issue(request_id: &str) -> ValidationIssue {
+        ValidationIssue {
+            request_id: Some(request_id.into()),
+            code: "NotSupportedChoice".into(),
+            path: "name".into(),
+            detail: "bad".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_504_halves_the_batch_and_a_refused_item_does_not_sink_the_others() {
+        let sent = std::sync::Mutex::new(Vec::new());
+        let items: Vec<i64> = (0..6).collect();
+        let results = send_halving(&items, |part: Vec<i64>| {
+            sent.lock().expect("log").push(part.clone());
+            async move {
+                if part.len() > 3 {
+                    return Err(AmoError::Server { status: 504 });
+                }
+                // Item 4 is refused; AmoCRM names it by its index in this request.
+                if let Some(k) = part.iter().position(|&v| v == 4) {
+                    let issues = vec![issue(&k.to_string())];
+                    return Err(AmoError::Validation { issues });
+                }
+                Ok(part.iter().map(|v| Some(v * 10)).collect())
+            }
+        })
+        .await;
+        let summary: Vec<_> = results
+            .iter()
+            .map(|r| match r {
+                Created::Yes(id) => *id,
+                Created::Unanswered => -1,
+                Created::Failed(_) => -2,
+            })
+            .collect();
+        assert_eq!(summary, vec![0, 10, 20, 30, -2, 50]);
+        assert_eq!(
+            *sent.lock().expect("log"),
+            vec![
+                vec![0, 1, 2, 3, 4, 5],
+                vec![3, 4, 5],
+                vec![3, 5],
+                vec![0, 1, 2]
+            ]
+        );
+    }
+}
