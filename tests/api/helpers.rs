@@ -305,7 +305,12 @@ impl TestApp {
 
     /// Waits (up to 10 s) until `sql` (a `SELECT ... AS n`) returns `want`.
     pub async fn wait_for(&self, sql: &str, want: i64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(sql, want, Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn wait_for_within(&self, sql: &str, want: i64, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
         loop {
             let got = self.db.query_i64(sql);
             if got == want {
@@ -335,6 +340,19 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// How many different phone values AmoCRM's contacts hold.
+    pub fn distinct_amo_phones(&self) -> usize {
+        let mut phones: Vec<_> = self
+            .amo
+            .contacts()
+            .into_iter()
+            .flat_map(|c| c.phones)
+            .collect();
+        phones.sort();
+        phones.dedup();
+        phones.len()
     }
 
     pub fn count(&self, table: &str) -> i64 {

@@ -8,6 +8,7 @@ mod fake_amo {
 mod helpers;
 
 mod auth_and_health;
+mod batching;
 mod contacts;
 mod echo_race;
 mod idempotency;

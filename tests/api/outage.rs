@@ -1,10 +1,14 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::fake_amo::{FakeAmo, FakeConfig};
 use crate::helpers::{spawn_app_against, TestDb};
 
+const SUBMISSIONS: usize = 500;
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// AmoCRM answers 429 to everything for 30 s while 500 submissions arrive.
 #[tokio::test]
 async fn submissions_during_a_rate_limit_outage_are_all_accepted_and_synced_once_without_bursting()
 {
@@ -14,13 +18,17 @@ async fn submissions_during_a_rate_limit_outage_are_all_accepted_and_synced_once
     })
     .await;
     let app = spawn_app_against(fake, TestDb::create().await, |env| {
-        env.insert("AMO_MAX_RPS".into(), "6".into());
+        env.insert("AMO_MAX_RPS".into(), "7".into());
         env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
     })
     .await;
     app.amo.fail_with(Some(429));
+    let started = Instant::now();
     let app = &app;
-    let posts = (0..24).map(|i| async move {
+    // Spread over most of the outage: a steady stream, not one burst.
+    let gap = OUTAGE.mul_f64(0.9) / SUBMISSIONS as u32;
+    let posts = (0..SUBMISSIONS).map(|i| async move {
+        tokio::time::sleep(gap * i as u32).await;
         let body = json!({"name": format!("Клиент {i}"), "phone": format!("+7916555{:04}", i)});
         app.post("/api/v1/contacts", &body).await
     });
@@ -33,29 +41,27 @@ async fn submissions_during_a_rate_limit_outage_are_all_accepted_and_synced_once
             reply.body
         );
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
     app.amo.fail_with(None);
 
-    app.wait_for(
+    // 500 phone searches at 7 a second, after the worker's pause ends.
+    app.wait_for_within(
         "SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'synced'",
-        24,
+        SUBMISSIONS as i64,
+        Duration::from_secs(180),
     )
     .await;
-    assert_eq!(app.count("contacts"), 24);
+    assert_eq!(app.count("contacts"), SUBMISSIONS as i64);
     assert_eq!(
         app.amo.contact_creates(),
-        24,
+        SUBMISSIONS,
         "one AmoCRM contact per submission"
     );
-    let mut phones: Vec<_> = app
-        .amo
-        .contacts()
-        .into_iter()
-        .flat_map(|c| c.phones)
-        .collect();
-    phones.sort();
-    phones.dedup();
-    assert_eq!(phones.len(), 24, "no duplicates in AmoCRM");
+    assert_eq!(
+        app.distinct_amo_phones(),
+        SUBMISSIONS,
+        "no duplicates in AmoCRM"
+    );
     assert!(
         app.amo.max_requests_in_one_second() <= 7,
         "seen {}",
