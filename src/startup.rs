@@ -98,8 +98,15 @@ impl Application {
         let amo = amo_transport(&settings, &db)?
             .with_logger(logger.new(slog::o!("component" => "amocrm")));
         // Instances of one integration share its requests per second (see `RateShare`).
+        // Heartbeats get a connection of their own: a late heartbeat (the pool busy with
+        // a burst) would let a sibling take the whole limit.
+        let heartbeat_db = Db::new(
+            settings.database_url.expose(),
+            1,
+            settings.db_checkout_timeout,
+        );
         let share = RateShare::new(
-            Arc::new(MysqlSenderRepository::new(db.clone())),
+            Arc::new(MysqlSenderRepository::new(heartbeat_db)),
             amo.limiter(),
             settings.amo_max_rps,
             logger.new(slog::o!("task" => "rate_share")),
