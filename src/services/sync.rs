@@ -104,8 +104,8 @@ impl SyncWorker {
         }
     }
 
-    /// Works jobs until the service drains; the batch in hand is finished first, and
-    /// jobs not reached keep their lease until it lapses, then another worker takes them.
+    /// Works jobs until the service drains. Draining, the round in hand sends no new
+    /// search: what was searched is finished, the rest is put back for other instances.
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
@@ -123,7 +123,7 @@ impl SyncWorker {
                 }
                 continue;
             }
-            match self.process_due().await {
+            match self.process_due(&lifecycle).await {
                 Ok(Worked { claimed: 0, .. }) => lifecycle.pause(self.config.poll).await,
                 Ok(Worked { halted: true, .. }) => {
                     let wait = *self
@@ -144,7 +144,7 @@ impl SyncWorker {
     }
 
     /// Works one batch of due jobs as one round.
-    pub async fn process_due(&self) -> Result<Worked, ServiceError> {
+    pub async fn process_due(&self, lifecycle: &Lifecycle) -> Result<Worked, ServiceError> {
         let jobs = self
             .jobs
             .claim_due(self.config.batch_size, self.config.lease)
@@ -174,6 +174,7 @@ impl SyncWorker {
                 contacts: &*self.contact_repo,
                 leads: &*self.lead_repo,
                 settings: self.sync,
+                lifecycle: Some(lifecycle),
                 logger: &self.logger,
             };
             let report = runner.run(round).await;

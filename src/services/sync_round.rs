@@ -20,6 +20,7 @@ use crate::amo::{
     MAX_CONTACTS_PER_CREATE, MAX_LEADS_PER_CREATE,
 };
 use crate::domain::Phone;
+use crate::lifecycle::Lifecycle;
 use crate::repositories::{Contact, ContactRepository, Lead, LeadRepository};
 
 /// Searches in flight at once: enough to keep the rate limiter busy at any latency.
@@ -99,6 +100,8 @@ pub struct RoundRunner<'a> {
     pub contacts: &'a dyn ContactRepository,
     pub leads: &'a dyn LeadRepository,
     pub settings: SyncSettings,
+    /// While the service drains, no new search starts: the rest is put back.
+    pub lifecycle: Option<&'a Lifecycle>,
     pub logger: &'a Logger,
 }
 
@@ -182,8 +185,13 @@ impl RoundRunner<'_> {
         report
     }
 
+    /// Whether searches not yet sent should be skipped.
+    fn stopping(&self, halt: &AtomicBool) -> bool {
+        halt.load(Ordering::SeqCst) || self.lifecycle.is_some_and(Lifecycle::is_draining)
+    }
+
     async fn find_contact(&self, row: Contact, halt: &AtomicBool) -> ContactSearch {
-        if halt.load(Ordering::SeqCst) {
+        if self.stopping(halt) {
             return ContactSearch::Skipped(row);
         }
         let phone = match Phone::from_e164(row.phone.as_deref().unwrap_or_default()) {
@@ -246,7 +254,7 @@ impl RoundRunner<'_> {
                 }
             },
         };
-        if halt.load(Ordering::SeqCst) {
+        if self.stopping(halt) {
             return Plan::Skipped(Held::lead(row.id), None);
         }
         match self.amo.find_lead_by_name(&row.name).await {
@@ -571,6 +579,7 @@ mod tests {
             contacts: &contacts,
             leads: &leads,
             settings: SyncSettings::default(),
+            lifecycle: None,
             logger: &logger,
         }
         .run(round)
@@ -689,6 +698,39 @@ mod tests {
         let report = run(amo, repo, MockLeadRepository::new(), round).await;
         assert!(report.halted);
         assert_eq!(report.skipped, vec![Held::contact(2), Held::contact(3)]);
+    }
+
+    #[tokio::test]
+    async fn a_draining_service_starts_no_search_and_hands_every_record_back() {
+        let amo = MockAmoTransport::new(); // any AmoCRM call would panic
+        let (contacts, leads) = (MockContactRepository::new(), MockLeadRepository::new());
+        let lifecycle = Lifecycle::default();
+        lifecycle.start_draining();
+        let logger = Logger::root(slog::Discard, slog::o!());
+        let round = Round {
+            contacts: vec![contact(1, "+79160000001")],
+            leads: vec![LeadItem {
+                row: lead(2, Some(3)),
+                contact: LeadLink::Pending(contact(3, "+79160000003")),
+            }],
+        };
+        let report = RoundRunner {
+            amo: &amo,
+            contacts: &contacts,
+            leads: &leads,
+            settings: SyncSettings::default(),
+            lifecycle: Some(&lifecycle),
+            logger: &logger,
+        }
+        .run(round)
+        .await;
+        let mut skipped = report.skipped;
+        skipped.sort_by_key(|h| (h.entity_name(), h.id()));
+        assert_eq!(
+            skipped,
+            vec![Held::contact(1), Held::contact(3), Held::lead(2)]
+        );
+        assert!(!report.halted);
     }
 
     fn issue(request_id: &str) -> ValidationIssue {
