@@ -17,17 +17,13 @@ use std::time::{Duration, Instant};
 use amosync::settings::Settings;
 use amosync::startup::Application;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
+
+mod common;
+use common::env_or;
 use tokio::sync::Mutex;
 
 const SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 const ACCOUNT: &str = "account[subdomain]=example&account[id]=29000001";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One delivery of `count` contacts with ids from `first`.
 fn delivery(first: u64, count: u64) -> String {
@@ -156,16 +152,8 @@ async fn max_rate(bench: &Arc<Bench>, connections: u64, secs: u64) -> (usize, us
 
 #[tokio::main]
 async fn main() {
-    let server = std::env::var("BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let server = server.trim_end_matches('/').to_owned();
-    let name = format!("amosync_bench_{}", std::process::id());
-    let mut admin = MysqlConnection::establish(&server).expect("database server");
-    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
-        .execute(&mut admin)
-        .expect("create db");
-    let db_url = format!("{server}/{name}");
+    let database = common::BenchDatabase::create("amosync_bench");
+    let db_url = database.url.clone();
 
     let env: std::collections::HashMap<&str, String> = [
         ("DATABASE_URL", db_url.clone()),
@@ -234,5 +222,5 @@ async fn main() {
         applied as f64 / took
     );
 
-    let _ = diesel::sql_query(format!("DROP DATABASE `{name}`")).execute(&mut admin);
+    drop(database);
 }

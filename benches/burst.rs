@@ -1,0 +1,167 @@
+//! Burst benchmark: how long a burst of new contacts takes to be fully synced to
+//! AmoCRM, and how many AmoCRM requests it used.
+//!
+//! Starts the real application in-process against a fresh database on the server
+//! named by `BENCH_DATABASE_URL` (or `TEST_DATABASE_URL`, default
+//! `mysql://root@127.0.0.1:3306`) and the fake AmoCRM with `BENCH_LATENCY_MS` of
+//! latency (default 150) and a limit of `BENCH_AMO_RPS` requests/s (default 7, also
+//! amosync's `AMO_MAX_RPS`). Then it posts `BENCH_CONTACTS` new contacts (default
+//! 5000) over 64 connections as fast as they go, and waits until every one is
+//! synced. It prints the time to accept them, the time until all were synced, the
+//! AmoCRM requests used (per contact, too), the most requests AmoCRM saw in one
+//! second, and the 429s it answered.
+//!
+//! Run with `cargo bench --bench burst`. It prints numbers; it asserts nothing.
+//! Every contact costs one phone search at AmoCRM's 7 requests/s, so the default
+//! 5000 take about twelve minutes; `BENCH_CONTACTS=500` gives a quick look.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amosync::fake_amocrm::{FakeAmo, FakeConfig};
+use amosync::settings::Settings;
+use amosync::startup::Application;
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
+
+mod common;
+use common::env_or;
+
+const API_TOKEN: &str = "bench-token-0123456789";
+const CONNECTIONS: usize = 64;
+
+fn synced(db_url: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Ok(mut conn) = MysqlConnection::establish(db_url) else {
+        return 0;
+    };
+    diesel::sql_query("SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'synced'")
+        .load::<Row>(&mut conn)
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.n))
+        .unwrap_or(0)
+}
+
+/// Posts `count` contacts over `CONNECTIONS` connections; returns (2xx, other).
+async fn post_all(url: String, count: usize) -> (usize, usize) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
+        let (ok, failed) = (Arc::clone(&ok), Arc::clone(&failed));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let body = serde_json::json!({
+                    "name": format!("Burst {i}"),
+                    "phone": format!("+7916{:07}", 1_000_000 + i),
+                });
+                let reply = client
+                    .post(&url)
+                    .bearer_auth(API_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                match reply {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
+}
+
+#[tokio::main]
+async fn main() {
+    let database = common::BenchDatabase::create("amosync_burst");
+    let db_url = database.url.clone();
+
+    let count = env_or("BENCH_CONTACTS", 5000) as usize;
+    let latency = Duration::from_millis(env_or("BENCH_LATENCY_MS", 150));
+    let rps = env_or("BENCH_AMO_RPS", 7) as u32;
+    let fake = FakeAmo::start_with(FakeConfig {
+        rps_limit: Some(rps),
+        latency,
+        ..FakeConfig::default()
+    })
+    .await;
+
+    let env: std::collections::HashMap<&str, String> = [
+        ("DATABASE_URL", db_url.clone()),
+        ("AMO_BASE_URL", fake.base_url()),
+        ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
+        ("AMO_MAX_RPS", rps.to_string()),
+        ("API_TOKENS", format!("bench:{API_TOKEN}")),
+        ("BIND_ADDR", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+        ("DB_POOL_SIZE", "16".into()),
+    ]
+    .into_iter()
+    .collect();
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let app = Application::build(settings, logger).await.expect("app");
+    let url = format!("http://127.0.0.1:{}/api/v1/contacts", app.port());
+    tokio::spawn(app.run_until_stopped());
+
+    println!(
+        "burst of {count} new contacts; fake AmoCRM: {} ms latency, {rps} requests/s",
+        latency.as_millis()
+    );
+    let started = Instant::now();
+    let (ok, failed) = post_all(url, count).await;
+    let accepted_in = started.elapsed();
+    println!(
+        "  accepted   {ok} (failed {failed}) in {:.1} s: {:.0} submissions/s",
+        accepted_in.as_secs_f64(),
+        ok as f64 / accepted_in.as_secs_f64()
+    );
+
+    let mut last_report = Instant::now();
+    let deadline = started + Duration::from_secs(3600);
+    loop {
+        let done = synced(&db_url);
+        if done as usize >= ok || Instant::now() > deadline {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(30) {
+            println!(
+                "  … {done} synced after {:.0} s, {} AmoCRM requests so far",
+                started.elapsed().as_secs_f64(),
+                fake.requests()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let synced_in = started.elapsed();
+    let requests = fake.requests();
+    println!(
+        "  synced     {} in {:.1} s",
+        synced(&db_url),
+        synced_in.as_secs_f64()
+    );
+    println!(
+        "  AmoCRM     {requests} requests ({:.3} per contact), {} contacts created, \
+         at most {} in one second, {} answered 429",
+        requests as f64 / count.max(1) as f64,
+        fake.contact_creates(),
+        fake.max_requests_in_one_second(),
+        fake.rate_limited()
+    );
+
+    drop(database);
+}
