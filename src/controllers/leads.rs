@@ -6,7 +6,8 @@ use validator::Validate;
 
 use super::contacts::{saved_response, timestamp, ContactRequest, Page};
 use super::extract::{
-    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+    field_errors, optional_integer, page_params, paginate, query_flag, query_id, JsonBody,
+    ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
@@ -21,16 +22,20 @@ pub struct LeadRequest {
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub price: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub status_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub pipeline_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive id"))]
     #[schema(minimum = 1)]
     /// amosync's id of an existing contact (or give `contact`, not both).
+    #[serde(default, deserialize_with = "optional_integer")]
     pub contact_id: Option<i64>,
     /// A contact to find or create and link.
     pub contact: Option<ContactRequest>,
