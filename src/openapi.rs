@@ -2,7 +2,9 @@
 //! attributes and the bodies' `ToSchema` derives, served at `/openapi.json`.
 
 use serde::Serialize;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::controllers;
@@ -101,7 +103,7 @@ pub struct WebhookList {
         controllers::docs::docs_ui,
     ),
     components(schemas(ProblemDetails, FieldProblem)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &LeadContactChoice),
     tags(
         (name = "contacts", description = "Find-or-create and read contacts"),
         (name = "leads", description = "Find-or-create and read leads"),
@@ -126,7 +128,72 @@ impl Modify for BearerScheme {
     }
 }
 
+/// A lead names its contact by `contact_id` or inline as `contact`, never both
+/// (`LeadRequest::parse` refuses the pair with a 422). A derived object cannot say so,
+/// so the published `LeadRequest` is the derived object together with an `anyOf`: at
+/// least one of the two is absent or null.
+struct LeadContactChoice;
+
+impl Modify for LeadContactChoice {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        let Some(fields) = schemas.remove("LeadRequest") else {
+            return;
+        };
+        let left_out = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, Object::with_type(Type::Null))
+                .build()
+        };
+        let choice = AllOfBuilder::new()
+            .description(Some(
+                "A lead, linked to an existing contact (`contact_id`), to a contact found or \
+                 created from `contact`, or to none. `contact_id` and `contact` exclude each \
+                 other: at most one of them is given (not null).",
+            ))
+            .item(fields)
+            .item(
+                AnyOfBuilder::new()
+                    .item(left_out("contact"))
+                    .item(left_out("contact_id")),
+            )
+            .build();
+        schemas.insert("LeadRequest".to_owned(), RefOr::T(Schema::AllOf(choice)));
+    }
+}
+
 /// The document, built once per call (cheap; `/openapi.json` is not hot).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn schemas() -> Value {
+        serde_json::to_value(super::document()).expect("document")["components"]["schemas"].clone()
+    }
+
+    #[test]
+    fn a_lead_names_its_contact_by_id_or_inline_never_both() {
+        let lead = &schemas()["LeadRequest"];
+        let fields = &lead["allOf"][0];
+        assert!(fields["properties"]["contact_id"].is_object());
+        assert!(fields["properties"]["contact"].is_object());
+        let either: Vec<&Value> = lead["allOf"][1]["anyOf"]
+            .as_array()
+            .expect("anyOf")
+            .iter()
+            .collect();
+        assert_eq!(
+            either,
+            [
+                &serde_json::json!({"type": "object", "properties": {"contact": {"type": "null"}}}),
+                &serde_json::json!({"type": "object", "properties": {"contact_id": {"type": "null"}}}),
+            ]
+        );
+    }
 }
