@@ -2,6 +2,7 @@
 //! attributes and the bodies' `ToSchema` derives, served at `/openapi.json`.
 
 use serde::Serialize;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::RefOr;
@@ -103,7 +104,7 @@ pub struct WebhookList {
         controllers::docs::docs_ui,
     ),
     components(schemas(ProblemDetails, FieldProblem)),
-    modifiers(&BearerScheme, &LeadContactChoice),
+    modifiers(&BearerScheme, &LeadContactChoice, &BlankQueryIsAbsent),
     tags(
         (name = "contacts", description = "Find-or-create and read contacts"),
         (name = "leads", description = "Find-or-create and read leads"),
@@ -164,6 +165,38 @@ impl Modify for LeadContactChoice {
     }
 }
 
+/// Every query parameter of the API reads an empty value (`?limit=&cursor=`) as absent,
+/// which is what OpenAPI's `allowEmptyValue` says. utoipa has no field for it (OpenAPI 3.1
+/// discourages it, but it is the keyword for this), so it is written as an extension.
+struct BlankQueryIsAbsent;
+
+impl Modify for BlankQueryIsAbsent {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let query = operation
+                    .parameters
+                    .iter_mut()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Query);
+                for parameter in query {
+                    parameter
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .insert("allowEmptyValue".to_owned(), true.into());
+                }
+            }
+        }
+    }
+}
+
 /// The document, built once per call (cheap; `/openapi.json` is not hot).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
@@ -195,5 +228,25 @@ mod tests {
                 &serde_json::json!({"type": "object", "properties": {"contact_id": {"type": "null"}}}),
             ]
         );
+    }
+
+    #[test]
+    fn every_query_parameter_allows_an_empty_value() {
+        let doc = serde_json::to_value(super::document()).expect("document");
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let parameters = operation["parameters"].as_array().into_iter().flatten();
+                for parameter in parameters.filter(|p| p["in"] == "query") {
+                    seen += 1;
+                    assert_eq!(
+                        parameter["allowEmptyValue"], true,
+                        "{method} {path} {}",
+                        parameter["name"]
+                    );
+                }
+            }
+        }
+        assert!(seen > 10, "only {seen} query parameters");
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::extract::{
-    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+    field_errors, flag_schema, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
@@ -185,7 +185,8 @@ pub async fn get_contact(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ContactListQuery {
-    /// Any spelling of the phone; matched as E.164.
+    /// Any spelling of the phone (as in the contact body); matched as E.164. Blank is no filter.
+    #[param(pattern = "^(\\s*|[+]?[0-9 ()./-]{5,40})$")]
     phone: Option<String>,
     name: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1)]
@@ -197,7 +198,7 @@ pub struct ContactListQuery {
     #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
     /// `true` shows records deleted in AmoCRM.
-    #[param(value_type = Option<bool>)]
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 

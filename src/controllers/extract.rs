@@ -285,6 +285,19 @@ pub fn query_id(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) ->
     }
 }
 
+/// The schema of a `query_flag` parameter: `true` or `false`, also written `1` or `0`.
+pub fn flag_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .enum_values(Some([
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(1),
+            serde_json::json!(0),
+        ]))
+        .build()
+}
+
 /// `?include_deleted=true|false` (also `1`/`0`); absent means false.
 pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> bool {
     match raw.map(str::trim) {
@@ -302,7 +315,7 @@ pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) 
 #[into_params(parameter_in = Query)]
 pub struct ShowQuery {
     /// `true` shows a record deleted in AmoCRM.
-    #[param(value_type = Option<bool>)]
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 

@@ -6,8 +6,8 @@ use validator::Validate;
 
 use super::contacts::{saved_response, timestamp, ContactRequest, Page};
 use super::extract::{
-    field_errors, optional_integer, page_params, paginate, query_flag, query_id, JsonBody,
-    ShowQuery,
+    field_errors, flag_schema, optional_integer, page_params, paginate, query_flag, query_id,
+    JsonBody, ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
@@ -186,7 +186,8 @@ pub struct LeadListQuery {
     limit: Option<String>,
     #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
-    #[param(value_type = Option<bool>)]
+    /// `true` shows records deleted in AmoCRM.
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 
