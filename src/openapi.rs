@@ -204,7 +204,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
     use serde_json::Value;
+
+    use crate::domain::EntityName;
 
     fn schemas() -> Value {
         serde_json::to_value(super::document()).expect("document")["components"]["schemas"].clone()
@@ -248,5 +253,77 @@ mod tests {
             }
         }
         assert!(seen > 10, "only {seen} query parameters");
+    }
+
+    /// The `pattern` of each request body's `name`, compiled (once) as the Rust regex it also is.
+    static NAME_PATTERNS: LazyLock<Vec<regex::Regex>> = LazyLock::new(name_patterns);
+
+    fn name_patterns() -> Vec<regex::Regex> {
+        let schemas = schemas();
+        [
+            &schemas["ContactRequest"]["properties"]["name"],
+            &schemas["LeadRequest"]["allOf"][0]["properties"]["name"],
+        ]
+        .into_iter()
+        .map(|name| {
+            let pattern = name["pattern"].as_str().expect("name has a pattern");
+            regex::Regex::new(pattern).expect("pattern compiles")
+        })
+        .collect()
+    }
+
+    /// Characters on either side of every rule `EntityName` applies: whitespace that is
+    /// and is not a control character, other controls, and ordinary and astral letters.
+    fn name_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{85}', '\u{a0}', '\u{1680}',
+                '\u{2000}', '\u{200a}', '\u{2028}', '\u{202f}', '\u{3000}', '\u{feff}',
+                '\u{0}', '\u{1}', '\u{1f}', '\u{7f}', '\u{9f}', '\u{ad}', 'a', 'я', '😀',
+            ]),
+            1 => any::<char>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_published_name_pattern_is_exactly_what_entity_name_accepts(
+            chars in prop::collection::vec(name_char(), 0..300),
+            padding in 0usize..3,
+        ) {
+            // Names near the 255-character limit, with and without whitespace around them.
+            let core: String = chars.into_iter().collect();
+            let name = format!("{}{core}{}", " ".repeat(padding), "\n".repeat(padding));
+            let accepted = EntityName::parse(&name).is_ok();
+            for pattern in NAME_PATTERNS.iter() {
+                prop_assert_eq!(pattern.is_match(&name), accepted, "{:?}", name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_name_pattern_edges() {
+        let longest = "я".repeat(255);
+        let cases = [
+            ("Иван".to_owned(), true),
+            ("  Иван Петров\t\n".to_owned(), true),
+            (longest.clone(), true),
+            (format!(" {longest}\u{3000}"), true),
+            (format!("{longest}я"), false),
+            (String::new(), false),
+            (" \t\u{3000}".to_owned(), false),
+            ("a\tb".to_owned(), false),
+            ("a\u{1}".to_owned(), false),
+            ("\u{feff}".to_owned(), true),
+        ];
+        for (name, accepted) in &cases {
+            let (name, accepted) = (name.as_str(), *accepted);
+            assert_eq!(EntityName::parse(name).is_ok(), accepted, "{name:?}");
+            for pattern in NAME_PATTERNS.iter() {
+                assert_eq!(pattern.is_match(name), accepted, "{name:?}");
+            }
+        }
     }
 }

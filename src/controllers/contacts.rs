@@ -18,8 +18,10 @@ use crate::services::{ContactInput, ContactService, Saved};
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct ContactRequest {
+    /// 1 to 255 characters once surrounding whitespace is trimmed, with no control
+    /// characters inside (the `pattern` says exactly this).
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, example = "Иван Петров", min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(required = true, value_type = String, example = "Иван Петров", pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
     pub name: Option<String>,
     /// Any common spelling; stored as E.164.
     #[validate(required(message = "is required"))]
