@@ -61,6 +61,27 @@ pub struct AmoAccessBody {
     pub since: Option<u64>,
 }
 
+/// AmoCRM's webhook body as it is sent, form-encoded: PHP-style bracketed keys such as
+/// `account[id]` or `contacts[add][0][name]`, each with a text value. A JSON object of
+/// the same shape is accepted too.
+pub struct WebhookForm;
+
+impl utoipa::PartialSchema for WebhookForm {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "AmoCRM's form-encoded (v2) payload: bracketed keys such as `account[id]` or \
+                 `contacts[add][0][name]`, each with a text value. At least one pair; a JSON \
+                 object of the same shape is accepted too.",
+            ))
+            .min_properties(Some(1))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookForm {}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAccepted {
     /// Always `accepted`.
