@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::extract::{
-    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+    field_errors, flag_schema, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
@@ -18,8 +18,10 @@ use crate::services::{ContactInput, ContactService, Saved};
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct ContactRequest {
+    /// 1 to 255 characters once surrounding whitespace is trimmed, with no control
+    /// characters inside (the `pattern` says exactly this).
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, example = "Иван Петров", min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(required = true, value_type = String, example = "Иван Петров", pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
     pub name: Option<String>,
     /// Any common spelling; stored as E.164.
     #[validate(required(message = "is required"))]
@@ -185,7 +187,8 @@ pub async fn get_contact(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ContactListQuery {
-    /// Any spelling of the phone; matched as E.164.
+    /// Any spelling of the phone (as in the contact body); matched as E.164. Blank is no filter.
+    #[param(pattern = "^(\\s*|[+]?[0-9 ()./-]{5,40})$")]
     phone: Option<String>,
     name: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1)]
@@ -197,7 +200,7 @@ pub struct ContactListQuery {
     #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
     /// `true` shows records deleted in AmoCRM.
-    #[param(value_type = Option<bool>)]
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 

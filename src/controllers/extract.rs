@@ -148,6 +148,82 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// For `#[serde(default, deserialize_with = "optional_integer")]` on an `Option<i64>` body
+/// field. JSON, and JSON Schema's `integer`, do not tell `7` from `7.0` or `7e0`, so a whole
+/// number written with a fraction or exponent is that integer; `7.5` is refused, and so is
+/// such a float from 2^53 up, where floats no longer tell neighbouring integers apart.
+pub fn optional_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    deserializer.deserialize_option(OptionalInteger)
+}
+
+struct OptionalInteger;
+
+/// 2^53: below it, a whole `f64` is exactly the integer that was written.
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+impl<'de> serde::de::Visitor<'de> for OptionalInteger {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &"an int64"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        whole(v).map(Some).ok_or_else(|| {
+            E::invalid_value(
+                serde::de::Unexpected::Float(v),
+                &"an integer (write integers from 2^53 up without a fraction or exponent)",
+            )
+        })
+    }
+}
+
+/// The integer a float stands for: whole, and below 2^53 so the cast is exact.
+fn whole(v: f64) -> Option<i64> {
+    (v.fract() == 0.0 && v.abs() < EXACT_IN_F64).then_some(v as i64)
+}
+
+/// An integer in a query string: `12`, or a whole number written as a JSON number with
+/// a fraction or exponent (`12.0`, `1.2e1`), as in bodies.
+fn query_integer(raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().or_else(|| {
+        let json_number = raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+        serde_json::from_str::<f64>(raw)
+            .ok()
+            .filter(|_| json_number)
+            .and_then(whole)
+    })
+}
+
 /// serde_json appends "at line 1 column 9" and names Rust structs; the field
 /// name says more, and clients know objects, not structs.
 fn without_position(message: &str) -> String {
@@ -200,13 +276,26 @@ fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
 /// An optional positive id in a query string (`contact_id=12`).
 pub fn query_id(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<i64> {
     let raw = raw.map(str::trim).filter(|r| !r.is_empty())?;
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Some(id),
+    match query_integer(raw) {
+        Some(id) if id > 0 => Some(id),
         _ => {
             errors.push(FieldError::new(field, "must be a positive integer"));
             None
         }
     }
+}
+
+/// The schema of a `query_flag` parameter: `true` or `false`, also written `1` or `0`.
+pub fn flag_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .enum_values(Some([
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(1),
+            serde_json::json!(0),
+        ]))
+        .build()
 }
 
 /// `?include_deleted=true|false` (also `1`/`0`); absent means false.
@@ -226,7 +315,7 @@ pub fn query_flag(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) 
 #[into_params(parameter_in = Query)]
 pub struct ShowQuery {
     /// `true` shows a record deleted in AmoCRM.
-    #[param(value_type = Option<bool>)]
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 
@@ -254,8 +343,8 @@ pub fn page_params(
 ) -> (i64, Option<i64>) {
     let limit = match limit.map(str::trim) {
         None | Some("") => 50,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=500).contains(&n) => n,
+        Some(raw) => match query_integer(raw) {
+            Some(n) if (1..=500).contains(&n) => n,
             _ => {
                 errors.push(FieldError::new("limit", "must be an integer from 1 to 500"));
                 50
@@ -331,6 +420,77 @@ mod tests {
         }
         let err = parse_json::<Body>(b"[1,2]").expect_err("not an object");
         assert_eq!(fields(err), ["body"]);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Count {
+        #[serde(default, deserialize_with = "optional_integer")]
+        n: Option<i64>,
+    }
+
+    fn count(body: &str) -> Result<Option<i64>, ApiError> {
+        parse_json::<Count>(body.as_bytes()).map(|c| c.n)
+    }
+
+    #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        assert_eq!(count("{}").unwrap(), None);
+        assert_eq!(count(r#"{"n":null}"#).unwrap(), None);
+        assert_eq!(count(r#"{"n":7}"#).unwrap(), Some(7));
+        assert_eq!(count(r#"{"n":-7}"#).unwrap(), Some(-7));
+        assert_eq!(count(r#"{"n":7.0}"#).unwrap(), Some(7));
+        assert_eq!(count(r#"{"n":7e2}"#).unwrap(), Some(700));
+        assert_eq!(count(r#"{"n":-0.0}"#).unwrap(), Some(0));
+        assert_eq!(
+            count(r#"{"n":9223372036854775807}"#).unwrap(),
+            Some(i64::MAX)
+        );
+        assert_eq!(
+            count(r#"{"n":9007199254740991.0}"#).unwrap(),
+            Some((1 << 53) - 1)
+        );
+        for wrong in [
+            r#"{"n":7.5}"#,
+            r#"{"n":9007199254740992.0}"#,
+            r#"{"n":1e300}"#,
+            r#"{"n":9223372036854775808}"#,
+            r#"{"n":"7"}"#,
+            r#"{"n":true}"#,
+            r#"{"n":[7]}"#,
+        ] {
+            assert_eq!(fields(count(wrong).expect_err(wrong)), ["n"], "{wrong}");
+        }
+    }
+
+    #[test]
+    fn query_integers_may_be_written_as_whole_numbers_too() {
+        for (raw, value) in [
+            ("12", 12),
+            ("12.0", 12),
+            ("1.2e1", 12),
+            ("-3", -3),
+            ("-0.0", 0),
+        ] {
+            assert_eq!(query_integer(raw), Some(value), "{raw}");
+        }
+        for raw in [
+            "",
+            "1.5",
+            "abc",
+            "0x10",
+            "inf",
+            "NaN",
+            "1e400",
+            " 1",
+            "1 ",
+            "9007199254740992.0",
+        ] {
+            assert_eq!(query_integer(raw), None, "{raw}");
+        }
+        let mut errors = Vec::new();
+        assert_eq!(query_id("status_id", Some("7.0"), &mut errors), Some(7));
+        assert_eq!(page_params(Some("2e2"), None, &mut errors), (200, None));
+        assert!(errors.is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@ use validator::Validate;
 
 use super::contacts::{saved_response, timestamp, ContactRequest, Page};
 use super::extract::{
-    field_errors, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
+    field_errors, flag_schema, optional_integer, page_params, paginate, query_flag, query_id,
+    JsonBody, ShowQuery,
 };
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
@@ -16,21 +17,27 @@ use crate::services::{LeadContact, LeadInput, LeadService};
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct LeadRequest {
+    /// 1 to 255 characters once surrounding whitespace is trimmed, with no control
+    /// characters inside (the `pattern` says exactly this).
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(required = true, value_type = String, pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
     #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub price: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub status_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive AmoCRM id"))]
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "optional_integer")]
     pub pipeline_id: Option<i64>,
     #[validate(range(min = 1, message = "must be a positive id"))]
     #[schema(minimum = 1)]
     /// amosync's id of an existing contact (or give `contact`, not both).
+    #[serde(default, deserialize_with = "optional_integer")]
     pub contact_id: Option<i64>,
     /// A contact to find or create and link.
     pub contact: Option<ContactRequest>,
@@ -181,7 +188,8 @@ pub struct LeadListQuery {
     limit: Option<String>,
     #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
-    #[param(value_type = Option<bool>)]
+    /// `true` shows records deleted in AmoCRM.
+    #[param(schema_with = flag_schema)]
     include_deleted: Option<String>,
 }
 

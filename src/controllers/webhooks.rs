@@ -9,7 +9,7 @@ use serde_json::json;
 use super::extract::RawBody;
 use crate::amo::AmoWebhook;
 use crate::error::ApiError;
-use crate::openapi::{ProblemDetails, WebhookAccepted, WebhookList};
+use crate::openapi::{ProblemDetails, WebhookAccepted, WebhookForm, WebhookList};
 use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
 
 /// Stores the delivery and answers 200 at once; a wrong secret is a plain 404, so
@@ -18,9 +18,11 @@ use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
     post, path = "/webhooks/amocrm/{secret}", tag = "webhooks",
     summary = "AmoCRM's webhook delivery: stored, then applied in the background",
     params(("secret" = String, Path, description = "WEBHOOK_SECRET")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "AmoCRM's form-encoded (v2) payload; JSON is accepted too"),
+    request_body(content = WebhookForm, content_type = "application/x-www-form-urlencoded", description = "AmoCRM's form-encoded (v2) payload; JSON is accepted too"),
     responses(
         (status = 200, description = "Stored", body = WebhookAccepted),
+        (status = 400, description = "Empty, or not a payload (invalid JSON, keys nested too deep or in conflict)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Neither form-encoded nor JSON", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "From another AmoCRM account", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "Wrong secret, or webhooks are off", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Larger than WEBHOOK_MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),

@@ -135,6 +135,24 @@ async fn broken_json_oversized_bodies_and_foreign_content_types_are_4xx_problems
 }
 
 #[tokio::test]
+async fn queries_read_blank_as_absent_and_whole_numbers_as_integers() {
+    // What /openapi.json promises: `allowEmptyValue` on every query parameter, and
+    // JSON Schema integers, which do not tell `7` from `7.0`.
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/leads?name=&status_id=&contact_id=&limit=&cursor=&include_deleted=",
+        "/api/v1/contacts?phone=&name=&amocrm_id=&limit=&cursor=&include_deleted=",
+        "/api/v1/sync/jobs?status=&limit=&cursor=",
+        "/api/v1/leads?status_id=7.0&limit=5e1&include_deleted=1",
+    ] {
+        let reply = app.get(path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    }
+    let fraction = app.get("/api/v1/leads?status_id=7.5").await;
+    assert_eq!(fraction.wrong_fields(), ["status_id"]);
+}
+
+#[tokio::test]
 async fn an_unreachable_database_is_a_503_not_a_500() {
     let app = spawn_app_without_database().await;
     let reply = app

@@ -144,6 +144,25 @@ async fn twenty_concurrent_identical_leads_create_one_lead() {
 }
 
 #[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers() {
+    let app = spawn_app().await;
+    let reply = app
+        .post("/api/v1/leads", &json!({"name": "Заказ", "price": 1500.0}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["price"], 1500);
+    assert_eq!(
+        app.post(
+            "/api/v1/leads",
+            &json!({"name": "Заказ 2", "price": 1500.5})
+        )
+        .await
+        .wrong_fields(),
+        ["price"]
+    );
+}
+
+#[tokio::test]
 async fn contact_references_are_checked() {
     let app = spawn_app().await;
     assert_eq!(
