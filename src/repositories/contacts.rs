@@ -78,6 +78,14 @@ pub trait ContactRepository: Send + Sync {
         lease: Duration,
     ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
 
+    /// `renew_lease` for many rows over one connection: each row's new lease end,
+    /// or `None` for a row whose lease lapsed.
+    async fn renew_leases(
+        &self,
+        held: Vec<(i64, chrono::NaiveDateTime)>,
+        lease: Duration,
+    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError>;
+
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
 }
 
@@ -295,19 +303,31 @@ impl ContactRepository for MysqlContactRepository {
         held_until: chrono::NaiveDateTime,
         lease: Duration,
     ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
+        let renewed = self.renew_leases(vec![(id, held_until)], lease).await?;
+        Ok(renewed.into_iter().next().and_then(|(_, until)| until))
+    }
+
+    async fn renew_leases(
+        &self,
+        held: Vec<(i64, chrono::NaiveDateTime)>,
+        lease: Duration,
+    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError> {
         self.db
             .run(move |conn| {
-                let now = db_now(conn)?;
-                let until = lease_end(now, lease);
-                let renewed = diesel::update(
-                    contacts::table
-                        .find(id)
-                        .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
-                        .filter(contacts::sync_lease_until.eq(held_until)),
-                )
-                .set(contacts::sync_lease_until.eq(until))
-                .execute(conn)?;
-                Ok((renewed == 1).then_some(until))
+                let until = lease_end(db_now(conn)?, lease);
+                let mut renewed = Vec::with_capacity(held.len());
+                for (id, held_until) in held {
+                    let rows = diesel::update(
+                        contacts::table
+                            .find(id)
+                            .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
+                            .filter(contacts::sync_lease_until.eq(held_until)),
+                    )
+                    .set(contacts::sync_lease_until.eq(until))
+                    .execute(conn)?;
+                    renewed.push((id, (rows == 1).then_some(until)));
+                }
+                Ok(renewed)
             })
             .await
     }

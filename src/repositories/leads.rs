@@ -75,6 +75,14 @@ pub trait LeadRepository: Send + Sync {
         lease: Duration,
     ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
 
+    /// `renew_lease` for many rows over one connection: each row's new lease end,
+    /// or `None` for a row whose lease lapsed.
+    async fn renew_leases(
+        &self,
+        held: Vec<(i64, chrono::NaiveDateTime)>,
+        lease: Duration,
+    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError>;
+
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
 
@@ -299,19 +307,31 @@ impl LeadRepository for MysqlLeadRepository {
         held_until: chrono::NaiveDateTime,
         lease: Duration,
     ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
+        let renewed = self.renew_leases(vec![(id, held_until)], lease).await?;
+        Ok(renewed.into_iter().next().and_then(|(_, until)| until))
+    }
+
+    async fn renew_leases(
+        &self,
+        held: Vec<(i64, chrono::NaiveDateTime)>,
+        lease: Duration,
+    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError> {
         self.db
             .run(move |conn| {
-                let now = db_now(conn)?;
-                let until = lease_end(now, lease);
-                let renewed = diesel::update(
-                    leads::table
-                        .find(id)
-                        .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
-                        .filter(leads::sync_lease_until.eq(held_until)),
-                )
-                .set(leads::sync_lease_until.eq(until))
-                .execute(conn)?;
-                Ok((renewed == 1).then_some(until))
+                let until = lease_end(db_now(conn)?, lease);
+                let mut renewed = Vec::with_capacity(held.len());
+                for (id, held_until) in held {
+                    let rows = diesel::update(
+                        leads::table
+                            .find(id)
+                            .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
+                            .filter(leads::sync_lease_until.eq(held_until)),
+                    )
+                    .set(leads::sync_lease_until.eq(until))
+                    .execute(conn)?;
+                    renewed.push((id, (rows == 1).then_some(until)));
+                }
+                Ok(renewed)
             })
             .await
     }
