@@ -99,11 +99,12 @@ async fn fake_state(client: &reqwest::Client, fake_port: u16) -> Value {
         .expect("json")
 }
 
+/// An instance whose leases lapse after 2 s, so a killed one's work is retaken soon.
 fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
-    amosync_limited(db_url, fake_port, port, 7)
+    amosync_with(db_url, fake_port, port, 7, 2)
 }
 
-fn amosync_limited(db_url: &str, fake_port: u16, port: u16, max_rps: u32) -> Child {
+fn amosync_with(db_url: &str, fake_port: u16, port: u16, max_rps: u32, lease_secs: u32) -> Child {
     Command::new(env!("CARGO_BIN_EXE_amosync"))
         .arg("serve")
         .env_clear()
@@ -116,7 +117,7 @@ fn amosync_limited(db_url: &str, fake_port: u16, port: u16, max_rps: u32) -> Chi
         .env("PORT", port.to_string())
         .env("SYNC_INLINE_BUDGET_MS", "100")
         .env("SYNC_RETRY_BASE_MS", "100")
-        .env("SYNC_LEASE_SECS", "2")
+        .env("SYNC_LEASE_SECS", lease_secs.to_string())
         .env("RECONCILE_INTERVAL_SECS", "0")
         .env("LOG_LEVEL", "error")
         .stdout(Stdio::null())
@@ -289,12 +290,12 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     let mut children = Killed(vec![fake_amocrm(fake_port, PAIR_RPS, 50)]);
     children
         .0
-        .push(amosync_limited(&db_url, fake_port, a, PAIR_RPS));
+        .push(amosync_with(&db_url, fake_port, a, PAIR_RPS, 30));
     let client = reqwest::Client::new();
     wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
     children
         .0
-        .push(amosync_limited(&db_url, fake_port, b, PAIR_RPS));
+        .push(amosync_with(&db_url, fake_port, b, PAIR_RPS, 30));
     wait_up(&client, &format!("http://127.0.0.1:{b}/health")).await;
     // Both heartbeats have been seen: each instance now takes half of the calls a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -317,7 +318,7 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
         }
     });
     let statuses: Vec<_> = futures::stream::iter(posts)
-        .buffer_unordered(32)
+        .buffer_unordered(16)
         .collect()
         .await;
     for status in statuses {
