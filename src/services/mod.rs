@@ -1,6 +1,7 @@
 //! Services own the rules: find-or-create against the mirror and AmoCRM. They
 //! depend on the repository traits and `AmoTransport`, never on actix.
 
+mod batches;
 mod contacts;
 mod idempotency;
 mod jobs;
