@@ -72,16 +72,22 @@ impl RateLimiter {
         }
         let instances = instances.max(1);
         let per_second = total_per_second / instances;
+        // Several senders' jitters add up at AmoCRM: each keeps twice the margin.
+        let margin = if instances > 1 {
+            JITTER_MARGIN * 2
+        } else {
+            JITTER_MARGIN
+        };
         let budget = if per_second >= 1 {
             Budget {
                 max: per_second as usize,
-                window: Duration::from_secs(1) + JITTER_MARGIN,
+                window: Duration::from_secs(1) + margin,
             }
         } else {
             Budget {
                 max: 1,
                 window: Duration::from_secs(u64::from(instances.div_ceil(total_per_second)))
-                    + JITTER_MARGIN,
+                    + margin,
             }
         };
         *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = budget;
