@@ -100,6 +100,15 @@ async fn fake_state(client: &reqwest::Client, fake_port: u16) -> Value {
 }
 
 /// An instance whose leases lapse after 2 s, so a killed one's work is retaken soon.
+/// Idle connections are dropped before the server's 5 s keep-alive ends: reusing one the
+/// server is closing at that moment fails the request before it reaches amosync.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client")
+}
+
 fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
     amosync_with(db_url, fake_port, port, 7, 2)
 }
@@ -178,7 +187,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
     let (fake_port, port) = (free_port(), free_port());
     let mut children = Killed(vec![fake_amocrm(fake_port, 0, 150)]);
     children.0.push(amosync(&db_url, fake_port, port));
-    let client = reqwest::Client::new();
+    let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
 
     // A burst of 30 submissions; amosync is killed once a third of them were
@@ -291,7 +300,7 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     children
         .0
         .push(amosync_with(&db_url, fake_port, a, PAIR_RPS, 30));
-    let client = reqwest::Client::new();
+    let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
     children
         .0
