@@ -107,15 +107,19 @@ fn claim(
 impl InboxRepository for MysqlInboxRepository {
     async fn store(&self, content_type: &str, body: Vec<u8>) -> Result<i64, RepoError> {
         let content_type: String = content_type.chars().take(128).collect();
+        // The worker's claim holds gap locks on the due index; an insert that meets
+        // them can be picked as a deadlock victim and is simply tried again.
         self.db
             .run(move |conn| {
-                diesel::insert_into(webhook_inbox::table)
-                    .values((
-                        webhook_inbox::content_type.eq(content_type),
-                        webhook_inbox::body.eq(body),
-                    ))
-                    .execute(conn)?;
-                super::sync_state::last_insert_id(conn)
+                retry_deadlocks(conn, |conn| {
+                    diesel::insert_into(webhook_inbox::table)
+                        .values((
+                            webhook_inbox::content_type.eq(&content_type),
+                            webhook_inbox::body.eq(&body),
+                        ))
+                        .execute(conn)?;
+                    super::sync_state::last_insert_id(conn)
+                })
             })
             .await
     }
