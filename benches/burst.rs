@@ -20,8 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amosync::fake_amocrm::{FakeAmo, FakeConfig};
-use amosync::settings::Settings;
-use amosync::startup::Application;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
 mod common;
@@ -99,23 +97,17 @@ async fn main() {
     })
     .await;
 
-    let env: std::collections::HashMap<&str, String> = [
-        ("DATABASE_URL", db_url.clone()),
-        ("AMO_BASE_URL", fake.base_url()),
-        ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
-        ("AMO_MAX_RPS", rps.to_string()),
-        ("API_TOKENS", format!("bench:{API_TOKEN}")),
-        ("BIND_ADDR", "127.0.0.1".into()),
-        ("PORT", "0".into()),
-        ("DB_POOL_SIZE", "16".into()),
-    ]
-    .into_iter()
-    .collect();
-    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let app = Application::build(settings, logger).await.expect("app");
-    let url = format!("http://127.0.0.1:{}/api/v1/contacts", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = common::spawn_app(
+        &db_url,
+        &[
+            ("AMO_BASE_URL", fake.base_url()),
+            ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
+            ("AMO_MAX_RPS", rps.to_string()),
+            ("API_TOKENS", format!("bench:{API_TOKEN}")),
+        ],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/api/v1/contacts");
 
     println!(
         "burst of {count} new contacts; fake AmoCRM: {} ms latency, {rps} requests/s",

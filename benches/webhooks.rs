@@ -14,8 +14,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amosync::settings::Settings;
-use amosync::startup::Application;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
 mod common;
@@ -155,23 +153,17 @@ async fn main() {
     let database = common::BenchDatabase::create("amosync_bench");
     let db_url = database.url.clone();
 
-    let env: std::collections::HashMap<&str, String> = [
-        ("DATABASE_URL", db_url.clone()),
-        ("AMO_BASE_URL", "http://127.0.0.1:9".into()),
-        ("AMO_ACCESS_TOKEN", "unused".into()),
-        ("API_TOKENS", "bench:bench-token-0123456789".into()),
-        ("WEBHOOK_SECRET", SECRET.into()),
-        ("BIND_ADDR", "127.0.0.1".into()),
-        ("PORT", "0".into()),
-        ("DB_POOL_SIZE", "16".into()),
-    ]
-    .into_iter()
-    .collect();
-    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let app = Application::build(settings, logger).await.expect("app");
-    let url = format!("http://127.0.0.1:{}/webhooks/amocrm/{SECRET}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = common::spawn_app(
+        &db_url,
+        &[
+            ("AMO_BASE_URL", "http://127.0.0.1:9".into()),
+            ("AMO_ACCESS_TOKEN", "unused".into()),
+            ("API_TOKENS", "bench:bench-token-0123456789".into()),
+            ("WEBHOOK_SECRET", SECRET.into()),
+        ],
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/amocrm/{SECRET}");
     let bench = Arc::new(Bench {
         url,
         client: reqwest::Client::new(),

@@ -1,5 +1,7 @@
 //! What the benchmarks share: settings from the environment and a fresh database.
 
+use amosync::settings::Settings;
+use amosync::startup::Application;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
 pub fn env_or(name: &str, default: u64) -> u64 {
@@ -7,6 +9,26 @@ pub fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Starts the real application in-process on a loopback port with `env` plus the
+/// settings every benchmark shares (quiet logs, a 16-connection pool); returns the port.
+pub async fn spawn_app(database_url: &str, env: &[(&str, String)]) -> u16 {
+    let mut all: std::collections::HashMap<&str, String> = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("BIND_ADDR", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+        ("DB_POOL_SIZE", "16".into()),
+    ]
+    .into_iter()
+    .collect();
+    all.extend(env.iter().cloned());
+    let settings = Settings::from_lookup(|k| all.get(k).cloned()).expect("settings");
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let app = Application::build(settings, logger).await.expect("app");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    port
 }
 
 /// A database created for one run on the server named by `BENCH_DATABASE_URL` (or
