@@ -65,8 +65,8 @@ pub enum ApiError {
     #[error("record {id} is being synced by another worker")]
     SyncInProgress { id: i64 },
     /// 503: the database is unreachable or the pool is exhausted.
-    #[error("database unavailable")]
-    DatabaseUnavailable,
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
     /// 409: the service lacks the configuration this request needs.
     #[error("not configured: {0}")]
     NotConfigured(String),
@@ -115,7 +115,7 @@ impl ApiError {
             },
             ApiError::AmoRejected { .. } => "amocrm_rejected",
             ApiError::SyncInProgress { .. } => "sync_in_progress",
-            ApiError::DatabaseUnavailable => "database_unavailable",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::NotConfigured(_) => "not_configured",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
@@ -138,7 +138,7 @@ impl ApiError {
             ApiError::AmoUnavailable { .. } => "AmoCRM unavailable",
             ApiError::AmoRejected { .. } => "AmoCRM rejected the record",
             ApiError::SyncInProgress { .. } => "Sync in progress",
-            ApiError::DatabaseUnavailable => "Database unavailable",
+            ApiError::DatabaseUnavailable(_) => "Database unavailable",
             ApiError::NotConfigured(_) => "Not configured",
             ApiError::NotReady(_) => "Not ready",
             ApiError::Internal(_) => "Internal error",
@@ -182,7 +182,7 @@ impl ApiError {
             ApiError::SyncInProgress { id } => {
                 format!("record {id} is being created in AmoCRM; retry shortly")
             }
-            ApiError::DatabaseUnavailable => "the database is unavailable; retry shortly".into(),
+            ApiError::DatabaseUnavailable(_) => "the database is unavailable; retry shortly".into(),
             ApiError::NotConfigured(why) | ApiError::NotReady(why) => why.clone(),
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
         }
@@ -199,7 +199,7 @@ impl ApiError {
             } => Some(d.as_secs().max(1)),
             ApiError::AmoUnavailable { .. } => Some(5),
             ApiError::SyncInProgress { .. }
-            | ApiError::DatabaseUnavailable
+            | ApiError::DatabaseUnavailable(_)
             | ApiError::IdempotencyInProgress => Some(1),
             _ => None,
         }
@@ -233,7 +233,7 @@ impl ResponseError for ApiError {
             ApiError::AmoRejected { .. } => StatusCode::BAD_GATEWAY,
             ApiError::AmoUnavailable { .. }
             | ApiError::SyncInProgress { .. }
-            | ApiError::DatabaseUnavailable
+            | ApiError::DatabaseUnavailable(_)
             | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -281,7 +281,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::AmoUnavailable { error, pending_id }
             }
             ServiceError::SyncInProgress { id } => ApiError::SyncInProgress { id },
-            ServiceError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+            ServiceError::DatabaseUnavailable(why) => {
+                ApiError::DatabaseUnavailable(why.to_string())
+            }
             ServiceError::Payload(PayloadError::UnsupportedContentType(_)) => {
                 ApiError::UnsupportedMediaType
             }

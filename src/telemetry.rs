@@ -145,6 +145,15 @@ pub async fn request_context(
         .get::<ClientId>()
         .map(|c| c.0.clone());
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The client gets a fixed text for server-side failures; the cause goes here.
+    if let Some(error) = res.response().error().filter(|_| status >= 500) {
+        let cause = error.to_string();
+        if status == 500 {
+            slog::error!(logger, "request failed"; "http.status" => status, "error" => cause);
+        } else {
+            slog::warn!(logger, "request failed"; "http.status" => status, "error" => cause);
+        }
+    }
     slog::info!(logger, "request";
         "http.method" => method,
         "http.route" => route,

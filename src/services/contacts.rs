@@ -477,6 +477,6 @@ mod tests {
             .find_or_create(input())
             .await
             .expect_err("db down");
-        assert!(matches!(err, ServiceError::DatabaseUnavailable));
+        assert!(matches!(err, ServiceError::DatabaseUnavailable(_)));
     }
 }

@@ -142,8 +142,9 @@ pub enum ServiceError {
     /// Another instance holds the lease on this record and did not finish in time.
     #[error("record {id} is being synced elsewhere")]
     SyncInProgress { id: i64 },
-    #[error("database unavailable")]
-    DatabaseUnavailable,
+    /// The database could not be reached or kept failing; the text says why (for logs).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(Arc<str>),
     /// A webhook delivery that is not one (bad content type or body).
     #[error("{0}")]
     Payload(crate::webhooks::PayloadError),
@@ -170,7 +171,7 @@ impl ServiceError {
 impl From<RepoError> for ServiceError {
     fn from(err: RepoError) -> Self {
         match err {
-            RepoError::Unavailable(_) => ServiceError::DatabaseUnavailable,
+            RepoError::Unavailable(why) => ServiceError::DatabaseUnavailable(why.into()),
             RepoError::Conflict(why) | RepoError::Query(why) => ServiceError::Internal(why.into()),
         }
     }

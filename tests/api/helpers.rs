@@ -201,6 +201,11 @@ pub async fn spawn_app_logging_to(
 
 /// The app wired to a database server that does not answer (port 1 on loopback).
 pub async fn spawn_app_without_database() -> TestApp {
+    spawn_app_without_database_logging_to(logger()).await
+}
+
+/// `spawn_app_without_database`, logging through `logger`.
+pub async fn spawn_app_without_database_logging_to(logger: slog::Logger) -> TestApp {
     let amo = FakeAmo::start().await;
     let db = TestDb::create().await;
     let settings = settings_from(base_env(&db, &amo));
@@ -220,7 +225,7 @@ pub async fn spawn_app_without_database() -> TestApp {
     })
     .expect("transport");
     let app =
-        Application::build_with(settings, logger(), dead, Arc::new(transport)).expect("build app");
+        Application::build_with(settings, logger, dead, Arc::new(transport)).expect("build app");
     finish_spawn(app, db, amo)
 }
 
@@ -384,5 +389,32 @@ impl Reply {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// Collects every JSON line an app's logger writes, for tests that read the logs.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    pub fn logger(&self) -> slog::Logger {
+        amosync::telemetry::json_logger(self.clone(), slog::Level::Trace)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
 }

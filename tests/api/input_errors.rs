@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_without_database, API_TOKEN};
+use crate::helpers::{spawn_app, spawn_app_without_database_logging_to, CapturedLogs, API_TOKEN};
 
 #[tokio::test]
 async fn missing_fields_and_unparsable_phones_are_named_in_a_422() {
@@ -153,8 +153,9 @@ async fn queries_read_blank_as_absent_and_whole_numbers_as_integers() {
 }
 
 #[tokio::test]
-async fn an_unreachable_database_is_a_503_not_a_500() {
-    let app = spawn_app_without_database().await;
+async fn an_unreachable_database_is_a_503_not_a_500_and_the_cause_is_logged() {
+    let logs = CapturedLogs::default();
+    let app = spawn_app_without_database_logging_to(logs.logger()).await;
     let reply = app
         .post(
             "/api/v1/contacts",
@@ -170,4 +171,12 @@ async fn an_unreachable_database_is_a_503_not_a_500() {
         0,
         "AmoCRM is not called before the row is stored"
     );
+    let failure = logs
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["msg"] == "request failed" && line["http.status"] == 503)
+        .expect("the 503 is logged with its cause");
+    let cause = failure["error"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("database unavailable: "), "{cause}");
 }

@@ -1,45 +1,18 @@
 //! What the service logs while serving a full flow never contains a configured secret.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 
 use crate::fake_amo::FakeAmo;
-use crate::helpers::{spawn_app_logging_to, API_TOKEN, WEBHOOK_SECRET};
+use crate::helpers::{spawn_app_logging_to, CapturedLogs, API_TOKEN, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const DELIVERY: &str =
     include_str!("../fixtures/webhooks/contacts_update_with_leads_add_and_status.txt");
 
-/// Collects every JSON line the app's logger writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn no_configured_secret_appears_in_the_logs_of_a_full_flow() {
-    let captured = Captured::default();
-    let logger = amosync::telemetry::json_logger(captured.clone(), slog::Level::Trace);
-    let app = spawn_app_logging_to(logger, |_| {}).await;
+    let captured = CapturedLogs::default();
+    let app = spawn_app_logging_to(captured.logger(), |_| {}).await;
 
     let created = app
         .send(
