@@ -114,6 +114,7 @@ fn amosync(db_url: &str, fake_port: u16, port: u16) -> Child {
 }
 
 fn amosync_with(db_url: &str, fake_port: u16, port: u16, max_rps: u32, lease_secs: u32) -> Child {
+    let _ = std::fs::remove_file(log_path(port));
     Command::new(env!("CARGO_BIN_EXE_amosync"))
         .arg("serve")
         .env_clear()
@@ -128,18 +129,33 @@ fn amosync_with(db_url: &str, fake_port: u16, port: u16, max_rps: u32, lease_sec
         .env("SYNC_RETRY_BASE_MS", "100")
         .env("SYNC_LEASE_SECS", lease_secs.to_string())
         .env("RECONCILE_INTERVAL_SECS", "0")
-        .env("LOG_LEVEL", "error")
-        .stdout(Stdio::null())
-        // What a process that never comes up said, for the failure message.
-        .stderr(
-            std::fs::File::create(
-                std::env::temp_dir().join(format!("amosync-durability-{port}.err")),
-            )
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::null()),
-        )
+        .env("LOG_LEVEL", "warn")
+        // What the process said, for failure messages.
+        .stdout(log_file(port))
+        .stderr(log_file(port))
         .spawn()
         .expect("start amosync")
+}
+
+fn log_path(port: impl std::fmt::Display) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("amosync-durability-{port}.log"))
+}
+
+/// The process's log file, opened for appending so stdout and stderr share it.
+fn log_file(port: u16) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(port))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// The last lines the process on `port` logged.
+fn said(port: impl std::fmt::Display) -> String {
+    let text = std::fs::read_to_string(log_path(port)).unwrap_or_default();
+    let lines: Vec<_> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 async fn wait_up(client: &reqwest::Client, url: &str) {
@@ -157,11 +173,7 @@ async fn wait_up(client: &reqwest::Client, url: &str) {
                 .nth(2)
                 .and_then(|p| p.split('/').next())
                 .unwrap_or_default();
-            let said = std::fs::read_to_string(
-                std::env::temp_dir().join(format!("amosync-durability-{port}.err")),
-            )
-            .unwrap_or_default();
-            panic!("{url} never answered; the process said: {said}");
+            panic!("{url} never answered; the process said: {}", said(port));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -317,21 +329,27 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
         );
         async move {
             let body = json!({"name": format!("Пара {i}"), "phone": format!("+7916888{i:04}")});
-            client
+            let reply = client
                 .post(url)
                 .bearer_auth(TOKEN)
                 .json(&body)
                 .send()
                 .await
-                .map(|r| r.status().as_u16())
+                .map_err(|e| e.to_string())?;
+            let status = reply.status().as_u16();
+            if (200..=299).contains(&status) {
+                return Ok(());
+            }
+            let text = reply.text().await.unwrap_or_default();
+            Err(format!("{status} {text}\n{port} said:\n{}", said(port)))
         }
     });
-    let statuses: Vec<_> = futures::stream::iter(posts)
+    let replies: Vec<Result<(), String>> = futures::stream::iter(posts)
         .buffer_unordered(16)
         .collect()
         .await;
-    for status in statuses {
-        assert!(matches!(status, Ok(200..=299)), "{status:?}");
+    for reply in replies {
+        assert!(reply.is_ok(), "{reply:?}");
     }
     // One phone search per contact, at the limit the two instances share.
     let deadline = Instant::now() + Duration::from_secs(600);
