@@ -22,9 +22,9 @@ use crate::repositories::{
     MysqlSenderRepository, MysqlTokenStore, RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, IdempotencyService, JobService, LeadService, RateShare,
-    Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig, WebhookReceiver, WebhookSubscription,
-    WebhookWorker, WorkerConfig,
+    ContactService, ExpectedAccount, GroupCommit, GroupCommitConfig, IdempotencyService,
+    JobService, LeadService, RateShare, Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig,
+    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -186,7 +186,7 @@ impl Application {
                 id: settings.amo_account_id,
                 subdomain: settings.amo_subdomain.clone(),
             },
-            inbox.clone(),
+            GroupCommit::start(inbox.clone(), GroupCommitConfig::default()),
             Arc::clone(&wake),
         );
         let worker = WebhookWorker::new(

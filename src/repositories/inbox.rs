@@ -28,6 +28,13 @@ pub struct InboxRow {
     pub received_at: NaiveDateTime,
 }
 
+/// A delivery as received, before it has an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
 /// How a failed row continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -40,8 +47,9 @@ pub enum Retry {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait InboxRepository: Send + Sync {
-    /// Stores one delivery in a single INSERT and returns its id.
-    async fn store(&self, content_type: &str, body: Vec<u8>) -> Result<i64, RepoError>;
+    /// Stores deliveries in one multi-row INSERT (one commit for all of them) and
+    /// returns their ids in the order given.
+    async fn store_all(&self, deliveries: Vec<NewDelivery>) -> Result<Vec<i64>, RepoError>;
 
     /// Leases up to `limit` due rows, oldest first, skipping rows other workers hold.
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>, RepoError>;
@@ -103,22 +111,52 @@ fn claim(
     })
 }
 
+/// The ids of the rows the last multi-row INSERT on `conn` made. InnoDB allocates a
+/// "simple insert" (row count known up front) one block of ids under every
+/// `innodb_autoinc_lock_mode`, so they run from `LAST_INSERT_ID()` (the first row's)
+/// in steps of `auto_increment_increment` (more than 1 on some clusters).
+fn inserted_ids(conn: &mut MysqlConnection, count: usize) -> Result<Vec<i64>, RepoError> {
+    #[derive(QueryableByName)]
+    struct Block {
+        #[diesel(sql_type = diesel::sql_types::Unsigned<diesel::sql_types::BigInt>)]
+        first: u64,
+        #[diesel(sql_type = diesel::sql_types::Unsigned<diesel::sql_types::BigInt>)]
+        step: u64,
+    }
+    let block: Block =
+        diesel::sql_query("SELECT LAST_INSERT_ID() AS first, @@auto_increment_increment AS step")
+            .get_result(conn)?;
+    let first = i64::try_from(block.first)
+        .map_err(|_| RepoError::Query(format!("insert id {} out of range", block.first)))?;
+    let step = i64::try_from(block.step.max(1)).unwrap_or(1);
+    Ok((0..count as i64).map(|i| first + i * step).collect())
+}
+
 #[async_trait]
 impl InboxRepository for MysqlInboxRepository {
-    async fn store(&self, content_type: &str, body: Vec<u8>) -> Result<i64, RepoError> {
-        let content_type: String = content_type.chars().take(128).collect();
+    async fn store_all(&self, deliveries: Vec<NewDelivery>) -> Result<Vec<i64>, RepoError> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<_> = deliveries
+            .into_iter()
+            .map(|d| {
+                let content_type: String = d.content_type.chars().take(128).collect();
+                (
+                    webhook_inbox::content_type.eq(content_type),
+                    webhook_inbox::body.eq(d.body),
+                )
+            })
+            .collect();
         // The worker's claim holds gap locks on the due index; an insert that meets
         // them can be picked as a deadlock victim and is simply tried again.
         self.db
             .run(move |conn| {
                 retry_deadlocks(conn, |conn| {
                     diesel::insert_into(webhook_inbox::table)
-                        .values((
-                            webhook_inbox::content_type.eq(&content_type),
-                            webhook_inbox::body.eq(&body),
-                        ))
+                        .values(&rows)
                         .execute(conn)?;
-                    super::sync_state::last_insert_id(conn)
+                    inserted_ids(conn, rows.len())
                 })
             })
             .await

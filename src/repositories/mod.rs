@@ -21,7 +21,7 @@ pub use db::{retry_deadlocks, with_named_lock, Db, PoolState, MIGRATIONS};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
 };
-pub use inbox::{InboxRepository, InboxRow, MysqlInboxRepository, Retry};
+pub use inbox::{InboxRepository, InboxRow, MysqlInboxRepository, NewDelivery, Retry};
 pub use jobs::{
     Entity, JobRepository, MysqlJobRepository, RetryPolicy, SyncJob, JOB_DEAD, JOB_DONE,
     JOB_PENDING,

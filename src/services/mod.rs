@@ -3,6 +3,7 @@
 
 mod batches;
 mod contacts;
+mod group_commit;
 mod idempotency;
 mod jobs;
 mod leads;
@@ -16,6 +17,7 @@ mod sync_round;
 mod webhooks;
 
 pub use contacts::{ContactInput, ContactService};
+pub use group_commit::{GroupCommit, GroupCommitConfig};
 pub use idempotency::IdempotencyService;
 pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};

@@ -8,12 +8,12 @@ use slog::Logger;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use super::ServiceError;
+use super::{GroupCommit, ServiceError};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository, Removal,
-    Retry,
+    ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository,
+    NewDelivery, Removal, Retry,
 };
 use crate::webhooks::{parse_delivery, Account, Action, Delivery};
 
@@ -40,7 +40,7 @@ impl ExpectedAccount {
 pub struct WebhookReceiver {
     secret: Option<String>,
     account: ExpectedAccount,
-    inbox: Arc<dyn InboxRepository>,
+    inbox: GroupCommit,
     wake: Arc<Notify>,
 }
 
@@ -48,7 +48,7 @@ impl WebhookReceiver {
     pub fn new(
         secret: Option<String>,
         account: ExpectedAccount,
-        inbox: Arc<dyn InboxRepository>,
+        inbox: GroupCommit,
         wake: Arc<Notify>,
     ) -> Self {
         WebhookReceiver {
@@ -80,7 +80,10 @@ impl WebhookReceiver {
         }
         let id = self
             .inbox
-            .store(content_type.unwrap_or_default(), body)
+            .store(NewDelivery {
+                content_type: content_type.unwrap_or_default().to_owned(),
+                body,
+            })
             .await?;
         self.wake.notify_one();
         Ok(id)

@@ -324,3 +324,41 @@ async fn deliveries_a_crashed_worker_held_are_applied_after_a_restart() {
         1
     );
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_are_committed_together_and_each_ack_names_its_own_row() {
+    let app = spawn_app().await;
+    let deliveries = (0..200).map(|i| {
+        let amocrm_id = 7_100_000 + i;
+        let body = contact_form(
+            "add",
+            amocrm_id,
+            &format!("Burst {i}"),
+            &format!("+7916555{i:04}"),
+            1_700_000_000,
+        );
+        let app = &app;
+        async move { (amocrm_id, app.deliver(WEBHOOK_SECRET, FORM, body).await) }
+    });
+    let acks = futures::future::join_all(deliveries).await;
+
+    let mut inbox_ids = Vec::new();
+    for (amocrm_id, ack) in acks {
+        assert_eq!(ack.status, 200, "{}", ack.body);
+        let inbox_id = ack.body["inbox_id"].as_i64().expect("inbox_id");
+        let own = app.db.query_i64(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_inbox WHERE id = {inbox_id} \
+             AND body LIKE '%contacts[add][0][id]={amocrm_id}&%'"
+        ));
+        assert_eq!(own, 1, "ack {inbox_id} names the row holding {amocrm_id}");
+        inbox_ids.push(inbox_id);
+    }
+    inbox_ids.sort_unstable();
+    inbox_ids.dedup();
+    assert_eq!(inbox_ids.len(), 200);
+    app.wait_for(
+        "SELECT COUNT(*) AS n FROM contacts WHERE amocrm_id >= 7100000",
+        200,
+    )
+    .await;
+}
