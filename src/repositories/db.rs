@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool};
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -19,10 +19,44 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 #[derive(Debug)]
 struct SessionSetup;
 
-impl CustomizeConnection<MysqlConnection, diesel::r2d2::Error> for SessionSetup {
-    fn on_acquire(&self, conn: &mut MysqlConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute("SET time_zone = '+00:00', NAMES utf8mb4")
+impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
+        conn.inner
+            .batch_execute("SET time_zone = '+00:00', NAMES utf8mb4")
             .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// A pooled connection and whether a query on it found the server gone.
+pub struct Pooled {
+    inner: MysqlConnection,
+    lost: bool,
+}
+
+/// Diesel's manager without r2d2's test-on-checkout: a `SELECT 1` round trip before
+/// every use costs about a fifth of a short request. Instead a connection on which a
+/// query failed with a lost-connection error is marked and dropped when it comes
+/// back, so a restarted server costs each stale connection one failed call (a 503
+/// the client retries), not every call.
+struct Manager(ConnectionManager<MysqlConnection>);
+
+impl ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        Ok(Pooled {
+            inner: self.0.connect()?,
+            lost: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.inner)
+    }
+
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.lost || self.0.has_broken(&mut conn.inner)
     }
 }
 
@@ -34,17 +68,18 @@ pub struct PoolState {
 
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<MysqlConnection>>,
+    pool: Pool<Manager>,
 }
 
 impl Db {
     /// Builds the pool without connecting, so start-up can wait for a booting database.
     /// A checkout that waits longer than `checkout_timeout` fails as `Unavailable`.
     pub fn new(database_url: &str, max_size: u32, checkout_timeout: Duration) -> Db {
-        let manager = ConnectionManager::<MysqlConnection>::new(database_url);
+        let manager = Manager(ConnectionManager::<MysqlConnection>::new(database_url));
         let pool = Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(checkout_timeout)
             .connection_customizer(Box::new(SessionSetup))
             .build_unchecked(manager);
@@ -71,7 +106,11 @@ impl Db {
             let mut conn = pool
                 .get()
                 .map_err(|e| RepoError::Unavailable(e.to_string()))?;
-            f(&mut conn)
+            let result = f(&mut conn.inner);
+            if let Err(RepoError::Unavailable(why)) = &result {
+                conn.lost = super::is_connection_lost(why);
+            }
+            result
         })
         .await
         .map_err(|e| RepoError::Query(format!("database task failed: {e}")))?

@@ -85,6 +85,13 @@ impl From<DieselError> for RepoError {
     }
 }
 
+/// The server closed or lost this connection: it is of no further use.
+fn is_connection_lost(message: &str) -> bool {
+    ["gone away", "Lost connection", "server shutdown"]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
 /// MySQL reports lost connections, deadlocks and lock waits only as text in
 /// Diesel's `Unknown` kind; this is the one place that reads those messages.
 fn is_transient_mysql_message(message: &str) -> bool {

@@ -147,3 +147,38 @@ async fn on_shutdown_ready_turns_503_and_requests_in_flight_still_finish() {
     let after = app.client.get(app.url("/health")).send().await;
     assert!(after.is_err(), "the listener is closed after the drain");
 }
+
+#[tokio::test]
+async fn after_the_database_drops_every_connection_the_pool_recovers_within_one_failure_per_connection(
+) {
+    let app = spawn_app().await;
+    let created = app
+        .post(
+            "/api/v1/contacts",
+            &json!({"name": "Иван", "phone": "+79161230001"}),
+        )
+        .await;
+    let id = created.body["id"].as_i64().expect("id");
+    let path = format!("/api/v1/contacts/{id}");
+    // Warm the pool, then cut every connection as a server restart would.
+    for _ in 0..8 {
+        assert_eq!(app.get(&path).await.status, 200);
+    }
+    assert!(app.db.kill_connections() > 0, "the app held connections");
+
+    // Each stale connection may fail one call (503, retry later); never more, and
+    // never anything but 200 or 503.
+    let mut failures = 0;
+    for _ in 0..40 {
+        let reply = app.get(&path).await;
+        match reply.status {
+            200 => {}
+            503 => failures += 1,
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    assert!(failures <= 8, "{failures} calls failed after the restart");
+    for _ in 0..8 {
+        assert_eq!(app.get(&path).await.status, 200, "recovered");
+    }
+}

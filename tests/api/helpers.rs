@@ -71,6 +71,28 @@ impl TestDb {
         rows.first().map(|r| r.n).expect("one row")
     }
 
+    /// Kills every server connection to this database, as a database restart would.
+    pub fn kill_connections(&self) -> usize {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+        }
+        let mut conn = MysqlConnection::establish(&self.server_url).expect("connect");
+        let rows: Vec<Row> = diesel::sql_query(format!(
+            "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
+             WHERE db = '{}' AND id <> CONNECTION_ID()",
+            self.name
+        ))
+        .load(&mut conn)
+        .expect("list connections");
+        for row in &rows {
+            // A connection that ended by itself meanwhile is fine.
+            let _ = diesel::sql_query(format!("KILL CONNECTION {}", row.id)).execute(&mut conn);
+        }
+        rows.len()
+    }
+
     pub fn execute(&self, sql: &str) {
         let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
         diesel::sql_query(sql).execute(&mut conn).expect("execute");
