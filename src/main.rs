@@ -116,7 +116,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (logger, _guard) = amosync::telemetry::init(settings.log_level);
-    let runtime = actix_web::rt::System::new();
+    let blocking = amosync::startup::blocking_threads(settings.db_pool_size);
+    let runtime = actix_web::rt::System::with_tokio_rt(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(blocking)
+            .build()
+            // Without a runtime there is nothing to run; this fails only if the OS
+            // refuses the runtime's own resources at start-up.
+            .expect("cannot start the Tokio runtime")
+    });
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings, logger.clone()).await,

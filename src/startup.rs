@@ -33,6 +33,14 @@ use crate::telemetry;
 /// 10 s grace period (compose gives 30 s), so nothing is cut off by a SIGKILL.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
 
+/// Threads a runtime may start for blocking work: every query runs on one (see
+/// `Db::run`) and waits for one of `db_pool_size` connections, so more threads than
+/// connections would only wait, each with its stack and malloc arena, and leave the
+/// memory behind after a burst. Calls beyond it queue inside the runtime instead.
+pub fn blocking_threads(db_pool_size: u32) -> usize {
+    db_pool_size.max(1) as usize + 2
+}
+
 /// Between `/ready` turning 503 and the listener closing.
 const READY_GRACE: Duration = Duration::from_secs(1);
 
@@ -268,6 +276,7 @@ impl Application {
                 .default_service(web::to(controllers::not_found))
         })
         .workers(settings.http_workers.max(1))
+        .worker_max_blocking_threads(blocking_threads(settings.db_pool_size))
         .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
         // Signals are ours: `/ready` must turn 503 before the listener closes.
         .disable_signals()
