@@ -329,28 +329,51 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
         );
         async move {
             let body = json!({"name": format!("Пара {i}"), "phone": format!("+7916888{i:04}")});
-            let reply = client
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = reply.status().as_u16();
-            if (200..=299).contains(&status) {
-                return Ok(());
+            // A 503 says "not taken, retry after Retry-After", as clients must; each
+            // one is kept to be shown and counted.
+            let mut refusals = Vec::new();
+            for _ in 0..5 {
+                let reply = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = reply.status().as_u16();
+                if (200..=299).contains(&status) {
+                    return Ok(refusals);
+                }
+                let text = reply.text().await.unwrap_or_default();
+                if status != 503 {
+                    return Err(format!("{status} {text}\n{port} said:\n{}", said(port)));
+                }
+                refusals.push(text);
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            let text = reply.text().await.unwrap_or_default();
-            Err(format!("{status} {text}\n{port} said:\n{}", said(port)))
+            Err(format!(
+                "503 five times: {refusals:?}\n{port} said:\n{}",
+                said(port)
+            ))
         }
     });
-    let replies: Vec<Result<(), String>> = futures::stream::iter(posts)
+    let replies: Vec<Result<Vec<String>, String>> = futures::stream::iter(posts)
         .buffer_unordered(16)
         .collect()
         .await;
+    let mut refusals = Vec::new();
     for reply in replies {
-        assert!(reply.is_ok(), "{reply:?}");
+        match reply {
+            Ok(refused) => refusals.extend(refused),
+            Err(failure) => panic!("{failure}"),
+        }
     }
+    // Overload may shed a few submissions for a second; more means something is wrong.
+    assert!(
+        refusals.len() <= PAIR_JOBS as usize / 100,
+        "{} submissions refused for a while: {refusals:?}",
+        refusals.len()
+    );
     // One phone search per contact, at the limit the two instances share.
     let deadline = Instant::now() + Duration::from_secs(600);
     while scalar(
