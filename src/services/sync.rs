@@ -12,7 +12,7 @@ use slog::Logger;
 
 use super::lease_keeper::Held;
 use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
-use super::{ServiceError, SyncSettings};
+use super::{MirrorAuthority, ServiceError, SyncSettings};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
@@ -49,6 +49,7 @@ pub struct SyncWorker {
     lead_repo: Arc<dyn LeadRepository>,
     sync: SyncSettings,
     config: SyncWorkerConfig,
+    authority: Arc<MirrorAuthority>,
     /// The current wait after halted rounds (zero while rounds get through).
     halt_pause: Mutex<Duration>,
     logger: Logger,
@@ -86,6 +87,7 @@ impl SyncWorker {
         lead_repo: Arc<dyn LeadRepository>,
         sync: SyncSettings,
         config: SyncWorkerConfig,
+        authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
         let sync = SyncSettings {
@@ -99,6 +101,7 @@ impl SyncWorker {
             lead_repo,
             sync,
             config,
+            authority,
             halt_pause: Mutex::new(Duration::ZERO),
             logger,
         }
@@ -174,6 +177,7 @@ impl SyncWorker {
                 contacts: &*self.contact_repo,
                 leads: &*self.lead_repo,
                 settings: self.sync,
+                authority: &self.authority,
                 lifecycle: Some(lifecycle),
                 logger: &self.logger,
             };
