@@ -2,8 +2,9 @@
 //! authoritative), else create in AmoCRM, with the local row written (pending)
 //! before AmoCRM is called.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use slog::Logger;
 
@@ -31,8 +32,39 @@ pub struct ContactService {
     flights: SingleFlight<Outcome>,
     settings: SyncSettings,
     authority: Arc<MirrorAuthority>,
+    /// Until when submissions are queued even though AmoCRM is not congested (see
+    /// `BURST_QUIET`).
+    burst_until: Mutex<Option<Instant>>,
+    /// Flights creating without a search right now.
+    creating: Arc<AtomicUsize>,
     logger: Logger,
 }
+
+/// Creates without a search in flight at once before a burst is assumed: a wave of
+/// simultaneous submissions arrives before the rate limiter has anyone waiting.
+const INLINE_CREATES: usize = 2;
+
+/// Counts a flight in `creating` for as long as it runs (it outlives its request).
+struct Creating(Arc<AtomicUsize>);
+
+impl Creating {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Creating(Arc::clone(count))
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// With no search to make, a create on its own costs a whole request where the
+/// worker's batch costs 1/250 of one. So once a burst has congested AmoCRM, every
+/// submission is queued until none has come for this long; a lone one then goes
+/// inline again. (While searching, the search dominates and the rule is not needed.)
+const BURST_QUIET: Duration = Duration::from_secs(2);
 
 impl ContactService {
     pub fn new(
@@ -48,8 +80,29 @@ impl ContactService {
             flights: SingleFlight::default(),
             settings,
             authority,
+            burst_until: Mutex::new(None),
+            creating: Arc::new(AtomicUsize::new(0)),
             logger,
         }
+    }
+
+    /// Whether this submission joins the worker's batches instead of calling AmoCRM.
+    fn joins_batches(&self, search: bool) -> bool {
+        let congested = self.amo.is_congested();
+        if search {
+            return congested;
+        }
+        let now = Instant::now();
+        let mut until = self
+            .burst_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let busy = self.creating.load(Ordering::SeqCst) >= INLINE_CREATES;
+        let bursting = congested || busy || until.is_some_and(|end| end > now);
+        if bursting {
+            *until = Some(now + BURST_QUIET);
+        }
+        bursting
     }
 
     /// Whether AmoCRM is searched before a create (`AMO_DEDUP`); leads follow it too.
@@ -81,13 +134,14 @@ impl ContactService {
                 return Ok(Saved::Found(found));
             }
         }
-        if self.amo.is_congested() {
+        let search = self.authority.search_amocrm().await;
+        if self.joins_batches(search) {
             // More calls wait for AmoCRM than it takes in a second: this one could not
             // finish within the inline budget, and would only hold back the batches.
             return self.queue(&input).await;
         }
         let phone = input.phone.as_e164().to_owned();
-        let search = self.authority.search_amocrm().await;
+        let creating = (!search).then(|| Creating::enter(&self.creating));
         let work = sync_contact(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
@@ -95,6 +149,10 @@ impl ContactService {
             self.logger.clone(),
             input,
         );
+        let work = async move {
+            let _creating = creating;
+            work.await
+        };
         let flight = self.flights.run(phone.clone(), work, panicked);
         tokio::pin!(flight);
         let (outcome, leader) =
@@ -562,6 +620,27 @@ mod tests {
             .await
             .expect("found");
         assert_eq!((out.record().amocrm_id, kind(&out)), (Some(100), "found"));
+    }
+
+    #[tokio::test]
+    async fn without_searches_a_burst_keeps_joining_the_batches_after_congestion_eases() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone().returning(|_| Ok(None));
+        repo.expect_claim_by_phone()
+            .times(2)
+            .returning(|_, _| Ok(Claim::Leased(contact(14, None))));
+        repo.expect_release().times(2).returning(|_| Ok(()));
+        let mut amo = MockAmoTransport::new(); // no search, no create
+        let mut calls = 0;
+        amo.expect_is_congested().returning(move || {
+            calls += 1;
+            calls == 1
+        });
+        let service = service_deciding(repo, amo, MirrorAuthority::fixed(DedupMode::Mirror));
+        for _ in 0..2 {
+            let out = service.find_or_create(input()).await.expect("queued");
+            assert_eq!(kind(&out), "accepted");
+        }
     }
 
     #[tokio::test]

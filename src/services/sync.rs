@@ -59,6 +59,10 @@ pub struct SyncWorker {
 /// the worker notices that AmoCRM is back.
 const MAX_HALT_PAUSE: Duration = Duration::from_secs(15);
 
+/// Without searches a create costs one request however few records it carries, so
+/// a round that claimed less than a batch waits this long for a burst to fill it.
+const BATCH_LINGER: Duration = Duration::from_secs(1);
+
 /// What one call of `process_due` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Worked {
@@ -148,10 +152,16 @@ impl SyncWorker {
 
     /// Works one batch of due jobs as one round.
     pub async fn process_due(&self, lifecycle: &Lifecycle) -> Result<Worked, ServiceError> {
-        let jobs = self
+        let mut jobs = self
             .jobs
             .claim_due(self.config.batch_size, self.config.lease)
             .await?;
+        let short = (jobs.len() as i64) < self.config.batch_size;
+        if !jobs.is_empty() && short && !self.authority.search_amocrm().await {
+            lifecycle.pause(BATCH_LINGER).await;
+            let more = self.config.batch_size - jobs.len() as i64;
+            jobs.extend(self.jobs.claim_due(more, self.config.lease).await?);
+        }
         let mut round = Round::default();
         let mut job_of = HashMap::new();
         // Leads first: a lead whose contact is not in AmoCRM yet takes the contact
