@@ -25,13 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amosync::fake_amocrm::{FakeAmo, FakeConfig};
-use amosync::repositories::{
-    Db, MysqlCursorRepository, MysqlDuplicateRepository, MysqlMirrorFactRepository,
-    MysqlMirrorRepository,
-};
-use amosync::services::{Reconciler, Upkeep};
+use amosync::repositories::Db;
 use amosync::settings::Settings;
-use amosync::startup::amo_transport;
+use amosync::startup::importer;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
 mod common;
@@ -46,23 +42,11 @@ const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 /// reconciler's round at start-up. Returns whether `/ready` then says authoritative.
 async fn make_mirror_authoritative(settings: &Settings, app_url: &str) -> bool {
     let db = Db::new(settings.database_url.expose(), 2, Duration::from_secs(5));
-    let amo = amo_transport(settings, &db).expect("AmoCRM client");
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let imported = Reconciler::new(
-        Arc::new(amo),
-        Arc::new(MysqlCursorRepository::new(db.clone())),
-        Arc::new(MysqlMirrorRepository::new(db.clone())),
-        settings.default_phone_region,
-        logger,
-    )
-    .with_upkeep(Upkeep {
-        facts: Arc::new(MysqlMirrorFactRepository::new(db.clone())),
-        duplicates: Arc::new(MysqlDuplicateRepository::new(db)),
-        subscription: None,
-        authority: None,
-    })
-    .import_all(|_, _| {})
-    .await;
+    let imported = importer(settings, &db, logger)
+        .expect("AmoCRM client")
+        .import_all(|_, _| {})
+        .await;
     assert!(matches!(imported, Ok(Some(_))), "full import: {imported:?}");
     let client = reqwest::Client::new();
     let subscribed = client

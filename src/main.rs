@@ -8,12 +8,12 @@ use std::sync::Arc;
 use amosync::amo::{AmoEntity, OAuthTokens};
 use amosync::repositories::Db;
 use amosync::repositories::{
-    DuplicateRepository, MysqlCursorRepository, MysqlDuplicateRepository, MysqlJobRepository,
-    MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlTokenStore,
+    DuplicateRepository, MysqlDuplicateRepository, MysqlJobRepository, MysqlMirrorFactRepository,
+    MysqlTokenStore,
 };
-use amosync::services::{JobService, Reconciler, Subscribed, Upkeep, WebhookSubscription};
+use amosync::services::{JobService, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
-use amosync::startup::{amo_transport, Application};
+use amosync::startup::{amo_transport, importer, Application};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -297,20 +297,7 @@ async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> R
 async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), String> {
     let db = open_db(&settings, &logger).await?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    let amo = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
-    let reconciler = Reconciler::new(
-        Arc::new(amo),
-        Arc::new(MysqlCursorRepository::new(db.clone())),
-        Arc::new(MysqlMirrorRepository::new(db.clone())),
-        settings.default_phone_region,
-        logger,
-    )
-    .with_upkeep(Upkeep {
-        facts: Arc::new(MysqlMirrorFactRepository::new(db.clone())),
-        duplicates: Arc::new(MysqlDuplicateRepository::new(db)),
-        subscription: None,
-        authority: None,
-    });
+    let reconciler = importer(&settings, &db, logger).map_err(|e| e.to_string())?;
     // AmoCRM gives no total count, so the bar counts up.
     let bar = ProgressBar::new_spinner();
     bar.set_style(

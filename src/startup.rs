@@ -74,6 +74,25 @@ pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, A
     })
 }
 
+/// The reconciler that runs `sync --full`: it records the "full import finished"
+/// fact and reports duplicates, but verifies no webhook (no round runs).
+pub fn importer(settings: &Settings, db: &Db, logger: Logger) -> Result<Reconciler, AmoError> {
+    let amo = amo_transport(settings, db)?;
+    Ok(Reconciler::new(
+        Arc::new(amo),
+        Arc::new(MysqlCursorRepository::new(db.clone())),
+        Arc::new(MysqlMirrorRepository::new(db.clone())),
+        settings.default_phone_region,
+        logger,
+    )
+    .with_upkeep(Upkeep {
+        facts: Arc::new(MysqlMirrorFactRepository::new(db.clone())),
+        duplicates: Arc::new(MysqlDuplicateRepository::new(db.clone())),
+        subscription: None,
+        authority: None,
+    }))
+}
+
 pub struct Application {
     server: Server,
     port: u16,
