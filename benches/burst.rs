@@ -11,15 +11,23 @@
 //! AmoCRM requests used (per contact, too), the most requests AmoCRM saw in one
 //! second, and the 429s it answered.
 //!
+//! By default (`BENCH_AUTHORITATIVE=1`) the mirror is made authoritative first, as
+//! an operator would: a full import (of the empty fake), the webhook subscribed, a
+//! reconciliation round; `AMO_DEDUP=auto` then skips AmoCRM's phone search and the
+//! burst costs batched creates of 250. `BENCH_AUTHORITATIVE=0` leaves the mirror
+//! untrusted: every contact costs one phone search at AmoCRM's 7 requests/s, so 5000
+//! take about twelve minutes; `BENCH_CONTACTS=500` gives a quick look.
+//!
 //! Run with `cargo bench --bench burst`. It prints numbers; it asserts nothing.
-//! Every contact costs one phone search at AmoCRM's 7 requests/s, so the default
-//! 5000 take about twelve minutes; `BENCH_CONTACTS=500` gives a quick look.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amosync::fake_amocrm::{FakeAmo, FakeConfig};
+use amosync::repositories::Db;
+use amosync::settings::Settings;
+use amosync::startup::importer;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 
 mod common;
@@ -27,6 +35,41 @@ use common::env_or;
 
 const API_TOKEN: &str = "bench-token-0123456789";
 const CONNECTIONS: usize = 64;
+const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
+
+/// The three facts of an authoritative mirror, as in production: `sync --full`
+/// (done here through the library), the webhook subscribed through the API, and the
+/// reconciler's round at start-up. Returns whether `/ready` then says authoritative.
+async fn make_mirror_authoritative(settings: &Settings, app_url: &str) -> bool {
+    let db = Db::new(settings.database_url.expose(), 2, Duration::from_secs(5));
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let imported = importer(settings, &db, logger)
+        .expect("AmoCRM client")
+        .import_all(|_, _| {})
+        .await;
+    assert!(matches!(imported, Ok(Some(_))), "full import: {imported:?}");
+    let client = reqwest::Client::new();
+    let subscribed = client
+        .post(format!("{app_url}/api/v1/amocrm/webhooks"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .map(|r| r.status().is_success());
+    assert!(matches!(subscribed, Ok(true)), "subscribe: {subscribed:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let ready: Option<serde_json::Value> =
+            match client.get(format!("{app_url}/ready")).send().await {
+                Ok(reply) => reply.json().await.ok(),
+                Err(_) => None,
+            };
+        if ready.is_some_and(|r| r["mirror"]["authoritative"] == true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
 
 fn synced(db_url: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
@@ -93,26 +136,36 @@ async fn main() {
     let fake = FakeAmo::start_with(FakeConfig {
         rps_limit: Some(rps),
         latency,
+        webhooks_enabled: false,
         ..FakeConfig::default()
     })
     .await;
 
-    let port = common::spawn_app(
-        &db_url,
-        &[
-            ("AMO_BASE_URL", fake.base_url()),
-            ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
-            ("AMO_MAX_RPS", rps.to_string()),
-            ("API_TOKENS", format!("bench:{API_TOKEN}")),
-        ],
-    )
-    .await;
-    let url = format!("http://127.0.0.1:{port}/api/v1/contacts");
+    let authoritative = env_or("BENCH_AUTHORITATIVE", 1) != 0;
+    let env = [
+        ("AMO_BASE_URL", fake.base_url()),
+        ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
+        ("AMO_MAX_RPS", rps.to_string()),
+        ("API_TOKENS", format!("bench:{API_TOKEN}")),
+        // The subscription only has to exist for the webhook check; the fake sends
+        // no deliveries (webhooks_enabled is off), so nothing listens there.
+        ("SERVER_URL", "http://127.0.0.1:9".into()),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        // Long enough that the facts of the set-up stay fresh through the burst.
+        ("RECONCILE_INTERVAL_SECS", "120".into()),
+    ];
+    let port = common::spawn_app(&db_url, &env).await;
+    let app_url = format!("http://127.0.0.1:{port}");
+    let url = format!("{app_url}/api/v1/contacts");
+    let trusted = authoritative
+        && make_mirror_authoritative(&common::settings(&db_url, &env), &app_url).await;
 
     println!(
-        "burst of {count} new contacts; fake AmoCRM: {} ms latency, {rps} requests/s",
+        "burst of {count} new contacts; fake AmoCRM: {} ms latency, {rps} requests/s; \
+         mirror authoritative: {trusted}",
         latency.as_millis()
     );
+    let (setup_requests, setup_searches) = (fake.requests(), fake.searches());
     let started = Instant::now();
     let (ok, failed) = post_all(url, count).await;
     let accepted_in = started.elapsed();
@@ -133,23 +186,25 @@ async fn main() {
             println!(
                 "  … {done} synced after {:.0} s, {} AmoCRM requests so far",
                 started.elapsed().as_secs_f64(),
-                fake.requests()
+                fake.requests() - setup_requests
             );
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let synced_in = started.elapsed();
-    let requests = fake.requests();
+    let requests = fake.requests() - setup_requests;
     println!(
         "  synced     {} in {:.1} s",
         synced(&db_url),
         synced_in.as_secs_f64()
     );
     println!(
-        "  AmoCRM     {requests} requests ({:.3} per contact), {} contacts created, \
-         at most {} in one second, {} answered 429",
+        "  AmoCRM     {requests} requests ({:.3} per contact; {} searches, {} creates), \
+         {} contacts created, at most {} in one second, {} answered 429",
         requests as f64 / count.max(1) as f64,
+        fake.searches() - setup_searches,
+        fake.create_requests(),
         fake.contact_creates(),
         fake.max_requests_in_one_second(),
         fake.rate_limited()

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use amosync::amo::{AmoEntity, OAuthTokens};
 use amosync::repositories::Db;
 use amosync::repositories::{
-    MysqlCursorRepository, MysqlJobRepository, MysqlMirrorRepository, MysqlTokenStore,
+    DuplicateRepository, MysqlDuplicateRepository, MysqlJobRepository, MysqlMirrorFactRepository,
+    MysqlTokenStore,
 };
-use amosync::services::{JobService, Reconciler, Subscribed, WebhookSubscription};
+use amosync::services::{JobService, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
-use amosync::startup::{amo_transport, Application};
+use amosync::startup::{amo_transport, importer, Application};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -74,6 +75,12 @@ enum SyncAction {
         id: Option<i64>,
         #[arg(long, conflicts_with = "id")]
         all_dead: bool,
+    },
+    /// AmoCRM contacts that share one phone, as reconciliation found them (newest
+    /// first; pairs since merged or changed in AmoCRM are left out). Merge them in AmoCRM.
+    Duplicates {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
     },
 }
 
@@ -182,7 +189,8 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
         Arc::new(amo),
         settings.webhook_destination(),
         settings.webhook_events.clone(),
-    );
+    )
+    .with_facts(Arc::new(MysqlMirrorFactRepository::new(db)));
     let secret = settings
         .webhook_secret
         .as_ref()
@@ -238,8 +246,25 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
 
 async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> Result<(), String> {
     let db = open_db(&settings, &logger).await?;
+    let duplicates = MysqlDuplicateRepository::new(db.clone());
     let jobs = JobService::new(Arc::new(MysqlJobRepository::new(db)));
     match action {
+        SyncAction::Duplicates { limit } => {
+            let pairs = duplicates
+                .open(limit.clamp(1, 10_000))
+                .await
+                .map_err(|e| e.to_string())?;
+            for found in &pairs {
+                println!(
+                    "{}\t{}\t{}\tdetected {}",
+                    found.pair.first_amocrm_id,
+                    found.pair.second_amocrm_id,
+                    found.pair.phone,
+                    found.detected_at.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+            println!("{} pair(s) of AmoCRM contacts share a phone", pairs.len());
+        }
         SyncAction::Jobs { status, limit } => {
             for job in jobs
                 .list(status, None, limit.clamp(1, 10_000))
@@ -281,40 +306,36 @@ async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> R
 async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), String> {
     let db = open_db(&settings, &logger).await?;
     db.migrate().await.map_err(|e| e.to_string())?;
-    let amo = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
-    let reconciler = Reconciler::new(
-        Arc::new(amo),
-        Arc::new(MysqlCursorRepository::new(db.clone())),
-        Arc::new(MysqlMirrorRepository::new(db)),
-        settings.default_phone_region,
-        logger,
+    let reconciler = importer(&settings, &db, logger).map_err(|e| e.to_string())?;
+    // AmoCRM gives no total count, so the bar counts up.
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} imported ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let mut total = 0;
-    for (entity, cursor, label) in [
-        (AmoEntity::Contacts, "import.contacts", "contacts"),
-        (AmoEntity::Leads, "import.leads", "leads"),
-    ] {
-        // AmoCRM gives no total count, so the bar counts up.
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {pos} imported ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.set_message(label);
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let walk = reconciler
-            .walk(entity, cursor, 0, u32::MAX, |n| bar.set_position(n as u64))
-            .await
-            .map_err(|e| e.to_string())?;
-        if walk.skipped {
-            bar.abandon_with_message(format!("{label}: another import is running"));
-            return Err("another import holds the cursor; try again later".into());
-        }
-        bar.finish_with_message(label);
-        total += walk.applied;
-        println!("{label}: {} imported", walk.applied);
-    }
-    println!("done: {total} records in the mirror are up to date with AmoCRM");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let label = |entity| match entity {
+        AmoEntity::Contacts => "contacts",
+        AmoEntity::Leads => "leads",
+    };
+    let imported = reconciler
+        .import_all(|entity, n| {
+            bar.set_message(label(entity));
+            bar.set_position(n as u64);
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(imported) = imported else {
+        bar.abandon_with_message("another import is running");
+        return Err("another import holds the cursor; try again later".into());
+    };
+    bar.finish_and_clear();
+    println!("contacts: {} imported", imported.contacts);
+    println!("leads: {} imported", imported.leads);
+    println!(
+        "done: {} records in the mirror are up to date with AmoCRM",
+        imported.contacts + imported.leads
+    );
     Ok(())
 }
 

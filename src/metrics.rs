@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::repositories::{PoolState, QueueStats};
@@ -72,6 +72,40 @@ static TOKEN_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric definition")
 });
+
+/// Process-wide like the AmoCRM collectors: the sync worker, requests and `/ready`
+/// all judge the mirror, whichever registry is scraped.
+static MIRROR_AUTHORITATIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::with_opts(
+        Opts::new(
+            "mirror_authoritative",
+            "1 while the mirror is authoritative and AMO_DEDUP=auto skips AmoCRM's phone search",
+        )
+        .namespace(NAMESPACE),
+    )
+    .expect("valid metric definition")
+});
+
+static CONTACT_DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::with_opts(
+        Opts::new(
+            "contact_duplicates_total",
+            "Pairs of AmoCRM contacts found sharing one phone (each pair counted once)",
+        )
+        .namespace(NAMESPACE),
+    )
+    .expect("valid metric definition")
+});
+
+/// Whether the mirror is authoritative, as last judged.
+pub fn mirror_authoritative(authoritative: bool) {
+    MIRROR_AUTHORITATIVE.set(i64::from(authoritative));
+}
+
+/// Counts newly found pairs of AmoCRM contacts with one phone.
+pub fn contact_duplicates(pairs: usize) {
+    CONTACT_DUPLICATES.inc_by(pairs as u64);
+}
 
 /// Records how long one AmoCRM call waited for its turn in the rate limiter.
 pub fn limiter_wait(waited: Duration) {
@@ -185,6 +219,8 @@ impl Metrics {
         registry.register(Box::new(AMO_DURATION.clone()))?;
         registry.register(Box::new(LIMITER_WAIT.clone()))?;
         registry.register(Box::new(TOKEN_REFRESHES.clone()))?;
+        registry.register(Box::new(MIRROR_AUTHORITATIVE.clone()))?;
+        registry.register(Box::new(CONTACT_DUPLICATES.clone()))?;
         registry.register(Box::new(sync_jobs.clone()))?;
         registry.register(Box::new(oldest_pending_job.clone()))?;
         registry.register(Box::new(inbox_pending.clone()))?;

@@ -48,6 +48,21 @@ pub struct ReadyBody {
     /// Always `ready`.
     pub status: String,
     pub amocrm: AmoAccessBody,
+    pub mirror: MirrorBody,
+}
+
+/// Whether the mirror is authoritative, i.e. whether `AMO_DEDUP=auto` skips AmoCRM's
+/// phone search; ages are seconds since each fact was recorded (null: never).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MirrorBody {
+    /// `auto`, `remote` or `mirror`.
+    pub dedup: String,
+    pub authoritative: bool,
+    /// When not authoritative: the first fact missing or stale.
+    pub reason: Option<String>,
+    pub full_import_age_secs: Option<i64>,
+    pub webhook_verified_age_secs: Option<i64>,
+    pub reconciled_age_secs: Option<i64>,
 }
 
 /// AmoCRM access as `/ready` reports it.

@@ -23,6 +23,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    contact_duplicates (first_amocrm_id, second_amocrm_id) {
+        first_amocrm_id -> Bigint,
+        second_amocrm_id -> Bigint,
+        #[max_length = 32]
+        phone -> Varchar,
+        detected_at -> Datetime,
+    }
+}
+
+diesel::table! {
     contacts (id) {
         id -> Bigint,
         amocrm_id -> Nullable<Bigint>,
@@ -89,6 +99,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    mirror_facts (name) {
+        #[max_length = 32]
+        name -> Varchar,
+        recorded_at -> Datetime,
+    }
+}
+
+diesel::table! {
     sync_cursors (name) {
         #[max_length = 64]
         name -> Varchar,
@@ -139,9 +157,11 @@ diesel::joinable!(leads -> contacts (contact_id));
 diesel::allow_tables_to_appear_in_same_query!(
     amo_senders,
     amo_tokens,
+    contact_duplicates,
     contacts,
     idempotency_keys,
     leads,
+    mirror_facts,
     sync_cursors,
     sync_jobs,
     webhook_inbox,

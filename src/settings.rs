@@ -67,6 +67,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// Pages (of 250) per entity and round (`RECONCILE_MAX_PAGES`); the rest follows next round.
     pub reconcile_max_pages: u32,
+    /// Whether a new contact or lead is first searched for in AmoCRM (`AMO_DEDUP`).
+    pub amo_dedup: DedupMode,
     /// How long a record's claim is exclusive (`SYNC_LEASE_SECS`): what a crash costs.
     pub sync_lease: Duration,
     /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
@@ -89,6 +91,43 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
     pub metrics_token: Option<Secret>,
+}
+
+/// Where a new contact's phone (or a new lead's name) is looked up before amosync
+/// creates it in AmoCRM. The local mirror is always asked first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupMode {
+    /// Search AmoCRM only while the mirror is not authoritative (full import done,
+    /// webhook verified, reconciliation current).
+    #[default]
+    Auto,
+    /// Always search AmoCRM first: one extra request per new record.
+    Remote,
+    /// Never search AmoCRM: trust the mirror, whatever its state.
+    Mirror,
+}
+
+impl DedupMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedupMode::Auto => "auto",
+            DedupMode::Remote => "remote",
+            DedupMode::Mirror => "mirror",
+        }
+    }
+}
+
+impl std::str::FromStr for DedupMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DedupMode::Auto),
+            "remote" => Ok(DedupMode::Remote),
+            "mirror" => Ok(DedupMode::Mirror),
+            other => Err(format!("`{other}` is not one of auto, remote, mirror")),
+        }
+    }
 }
 
 /// Loopback and private networks: where nginx runs next to amosync or in compose.
@@ -198,6 +237,7 @@ impl Settings {
                 300,
             )?),
             reconcile_max_pages: parse_or(&get, "RECONCILE_MAX_PAGES", 20)?,
+            amo_dedup: parse_or(&get, "AMO_DEDUP", DedupMode::Auto)?,
             api_tokens: api_tokens(&get)?,
             log_level: log_level(&get)?,
             default_phone_region: match get("DEFAULT_PHONE_REGION") {
@@ -600,6 +640,23 @@ mod tests {
             settings(&vars).err(),
             Some(SettingsError::Invalid {
                 name: "TRUSTED_PROXIES",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn dedup_defaults_to_auto_and_takes_only_known_modes() {
+        assert_eq!(settings(BASE).expect("valid").amo_dedup, DedupMode::Auto);
+        let mut vars = BASE.to_vec();
+        vars.push(("AMO_DEDUP", "Mirror"));
+        assert_eq!(settings(&vars).expect("valid").amo_dedup, DedupMode::Mirror);
+        vars.pop();
+        vars.push(("AMO_DEDUP", "never"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "AMO_DEDUP",
                 ..
             })
         ));

@@ -17,14 +17,15 @@ use crate::controllers::{
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsError};
 use crate::repositories::{
-    Db, MysqlContactRepository, MysqlCursorRepository, MysqlIdempotencyRepository,
-    MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository, MysqlMirrorRepository,
-    MysqlSenderRepository, MysqlTokenStore, RepoError, RetryPolicy,
+    Db, MysqlContactRepository, MysqlCursorRepository, MysqlDuplicateRepository,
+    MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
+    MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlSenderRepository, MysqlTokenStore,
+    RepoError, RetryPolicy,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, GroupCommitConfig, IdempotencyService,
-    JobService, LeadService, RateShare, Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig,
-    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
+    JobService, LeadService, MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker,
+    SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -79,6 +80,25 @@ pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, A
         }
         None => transport,
     })
+}
+
+/// The reconciler that runs `sync --full`: it records the "full import finished"
+/// fact and reports duplicates, but verifies no webhook (no round runs).
+pub fn importer(settings: &Settings, db: &Db, logger: Logger) -> Result<Reconciler, AmoError> {
+    let amo = amo_transport(settings, db)?;
+    Ok(Reconciler::new(
+        Arc::new(amo),
+        Arc::new(MysqlCursorRepository::new(db.clone())),
+        Arc::new(MysqlMirrorRepository::new(db.clone())),
+        settings.default_phone_region,
+        logger,
+    )
+    .with_upkeep(Upkeep {
+        facts: Arc::new(MysqlMirrorFactRepository::new(db.clone())),
+        duplicates: Arc::new(MysqlDuplicateRepository::new(db.clone())),
+        subscription: None,
+        authority: None,
+    }))
 }
 
 pub struct Application {
@@ -145,10 +165,18 @@ impl Application {
         };
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
+        let facts = Arc::new(MysqlMirrorFactRepository::new(db.clone()));
+        let authority = Arc::new(MirrorAuthority::new(
+            settings.amo_dedup,
+            facts.clone(),
+            settings.reconcile_interval,
+            logger.new(slog::o!("component" => "mirror_authority")),
+        ));
         let contacts = Arc::new(ContactService::new(
             contact_repo.clone(),
             Arc::clone(&amo),
             sync,
+            Arc::clone(&authority),
             logger.clone(),
         ));
         let leads = Arc::new(LeadService::new(
@@ -172,6 +200,7 @@ impl Application {
                 record_lease: settings.sync_lease,
                 ..SyncWorkerConfig::default()
             },
+            Arc::clone(&authority),
             logger.new(slog::o!("task" => "sync_worker")),
         );
         // Jobs left by a previous run (or another instance) are worked off from now on.
@@ -207,6 +236,14 @@ impl Application {
         );
         // Deliveries accepted before a crash are still in the inbox: start working at once.
         workers.push(tokio::spawn(worker.run(Arc::clone(&lifecycle))));
+        let subscription = Arc::new(
+            WebhookSubscription::new(
+                Arc::clone(&amo_for_hooks),
+                settings.webhook_destination(),
+                settings.webhook_events.clone(),
+            )
+            .with_facts(facts.clone()),
+        );
         if !settings.reconcile_interval.is_zero() {
             let reconciler = Reconciler::new(
                 Arc::clone(&amo_for_hooks),
@@ -214,18 +251,23 @@ impl Application {
                 Arc::new(MysqlMirrorRepository::new(db.clone())),
                 settings.default_phone_region,
                 logger.new(slog::o!("task" => "reconciler")),
-            );
+            )
+            .with_upkeep(Upkeep {
+                facts,
+                duplicates: Arc::new(MysqlDuplicateRepository::new(db.clone())),
+                subscription: settings
+                    .webhook_destination()
+                    .map(|_| Arc::clone(&subscription)),
+                authority: Some(Arc::clone(&authority)),
+            });
             workers.push(tokio::spawn(reconciler.run(
                 settings.reconcile_interval,
                 settings.reconcile_max_pages,
                 Arc::clone(&lifecycle),
             )));
         }
-        let subscription = web::Data::new(WebhookSubscription::new(
-            Arc::clone(&amo_for_hooks),
-            settings.webhook_destination(),
-            settings.webhook_events.clone(),
-        ));
+        let subscription = web::Data::from(subscription);
+        let authority = web::Data::from(authority);
         let receiver = web::Data::new(receiver);
         let webhook_secret = web::Data::new(WebhookSecret(secret));
         let webhook_limit = web::Data::new(WebhookBodyLimit(settings.webhook_max_body_bytes));
@@ -261,6 +303,7 @@ impl Application {
                 .app_data(receiver.clone())
                 .app_data(lifecycle_data.clone())
                 .app_data(amo_status.clone())
+                .app_data(authority.clone())
                 .app_data(jobs.clone())
                 .app_data(idempotency.clone())
                 .app_data(subscription.clone())

@@ -14,6 +14,16 @@ pub fn env_or(name: &str, default: u64) -> u64 {
 /// Starts the real application in-process on a loopback port with `env` plus the
 /// settings every benchmark shares (quiet logs, a 16-connection pool); returns the port.
 pub async fn spawn_app(database_url: &str, env: &[(&str, String)]) -> u16 {
+    let settings = settings(database_url, env);
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let app = Application::build(settings, logger).await.expect("app");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    port
+}
+
+/// The settings `spawn_app` starts the application with.
+pub fn settings(database_url: &str, env: &[(&str, String)]) -> Settings {
     let mut all: std::collections::HashMap<&str, String> = [
         ("DATABASE_URL", database_url.to_owned()),
         ("BIND_ADDR", "127.0.0.1".into()),
@@ -23,12 +33,7 @@ pub async fn spawn_app(database_url: &str, env: &[(&str, String)]) -> u16 {
     .into_iter()
     .collect();
     all.extend(env.iter().cloned());
-    let settings = Settings::from_lookup(|k| all.get(k).cloned()).expect("settings");
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let app = Application::build(settings, logger).await.expect("app");
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
-    port
+    Settings::from_lookup(|k| all.get(k).cloned()).expect("settings")
 }
 
 /// A database created for one run on the server named by `BENCH_DATABASE_URL` (or

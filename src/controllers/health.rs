@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::openapi::{HealthBody, ProblemDetails, ReadyBody};
 use crate::repositories::Db;
+use crate::services::MirrorAuthority;
 use crate::telemetry::request_logger;
 
 #[utoipa::path(
@@ -29,6 +30,8 @@ pub struct AmoStatus(pub Arc<dyn AmoTransport>);
 /// `200` when the database answers and is migrated. AmoCRM refusing access does not
 /// make the service unready (submissions are still stored and queued), but the body
 /// says so: `"amocrm": {"state": "refused", "reason": "forbidden", "since": …}`.
+/// `mirror` tells whether AmoCRM's phone search is skipped, and which fact is missing
+/// or stale when it is not.
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     summary = "Database reachable and migrated; AmoCRM access state",
@@ -40,6 +43,7 @@ pub struct AmoStatus(pub Arc<dyn AmoTransport>);
 pub async fn ready(
     lifecycle: web::Data<Lifecycle>,
     amo: web::Data<AmoStatus>,
+    authority: web::Data<MirrorAuthority>,
     db: web::Data<Db>,
     req: HttpRequest,
     logger: web::Data<Logger>,
@@ -49,7 +53,19 @@ pub async fn ready(
     }
     match db.is_ready().await {
         Ok(true) => {
-            Ok(HttpResponse::Ok().json(json!({ "status": "ready", "amocrm": amo.0.access() })))
+            let mirror = authority.state().await;
+            Ok(HttpResponse::Ok().json(json!({
+                "status": "ready",
+                "amocrm": amo.0.access(),
+                "mirror": {
+                    "dedup": authority.mode().as_str(),
+                    "authoritative": mirror.authoritative,
+                    "reason": mirror.reason,
+                    "full_import_age_secs": mirror.ages.full_import,
+                    "webhook_verified_age_secs": mirror.ages.webhook_active,
+                    "reconciled_age_secs": mirror.ages.reconciled,
+                },
+            })))
         }
         Ok(false) => Err(ApiError::NotReady("database migrations are pending".into())),
         Err(err) => {

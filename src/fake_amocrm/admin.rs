@@ -196,6 +196,7 @@ fn snapshot(shared: &Shared, s: &State) -> Value {
     let failed = s.deliveries.iter().filter(|d| !d.succeeded()).count();
     let counters = json!({"requests": s.requests, "contact_creates": s.contact_creates,
         "lead_creates": s.lead_creates, "create_requests": s.create_requests,
+        "searches": s.searches,
         "token_refreshes": s.tokens.refreshes,
         "rate_limited": s.limiter.rate_limited(),
         "max_requests_in_one_second": s.limiter.max_in_one_second(),

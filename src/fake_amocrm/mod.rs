@@ -300,6 +300,11 @@ impl FakeAmo {
         self.shared.lock().create_requests
     }
 
+    /// Searches (`GET /contacts` or `/leads` with `query`) that got past the limits.
+    pub fn searches(&self) -> usize {
+        self.shared.lock().searches
+    }
+
     /// Calls that reached `/api/v4`, refused ones included.
     pub fn requests(&self) -> usize {
         self.shared.lock().requests

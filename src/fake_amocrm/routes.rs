@@ -78,6 +78,9 @@ fn route(req: &HttpRequest, rest: &str, body: &[u8], s: &mut State) -> HttpRespo
         Err(_) => ListParams::default(),
     };
     let id = |segment: &str| segment.parse::<i64>().ok();
+    if params.query.is_some() && matches!(segments.as_slice(), ["contacts"] | ["leads"]) {
+        s.searches += 1;
+    }
     match (req.method().as_str(), segments.as_slice()) {
         ("GET", ["contacts"]) => list_contacts(s, &params),
         ("GET", ["contacts", one]) => match id(one) {

@@ -113,6 +113,8 @@ pub(super) struct State {
     pub lead_creates: usize,
     /// `POST` requests to the create endpoints (contacts, leads, leads/complex).
     pub create_requests: usize,
+    /// `GET /contacts` and `GET /leads` with a `query`: searches, not walks.
+    pub searches: usize,
     pub requests: usize,
     pub tokens: Tokens,
     pub limiter: Limiter,
@@ -150,6 +152,7 @@ impl State {
             contact_creates: 0,
             lead_creates: 0,
             create_requests: 0,
+            searches: 0,
             requests: 0,
             tokens: Tokens::new(&config.auth_codes),
             limiter: Limiter::default(),

@@ -4,6 +4,8 @@
 mod contacts;
 mod cursors;
 mod db;
+mod duplicates;
+mod facts;
 mod idempotency;
 mod inbox;
 mod jobs;
@@ -18,6 +20,10 @@ mod tokens;
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
 pub use db::{retry_deadlocks, with_named_lock, Db, PoolState, MIGRATIONS};
+pub use duplicates::{
+    DuplicatePair, DuplicateRepository, MysqlDuplicateRepository, RecordedDuplicate,
+};
+pub use facts::{FactAges, MirrorFact, MirrorFactRepository, MysqlMirrorFactRepository};
 pub use idempotency::{
     IdempotencyRepository, KeyState, MysqlIdempotencyRepository, StoredResponse,
 };
@@ -39,6 +45,10 @@ pub use tokens::MysqlTokenStore;
 pub use contacts::MockContactRepository;
 #[cfg(test)]
 pub use cursors::MockCursorRepository;
+#[cfg(test)]
+pub use duplicates::MockDuplicateRepository;
+#[cfg(test)]
+pub use facts::MockMirrorFactRepository;
 #[cfg(test)]
 pub use idempotency::MockIdempotencyRepository;
 #[cfg(test)]

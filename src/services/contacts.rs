@@ -1,15 +1,18 @@
-//! Contacts: find in the mirror, then in AmoCRM by phone, else create in AmoCRM,
-//! with the local row written (pending) before AmoCRM is called.
+//! Contacts: find in the mirror, then in AmoCRM by phone (unless the mirror is
+//! authoritative), else create in AmoCRM, with the local row written (pending)
+//! before AmoCRM is called.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use slog::Logger;
 
+use super::authority::searched;
 use super::single_flight::SingleFlight;
 use super::{
-    claim_then_push, hand_over, keep_pending, keeping_lease, settle, Saved, ServiceError,
-    SyncSettings, Synced,
+    claim_then_push, hand_over, keep_pending, keeping_lease, settle, MirrorAuthority, Saved,
+    ServiceError, SyncSettings, Synced,
 };
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
@@ -28,14 +31,47 @@ pub struct ContactService {
     amo: Arc<dyn AmoTransport>,
     flights: SingleFlight<Outcome>,
     settings: SyncSettings,
+    authority: Arc<MirrorAuthority>,
+    /// Until when submissions are queued even though AmoCRM is not congested (see
+    /// `BURST_QUIET`).
+    burst_until: Mutex<Option<Instant>>,
+    /// Flights creating without a search right now.
+    creating: Arc<AtomicUsize>,
     logger: Logger,
 }
+
+/// Creates without a search in flight at once before a burst is assumed: a wave of
+/// simultaneous submissions arrives before the rate limiter has anyone waiting.
+const INLINE_CREATES: usize = 2;
+
+/// Counts a flight in `creating` for as long as it runs (it outlives its request).
+struct Creating(Arc<AtomicUsize>);
+
+impl Creating {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Creating(Arc::clone(count))
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// With no search to make, a create on its own costs a whole request where the
+/// worker's batch costs 1/250 of one. So once a burst has congested AmoCRM, every
+/// submission is queued until none has come for this long; a lone one then goes
+/// inline again. (While searching, the search dominates and the rule is not needed.)
+const BURST_QUIET: Duration = Duration::from_secs(2);
 
 impl ContactService {
     pub fn new(
         repo: Arc<dyn ContactRepository>,
         amo: Arc<dyn AmoTransport>,
         settings: SyncSettings,
+        authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
         ContactService {
@@ -43,8 +79,35 @@ impl ContactService {
             amo,
             flights: SingleFlight::default(),
             settings,
+            authority,
+            burst_until: Mutex::new(None),
+            creating: Arc::new(AtomicUsize::new(0)),
             logger,
         }
+    }
+
+    /// Whether this submission joins the worker's batches instead of calling AmoCRM.
+    fn joins_batches(&self, search: bool) -> bool {
+        let congested = self.amo.is_congested();
+        if search {
+            return congested;
+        }
+        let now = Instant::now();
+        let mut until = self
+            .burst_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let busy = self.creating.load(Ordering::SeqCst) >= INLINE_CREATES;
+        let bursting = congested || busy || until.is_some_and(|end| end > now);
+        if bursting {
+            *until = Some(now + BURST_QUIET);
+        }
+        bursting
+    }
+
+    /// Whether AmoCRM is searched before a create (`AMO_DEDUP`); leads follow it too.
+    pub(crate) fn authority(&self) -> &MirrorAuthority {
+        &self.authority
     }
 
     pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Contact, ServiceError> {
@@ -71,19 +134,25 @@ impl ContactService {
                 return Ok(Saved::Found(found));
             }
         }
-        if self.amo.is_congested() {
+        let search = self.authority.search_amocrm().await;
+        if self.joins_batches(search) {
             // More calls wait for AmoCRM than it takes in a second: this one could not
             // finish within the inline budget, and would only hold back the batches.
             return self.queue(&input).await;
         }
         let phone = input.phone.as_e164().to_owned();
+        let creating = (!search).then(|| Creating::enter(&self.creating));
         let work = sync_contact(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
-            self.settings,
+            (self.settings, search),
             self.logger.clone(),
             input,
         );
+        let work = async move {
+            let _creating = creating;
+            work.await
+        };
         let flight = self.flights.run(phone.clone(), work, panicked);
         tokio::pin!(flight);
         let (outcome, leader) =
@@ -121,10 +190,11 @@ fn panicked() -> Outcome {
     Err(ServiceError::Internal("contact sync task panicked".into()))
 }
 
+/// `search`: whether AmoCRM is to be searched before a first attempt creates.
 async fn sync_contact(
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
-    settings: SyncSettings,
+    (settings, search): (SyncSettings, bool),
     logger: Logger,
     input: ContactInput,
 ) -> Outcome {
@@ -136,13 +206,14 @@ async fn sync_contact(
     claim_then_push(
         || repo.claim_by_phone(new.clone(), settings.lease),
         |row| {
+            let search = searched(search, row.sync_attempts);
             push_to_amo(
                 &*repo,
                 &*amo,
                 &settings,
                 &logger,
                 row,
-                &input.phone,
+                (&input.phone, search),
                 deadline,
             )
         },
@@ -158,27 +229,34 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
     matches.into_iter().min_by_key(|c| c.id)
 }
 
-/// Searches before it creates, so a retry after an ambiguous failure (a timeout
-/// after AmoCRM did create the contact) finds that contact instead of making a second.
+/// Searches before it creates (unless `search` is off: an authoritative mirror, a
+/// first attempt), so a retry after an ambiguous failure (a timeout after AmoCRM did
+/// create the contact) finds that contact instead of making a second.
 async fn push_to_amo(
     repo: &dyn ContactRepository,
     amo: &dyn AmoTransport,
     settings: &SyncSettings,
     logger: &Logger,
     row: Contact,
-    phone: &Phone,
+    (phone, search): (&Phone, bool),
     deadline: tokio::time::Instant,
 ) -> Outcome {
     let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
     let round = async {
-        // Not searched by the time the request answers: the sync worker sends it,
-        // together with whatever else waits, rather than this flight on its own.
-        let Ok(found) = tokio::time::timeout_at(deadline, amo.find_contact_by_phone(phone)).await
-        else {
-            late.store(true, Ordering::SeqCst);
-            return Ok(None);
+        let found = if search {
+            // Not searched by the time the request answers: the sync worker sends it,
+            // together with whatever else waits, rather than this flight on its own.
+            let Ok(found) =
+                tokio::time::timeout_at(deadline, amo.find_contact_by_phone(phone)).await
+            else {
+                late.store(true, Ordering::SeqCst);
+                return Ok(None);
+            };
+            found?
+        } else {
+            Vec::new()
         };
-        match pick_contact(found?) {
+        match pick_contact(found) {
             Some(existing) => Ok(Some((existing.id, existing.name, false))),
             // Someone else holds the record now: they search and create, not us.
             None if lost.load(Ordering::SeqCst) => Ok(None),
@@ -222,6 +300,8 @@ mod tests {
     use crate::amo::MockAmoTransport;
     use crate::domain::Region;
     use crate::repositories::{MockContactRepository, RepoError};
+    use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+    use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
     fn kind<T>(saved: &Saved<T>) -> &'static str {
@@ -274,10 +354,19 @@ mod tests {
     }
 
     fn service(repo: MockContactRepository, amo: MockAmoTransport) -> ContactService {
+        service_deciding(repo, amo, MirrorAuthority::fixed(DedupMode::Remote))
+    }
+
+    fn service_deciding(
+        repo: MockContactRepository,
+        amo: MockAmoTransport,
+        authority: MirrorAuthority,
+    ) -> ContactService {
         ContactService::new(
             Arc::new(repo),
             Arc::new(amo),
             SyncSettings::default(),
+            Arc::new(authority),
             Logger::root(slog::Discard, slog::o!()),
         )
     }
@@ -420,6 +509,7 @@ mod tests {
             Arc::new(repo),
             Arc::new(amo),
             settings,
+            Arc::new(MirrorAuthority::fixed(DedupMode::Remote)),
             Logger::root(slog::Discard, slog::o!()),
         );
         let out = service.find_or_create(input()).await.expect("accepted");
@@ -466,6 +556,91 @@ mod tests {
             .await
             .expect("queued");
         assert_eq!((out.record().id, kind(&out)), (14, "accepted"));
+    }
+
+    /// A first attempt at a new phone, created in AmoCRM as 555; `searches` is how
+    /// often AmoCRM's search may be called (it finds nothing).
+    async fn create_new_phone(authority: MirrorAuthority, searches: usize) {
+        let mut repo = MockContactRepository::new();
+        leased(&mut repo, contact(6, None));
+        repo.expect_finish_sync()
+            .with(eq(6), eq(555), eq("Иван"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(6, Some(555))));
+        let mut amo = MockAmoTransport::uncongested();
+        amo.expect_find_contact_by_phone()
+            .times(searches)
+            .returning(|_| Ok(vec![]));
+        amo.expect_create_contact().times(1).returning(|_| Ok(555));
+        let out = service_deciding(repo, amo, authority)
+            .find_or_create(input())
+            .await
+            .expect("created");
+        assert_eq!((out.record().id, kind(&out)), (6, "created"));
+    }
+
+    #[tokio::test]
+    async fn an_authoritative_mirror_in_auto_mode_creates_without_searching_amocrm() {
+        create_new_phone(auto_with(all_facts()), 0).await;
+    }
+
+    #[tokio::test]
+    async fn any_missing_or_stale_fact_brings_the_amocrm_search_back() {
+        for ages in lacking_one_fact() {
+            create_new_phone(auto_with(ages), 1).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_mode_always_searches_and_mirror_mode_never_does() {
+        create_new_phone(MirrorAuthority::fixed(DedupMode::Remote), 1).await;
+        create_new_phone(MirrorAuthority::fixed(DedupMode::Mirror), 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_retry_searches_amocrm_even_when_the_mirror_is_trusted() {
+        let mut repo = MockContactRepository::new();
+        let retried = Contact {
+            sync_attempts: 1,
+            ..contact(7, None)
+        };
+        leased(&mut repo, retried);
+        repo.expect_finish_sync()
+            .with(eq(7), eq(100), eq("Иван Петров"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(7, Some(100))));
+        let mut amo = MockAmoTransport::uncongested();
+        // The first attempt timed out after AmoCRM had created it: found, not made twice.
+        amo.expect_find_contact_by_phone()
+            .times(1)
+            .returning(|_| Ok(vec![amo_contact(100, "Иван Петров")]));
+        amo.expect_create_contact().never();
+        let out = service_deciding(repo, amo, MirrorAuthority::fixed(DedupMode::Mirror))
+            .find_or_create(input())
+            .await
+            .expect("found");
+        assert_eq!((out.record().amocrm_id, kind(&out)), (Some(100), "found"));
+    }
+
+    #[tokio::test]
+    async fn without_searches_a_burst_keeps_joining_the_batches_after_congestion_eases() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone().returning(|_| Ok(None));
+        repo.expect_claim_by_phone()
+            .times(2)
+            .returning(|_, _| Ok(Claim::Leased(contact(14, None))));
+        repo.expect_release().times(2).returning(|_| Ok(()));
+        let mut amo = MockAmoTransport::new(); // no search, no create
+        let mut calls = 0;
+        amo.expect_is_congested().returning(move || {
+            calls += 1;
+            calls == 1
+        });
+        let service = service_deciding(repo, amo, MirrorAuthority::fixed(DedupMode::Mirror));
+        for _ in 0..2 {
+            let out = service.find_or_create(input()).await.expect("queued");
+            assert_eq!(kind(&out), "accepted");
+        }
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use slog::Logger;
 
+use super::authority::searched;
 use super::single_flight::SingleFlight;
 use super::{
     claim_then_push, hand_over, keep_pending, keeping_lease, settle, ContactInput, ContactService,
@@ -53,6 +54,8 @@ struct LeadJob {
     new: NewLead,
     /// The contact was created in AmoCRM by this very request: no lead can be linked to it yet.
     contact_is_new: bool,
+    /// Whether AmoCRM is searched by name before a first attempt creates (`AMO_DEDUP`).
+    search_amocrm: bool,
 }
 
 impl LeadService {
@@ -115,6 +118,7 @@ impl LeadService {
         let job = LeadJob {
             new,
             contact_is_new: matches!(contact, Some(Saved::Created(_))),
+            search_amocrm: self.contacts.authority().search_amocrm().await,
         };
         let name = job.new.name.clone();
         let key = format!(
@@ -240,7 +244,7 @@ async fn push_to_amo(
             late.store(true, Ordering::SeqCst);
             return Ok(None);
         }
-        if !job.contact_is_new {
+        if !job.contact_is_new && searched(job.search_amocrm, row.sync_attempts) {
             let search = amo.find_lead_by_name(&row.name);
             let Ok(found) = tokio::time::timeout_at(deadline, search).await else {
                 late.store(true, Ordering::SeqCst);
@@ -295,6 +299,9 @@ mod tests {
     use crate::amo::MockAmoTransport;
     use crate::domain::Region;
     use crate::repositories::{Claim, MockContactRepository, MockLeadRepository};
+    use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+    use crate::services::MirrorAuthority;
+    use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
     fn kind<T>(saved: &Saved<T>) -> &'static str {
@@ -387,6 +394,20 @@ mod tests {
         contacts: MockContactRepository,
         amo: MockAmoTransport,
     ) -> LeadService {
+        service_deciding(
+            leads,
+            contacts,
+            amo,
+            MirrorAuthority::fixed(DedupMode::Remote),
+        )
+    }
+
+    fn service_deciding(
+        leads: MockLeadRepository,
+        contacts: MockContactRepository,
+        amo: MockAmoTransport,
+        authority: MirrorAuthority,
+    ) -> LeadService {
         let logger = Logger::root(slog::Discard, slog::o!());
         let contacts: Arc<dyn ContactRepository> = Arc::new(contacts);
         let amo: Arc<dyn AmoTransport> = Arc::new(amo);
@@ -395,6 +416,7 @@ mod tests {
             Arc::clone(&contacts),
             Arc::clone(&amo),
             settings,
+            Arc::new(authority),
             logger.clone(),
         ));
         LeadService::new(
@@ -475,8 +497,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_matching_amocrm_lead_is_mirrored_with_its_own_fields() {
+    /// Repositories for a lead the mirror does not know, of the synced contact 4
+    /// (AmoCRM 400), stored and leased as `lead_id`.
+    fn new_lead_of_contact_4(lead_id: i64) -> (MockContactRepository, MockLeadRepository) {
         let mut contacts = MockContactRepository::new();
         contacts
             .expect_get()
@@ -485,7 +508,13 @@ mod tests {
         leads.expect_find_match().returning(|_, _| Ok(None));
         leads
             .expect_claim()
-            .returning(|_, _| Ok(Claim::Leased(lead(12, None, Some(4)))));
+            .returning(move |_, _| Ok(Claim::Leased(lead(lead_id, None, Some(4)))));
+        (contacts, leads)
+    }
+
+    #[tokio::test]
+    async fn a_matching_amocrm_lead_is_mirrored_with_its_own_fields() {
+        let (contacts, mut leads) = new_lead_of_contact_4(12);
         leads
             .expect_finish_sync()
             .withf(|id, amo| {
@@ -502,6 +531,36 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!((out.record().amocrm_id, kind(&out)), (Some(77), "found"));
+    }
+
+    /// A new lead of the synced contact 4 (AmoCRM 400), created as 9000; `searches`:
+    /// how often AmoCRM's search by name may be called (it finds nothing).
+    async fn create_new_lead(authority: MirrorAuthority, searches: usize) {
+        let (contacts, mut leads) = new_lead_of_contact_4(11);
+        leads
+            .expect_finish_sync()
+            .times(1)
+            .returning(|_, _| Ok(lead(11, Some(9000), Some(4))));
+        let mut amo = MockAmoTransport::uncongested();
+        amo.expect_find_lead_by_name()
+            .times(searches)
+            .returning(|_| Ok(vec![]));
+        amo.expect_create_lead().times(1).returning(|_| Ok(9000));
+        let out = service_deciding(leads, contacts, amo, authority)
+            .find_or_create(input(LeadContact::Existing(4)))
+            .await
+            .expect("ok");
+        assert_eq!(kind(&out), "created");
+    }
+
+    #[tokio::test]
+    async fn leads_follow_the_dedup_mode_like_contacts() {
+        create_new_lead(auto_with(all_facts()), 0).await;
+        for ages in lacking_one_fact() {
+            create_new_lead(auto_with(ages), 1).await;
+        }
+        create_new_lead(MirrorAuthority::fixed(DedupMode::Remote), 1).await;
+        create_new_lead(MirrorAuthority::fixed(DedupMode::Mirror), 0).await;
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Services own the rules: find-or-create against the mirror and AmoCRM. They
 //! depend on the repository traits and `AmoTransport`, never on actix.
 
+mod authority;
 mod batches;
 mod contacts;
 mod group_commit;
@@ -16,14 +17,15 @@ mod sync;
 mod sync_round;
 mod webhooks;
 
+pub use authority::{MirrorAuthority, MirrorState};
 pub use contacts::{ContactInput, ContactService};
 pub use group_commit::{GroupCommit, GroupCommitConfig};
 pub use idempotency::IdempotencyService;
 pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};
 pub use rate_share::RateShare;
-pub use reconcile::{Reconciler, Walk};
-pub use subscription::{Subscribed, WebhookSubscription};
+pub use reconcile::{Imported, Reconciler, Upkeep, Walk};
+pub use subscription::{Subscribed, WebhookSubscription, MIRROR_EVENTS};
 pub use sync::{SyncWorker, SyncWorkerConfig};
 pub use webhooks::{to_batch, ExpectedAccount, WebhookReceiver, WebhookWorker, WorkerConfig};
 

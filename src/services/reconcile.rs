@@ -2,18 +2,23 @@
 //! AmoCRM since a stored cursor (`filter[updated_at][from]`, oldest first, 250 a page)
 //! and applies it exactly like webhook changes (same last-write-wins). The full import
 //! is the same walk from the beginning of time.
+//!
+//! With `Upkeep` it also keeps the facts behind an authoritative mirror (import
+//! finished, webhook verified, reconciliation current) and reports AmoCRM contacts
+//! that turn out to share a phone with another mirrored one.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use slog::Logger;
 
-use super::ServiceError;
+use super::{MirrorAuthority, ServiceError, WebhookSubscription};
 use crate::amo::{AmoAccess, AmoContact, AmoEntity, AmoLead, AmoTransport};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    ContactChange, CursorRepository, LeadChange, MirrorBatch, MirrorRepository,
+    ContactChange, CursorRepository, DuplicateRepository, LeadChange, MirrorBatch, MirrorFact,
+    MirrorFactRepository, MirrorRepository,
 };
 
 /// How long one walk may hold its cursor; longer than a walk of `max_pages` at 7 req/s.
@@ -24,7 +29,19 @@ pub struct Reconciler {
     cursors: Arc<dyn CursorRepository>,
     mirror: Arc<dyn MirrorRepository>,
     region: Region,
+    upkeep: Option<Upkeep>,
     logger: Logger,
+}
+
+/// What the reconciler looks after besides the mirror itself.
+pub struct Upkeep {
+    pub facts: Arc<dyn MirrorFactRepository>,
+    pub duplicates: Arc<dyn DuplicateRepository>,
+    /// Verified each round; `None` when webhooks are not configured.
+    pub subscription: Option<Arc<WebhookSubscription>>,
+    /// Judged after each round, so its gauge and transition log follow the facts
+    /// even while no request asks.
+    pub authority: Option<Arc<MirrorAuthority>>,
 }
 
 /// What one walk did.
@@ -34,6 +51,15 @@ pub struct Walk {
     pub pages: u32,
     /// Another instance holds the cursor; nothing was done.
     pub skipped: bool,
+    /// The walk reached AmoCRM's newest change (it did not stop at `max_pages`).
+    pub complete: bool,
+}
+
+/// What the full import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub contacts: usize,
+    pub leads: usize,
 }
 
 fn unix_now() -> i64 {
@@ -81,8 +107,14 @@ impl Reconciler {
             cursors,
             mirror,
             region,
+            upkeep: None,
             logger,
         }
+    }
+
+    pub fn with_upkeep(mut self, upkeep: Upkeep) -> Self {
+        self.upkeep = Some(upkeep);
+        self
     }
 
     /// Every `interval`, pulls contacts then leads changed since the cursors (at most
@@ -90,25 +122,88 @@ impl Reconciler {
     pub async fn run(self, interval: Duration, max_pages: u32, lifecycle: Arc<Lifecycle>) {
         while !lifecycle.is_draining() {
             if self.amo.access() == AmoAccess::Ok {
-                // A first round looks back two intervals: what webhooks may have missed.
-                let start = unix_now() - 2 * interval.as_secs() as i64;
-                for (entity, cursor) in [
-                    (AmoEntity::Contacts, "reconcile.contacts"),
-                    (AmoEntity::Leads, "reconcile.leads"),
-                ] {
-                    match self.walk(entity, cursor, start, max_pages, |_| {}).await {
-                        Ok(walk) if walk.applied > 0 => {
-                            slog::info!(self.logger, "reconciled changes from AmoCRM";
-                            "cursor" => cursor, "records" => walk.applied, "pages" => walk.pages)
-                        }
-                        Ok(_) => {}
-                        Err(err) => slog::warn!(self.logger, "reconciliation round failed";
-                            "cursor" => cursor, "error" => err.to_string()),
-                    }
-                }
+                self.round(interval, max_pages).await;
+            }
+            if let Some(authority) = self.upkeep.as_ref().and_then(|u| u.authority.as_ref()) {
+                authority.state().await;
             }
             lifecycle.pause(interval).await;
         }
+    }
+
+    /// One round: the webhook verified, then both walks; when both caught up, the
+    /// mirror is recorded as reconciled.
+    pub async fn round(&self, interval: Duration, max_pages: u32) {
+        if let Some(subscription) = self.upkeep.as_ref().and_then(|u| u.subscription.as_ref()) {
+            match subscription.verify().await {
+                Ok(true) => {}
+                Ok(false) => slog::debug!(self.logger, "our webhook is not active in AmoCRM"),
+                // The recorded fact ages out by itself if this keeps failing.
+                Err(err) => slog::warn!(self.logger, "could not verify the webhook";
+                    "error" => err.to_string()),
+            }
+        }
+        // A first round looks back two intervals: what webhooks may have missed.
+        let start = unix_now() - 2 * interval.as_secs() as i64;
+        let mut current = true;
+        for (entity, cursor) in [
+            (AmoEntity::Contacts, "reconcile.contacts"),
+            (AmoEntity::Leads, "reconcile.leads"),
+        ] {
+            match self.walk(entity, cursor, start, max_pages, |_| {}).await {
+                Ok(walk) => {
+                    if walk.applied > 0 {
+                        slog::info!(self.logger, "reconciled changes from AmoCRM";
+                            "cursor" => cursor, "records" => walk.applied, "pages" => walk.pages);
+                    }
+                    // Held elsewhere: that instance records its own round.
+                    current &= walk.complete && !walk.skipped;
+                }
+                Err(err) => {
+                    current = false;
+                    slog::warn!(self.logger, "reconciliation round failed";
+                        "cursor" => cursor, "error" => err.to_string());
+                }
+            }
+        }
+        if let (true, Some(upkeep)) = (current, &self.upkeep) {
+            if let Err(err) = upkeep.facts.record(MirrorFact::Reconciled).await {
+                slog::warn!(self.logger, "could not record the reconciliation"; "error" => err.to_string());
+            }
+        }
+    }
+
+    /// Walks every contact and lead of the account into the mirror (resumable through
+    /// the `import.*` cursors). The "full import finished" fact is withdrawn when it
+    /// starts and recorded when both walks reached the end. `None` when another import
+    /// holds a cursor.
+    pub async fn import_all(
+        &self,
+        progress: impl Fn(AmoEntity, usize),
+    ) -> Result<Option<Imported>, ServiceError> {
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.facts.clear(MirrorFact::FullImport).await?;
+        }
+        let mut imported = Imported::default();
+        for (entity, cursor) in [
+            (AmoEntity::Contacts, "import.contacts"),
+            (AmoEntity::Leads, "import.leads"),
+        ] {
+            let walk = self
+                .walk(entity, cursor, 0, u32::MAX, |n| progress(entity, n))
+                .await?;
+            if walk.skipped {
+                return Ok(None);
+            }
+            match entity {
+                AmoEntity::Contacts => imported.contacts = walk.applied,
+                AmoEntity::Leads => imported.leads = walk.applied,
+            }
+        }
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.facts.record(MirrorFact::FullImport).await?;
+        }
+        Ok(Some(imported))
     }
 
     /// Walks one cursor: applies every page and saves progress after each, so an
@@ -179,18 +274,50 @@ impl Reconciler {
                 .map(|c| c.changed_at)
                 .chain(batch.leads.iter().map(|l| l.changed_at))
                 .fold(newest, i64::max);
+            let with_phone: Vec<i64> = batch
+                .contacts
+                .iter()
+                .filter(|c| c.phone.is_some())
+                .map(|c| c.amocrm_id)
+                .collect();
             if count > 0 {
                 self.mirror.apply(batch).await?;
                 self.cursors.advance(cursor, newest).await?;
             }
+            self.report_duplicates(with_phone).await;
             walk.applied += count;
             walk.pages = page;
             progress(walk.applied);
             if !more || count == 0 {
+                walk.complete = true;
                 break;
             }
         }
         Ok(walk)
+    }
+
+    /// Pairs of AmoCRM contacts now sharing a phone in the mirror: each is logged
+    /// and counted once (the repository remembers it), and left for a person to merge.
+    async fn report_duplicates(&self, amocrm_ids: Vec<i64>) {
+        let Some(upkeep) = &self.upkeep else {
+            return;
+        };
+        if amocrm_ids.is_empty() {
+            return;
+        }
+        match upkeep.duplicates.detect(amocrm_ids).await {
+            Ok(pairs) => {
+                crate::metrics::contact_duplicates(pairs.len());
+                for pair in pairs {
+                    slog::warn!(self.logger, "two AmoCRM contacts share one phone; merge them in AmoCRM";
+                        "contact.amocrm_id" => pair.first_amocrm_id,
+                        "duplicate.amocrm_id" => pair.second_amocrm_id);
+                }
+            }
+            // The same contacts come back in a later round, and are checked again then.
+            Err(err) => slog::warn!(self.logger, "could not check for duplicate contacts";
+                "error" => err.to_string()),
+        }
     }
 }
 
@@ -198,8 +325,158 @@ impl Reconciler {
 mod tests {
     use super::*;
     use crate::amo::{AmoPage, MockAmoTransport};
-    use crate::repositories::{MockCursorRepository, MockMirrorRepository};
+    use crate::repositories::{
+        DuplicatePair, MockCursorRepository, MockDuplicateRepository, MockMirrorFactRepository,
+        MockMirrorRepository,
+    };
     use mockall::predicate::eq;
+
+    fn page(items: Vec<AmoContact>, more: bool) -> AmoPage<AmoContact> {
+        AmoPage { items, more }
+    }
+
+    /// Cursors always free, the mirror accepting everything.
+    fn reconciler(amo: MockAmoTransport, upkeep: Upkeep) -> Reconciler {
+        let mut cursors = MockCursorRepository::new();
+        cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
+        cursors.expect_advance().returning(|_, _| Ok(()));
+        cursors.expect_release().returning(|_| Ok(()));
+        let mut mirror = MockMirrorRepository::new();
+        mirror.expect_apply().returning(|_| Ok(1));
+        Reconciler::new(
+            Arc::new(amo),
+            Arc::new(cursors),
+            Arc::new(mirror),
+            Region::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+        .with_upkeep(upkeep)
+    }
+
+    fn upkeep(facts: MockMirrorFactRepository, duplicates: MockDuplicateRepository) -> Upkeep {
+        Upkeep {
+            facts: Arc::new(facts),
+            duplicates: Arc::new(duplicates),
+            subscription: None,
+            authority: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_that_caught_up_is_recorded_and_one_cut_short_by_max_pages_is_not() {
+        for (more, recorded) in [(false, 1), (true, 0)] {
+            let mut amo = MockAmoTransport::new();
+            amo.expect_contacts_changed_since()
+                .returning(move |_, _| Ok(page(vec![contact(1, 150)], more)));
+            amo.expect_leads_changed_since().returning(|_, _| {
+                Ok(AmoPage {
+                    items: vec![],
+                    more: false,
+                })
+            });
+            let mut facts = MockMirrorFactRepository::new();
+            facts
+                .expect_record()
+                .with(eq(MirrorFact::Reconciled))
+                .times(recorded)
+                .returning(|_| Ok(()));
+            let mut duplicates = MockDuplicateRepository::new();
+            duplicates.expect_detect().returning(|_| Ok(vec![]));
+            reconciler(amo, upkeep(facts, duplicates))
+                .round(Duration::from_secs(60), 1)
+                .await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_walk_does_not_count_as_current() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_contacts_changed_since()
+            .returning(|_, _| Err(crate::amo::AmoError::Server { status: 502 }));
+        amo.expect_leads_changed_since().returning(|_, _| {
+            Ok(AmoPage {
+                items: vec![],
+                more: false,
+            })
+        });
+        let mut facts = MockMirrorFactRepository::new();
+        facts.expect_record().never();
+        reconciler(amo, upkeep(facts, MockDuplicateRepository::new()))
+            .round(Duration::from_secs(60), 5)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn contacts_with_a_phone_are_checked_for_duplicates_and_new_pairs_reported() {
+        let mut amo = MockAmoTransport::new();
+        let without_phone = AmoContact {
+            phones: vec![],
+            ..contact(3, 170)
+        };
+        amo.expect_contacts_changed_since().returning(move |_, _| {
+            Ok(page(
+                vec![contact(1, 150), contact(2, 160), without_phone.clone()],
+                false,
+            ))
+        });
+        let mut duplicates = MockDuplicateRepository::new();
+        duplicates
+            .expect_detect()
+            .with(eq(vec![1, 2]))
+            .times(1)
+            .returning(|_| {
+                Ok(vec![DuplicatePair {
+                    first_amocrm_id: 1,
+                    second_amocrm_id: 2,
+                    phone: "+79160000001".into(),
+                }])
+            });
+        let walk = reconciler(amo, upkeep(MockMirrorFactRepository::new(), duplicates))
+            .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
+            .await
+            .expect("walk");
+        assert!(walk.complete);
+    }
+
+    #[tokio::test]
+    async fn the_full_import_withdraws_its_fact_first_and_records_it_when_both_walks_end() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_contacts_changed_since()
+            .returning(|_, _| Ok(page(vec![contact(1, 150)], false)));
+        amo.expect_leads_changed_since().returning(|_, _| {
+            Ok(AmoPage {
+                items: vec![],
+                more: false,
+            })
+        });
+        let mut facts = MockMirrorFactRepository::new();
+        let mut order = mockall::Sequence::new();
+        facts
+            .expect_clear()
+            .with(eq(MirrorFact::FullImport))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+        facts
+            .expect_record()
+            .with(eq(MirrorFact::FullImport))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(()));
+        let mut duplicates = MockDuplicateRepository::new();
+        duplicates.expect_detect().returning(|_| Ok(vec![]));
+        let imported = reconciler(amo, upkeep(facts, duplicates))
+            .import_all(|_, _| {})
+            .await
+            .expect("import");
+        assert_eq!(
+            imported,
+            Some(Imported {
+                contacts: 1,
+                leads: 0
+            })
+        );
+    }
 
     fn contact(id: i64, updated_at: i64) -> AmoContact {
         AmoContact {
@@ -264,6 +541,7 @@ mod tests {
             .await
             .expect("walk");
         assert_eq!((walk.applied, walk.pages, walk.skipped), (3, 2, false));
+        assert!(walk.complete);
     }
 
     #[tokio::test]

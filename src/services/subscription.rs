@@ -1,15 +1,23 @@
-//! Managing amosync's own webhook in AmoCRM: subscribe (once), unsubscribe, list.
+//! Managing amosync's own webhook in AmoCRM: subscribe (once), unsubscribe, list,
+//! and verify that it is active (one of the facts that make the mirror authoritative).
 
 use std::sync::Arc;
 
 use super::ServiceError;
 use crate::amo::{AmoTransport, AmoWebhook};
+use crate::repositories::{MirrorFact, MirrorFactRepository};
+
+/// Without these events the mirror misses new records or changed phones and names,
+/// so it cannot stand in for AmoCRM's search.
+pub const MIRROR_EVENTS: [&str; 4] = ["add_contact", "update_contact", "add_lead", "update_lead"];
 
 pub struct WebhookSubscription {
     amo: Arc<dyn AmoTransport>,
     /// `{SERVER_URL}/webhooks/amocrm/{secret}`; `None` while not configured.
     destination: Option<String>,
     events: Vec<String>,
+    /// Where "our webhook is active" is recorded; `None`: nowhere.
+    facts: Option<Arc<dyn MirrorFactRepository>>,
 }
 
 /// What `subscribe` did.
@@ -30,6 +38,53 @@ impl WebhookSubscription {
             amo,
             destination,
             events,
+            facts: None,
+        }
+    }
+
+    /// Records the webhook fact whenever AmoCRM confirms (or denies) our hook.
+    pub fn with_facts(mut self, facts: Arc<dyn MirrorFactRepository>) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
+    /// Asks AmoCRM whether our hook is there, enabled and carrying `MIRROR_EVENTS`,
+    /// and records the answer: "we once subscribed" proves nothing, since an admin
+    /// can delete the hook and AmoCRM disables hooks that fail too often.
+    pub async fn verify(&self) -> Result<bool, ServiceError> {
+        let active = match self.destination.as_deref() {
+            None => false,
+            Some(destination) => {
+                let hooks = self.amo.list_webhooks().await.map_err(ServiceError::amo)?;
+                hooks.iter().any(|hook| {
+                    hook.destination == destination
+                        && !hook.disabled
+                        && MIRROR_EVENTS
+                            .iter()
+                            .all(|event| hook.settings.iter().any(|s| s == event))
+                })
+            }
+        };
+        if let Some(facts) = &self.facts {
+            if active {
+                facts.record(MirrorFact::WebhookActive).await?;
+            } else {
+                facts.clear(MirrorFact::WebhookActive).await?;
+            }
+        }
+        Ok(active)
+    }
+
+    /// Records a hook AmoCRM just confirmed, when it carries the mirror's events.
+    async fn confirmed(&self, hook: &AmoWebhook) -> Result<(), ServiceError> {
+        let covers = MIRROR_EVENTS
+            .iter()
+            .all(|event| hook.settings.iter().any(|s| s == event));
+        match &self.facts {
+            Some(facts) if covers && !hook.disabled => {
+                Ok(facts.record(MirrorFact::WebhookActive).await?)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -57,6 +112,7 @@ impl WebhookSubscription {
         if let Some(existing) = hooks.into_iter().find(|h| h.destination == destination) {
             let covers = self.events.iter().all(|e| existing.settings.contains(e));
             if covers && !existing.disabled {
+                self.confirmed(&existing).await?;
                 return Ok(Subscribed::Already(existing));
             }
             self.amo
@@ -69,6 +125,7 @@ impl WebhookSubscription {
             .subscribe_webhook(destination, &self.events)
             .await
             .map_err(ServiceError::amo)?;
+        self.confirmed(&created).await?;
         Ok(Subscribed::Created(created))
     }
 
@@ -78,6 +135,10 @@ impl WebhookSubscription {
         let hooks = self.amo.list_webhooks().await.map_err(ServiceError::amo)?;
         if !hooks.iter().any(|h| h.destination == destination) {
             return Ok(false);
+        }
+        if let Some(facts) = &self.facts {
+            // Withdrawn first: without the hook the mirror must not be trusted a moment longer.
+            facts.clear(MirrorFact::WebhookActive).await?;
         }
         self.amo
             .unsubscribe_webhook(destination)
@@ -153,6 +214,48 @@ mod tests {
         amo.expect_list_webhooks().returning(|| Ok(vec![]));
         amo.expect_unsubscribe_webhook().never();
         assert!(matches!(subscription(amo).unsubscribe().await, Ok(false)));
+    }
+
+    #[tokio::test]
+    async fn only_an_enabled_hook_of_ours_with_the_mirror_events_counts_as_active() {
+        use crate::repositories::MockMirrorFactRepository;
+        let all = ["add_contact", "update_contact", "add_lead", "update_lead"];
+        let cases = [
+            (vec![hook(DEST, &all)], true),
+            (vec![hook("https://other.example.com/hook", &all)], false),
+            (vec![hook(DEST, &["add_contact", "update_contact"])], false),
+            (
+                vec![AmoWebhook {
+                    disabled: true,
+                    ..hook(DEST, &all)
+                }],
+                false,
+            ),
+            (vec![], false),
+        ];
+        for (hooks, active) in cases {
+            let mut amo = MockAmoTransport::new();
+            let listed = hooks.clone();
+            amo.expect_list_webhooks()
+                .returning(move || Ok(listed.clone()));
+            let mut facts = MockMirrorFactRepository::new();
+            facts
+                .expect_record()
+                .withf(|fact| *fact == MirrorFact::WebhookActive)
+                .times(usize::from(active))
+                .returning(|_| Ok(()));
+            facts
+                .expect_clear()
+                .withf(|fact| *fact == MirrorFact::WebhookActive)
+                .times(usize::from(!active))
+                .returning(|_| Ok(()));
+            let verified = subscription(amo)
+                .with_facts(Arc::new(facts))
+                .verify()
+                .await
+                .expect("verified");
+            assert_eq!(verified, active, "{hooks:?}");
+        }
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use slog::Logger;
 
 use super::lease_keeper::Held;
 use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
-use super::{ServiceError, SyncSettings};
+use super::{MirrorAuthority, ServiceError, SyncSettings};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
@@ -49,6 +49,7 @@ pub struct SyncWorker {
     lead_repo: Arc<dyn LeadRepository>,
     sync: SyncSettings,
     config: SyncWorkerConfig,
+    authority: Arc<MirrorAuthority>,
     /// The current wait after halted rounds (zero while rounds get through).
     halt_pause: Mutex<Duration>,
     logger: Logger,
@@ -57,6 +58,10 @@ pub struct SyncWorker {
 /// Longest wait between rounds while AmoCRM keeps failing: also how late, at most,
 /// the worker notices that AmoCRM is back.
 const MAX_HALT_PAUSE: Duration = Duration::from_secs(15);
+
+/// Without searches a create costs one request however few records it carries, so
+/// a round that claimed less than a batch waits this long for a burst to fill it.
+const BATCH_LINGER: Duration = Duration::from_secs(1);
 
 /// What one call of `process_due` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,7 @@ impl SyncWorker {
         lead_repo: Arc<dyn LeadRepository>,
         sync: SyncSettings,
         config: SyncWorkerConfig,
+        authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
         let sync = SyncSettings {
@@ -99,6 +105,7 @@ impl SyncWorker {
             lead_repo,
             sync,
             config,
+            authority,
             halt_pause: Mutex::new(Duration::ZERO),
             logger,
         }
@@ -145,10 +152,16 @@ impl SyncWorker {
 
     /// Works one batch of due jobs as one round.
     pub async fn process_due(&self, lifecycle: &Lifecycle) -> Result<Worked, ServiceError> {
-        let jobs = self
+        let mut jobs = self
             .jobs
             .claim_due(self.config.batch_size, self.config.lease)
             .await?;
+        let short = (jobs.len() as i64) < self.config.batch_size;
+        if !jobs.is_empty() && short && !self.authority.search_amocrm().await {
+            lifecycle.pause(BATCH_LINGER).await;
+            let more = self.config.batch_size - jobs.len() as i64;
+            jobs.extend(self.jobs.claim_due(more, self.config.lease).await?);
+        }
         let mut round = Round::default();
         let mut job_of = HashMap::new();
         // Leads first: a lead whose contact is not in AmoCRM yet takes the contact
@@ -174,6 +187,7 @@ impl SyncWorker {
                 contacts: &*self.contact_repo,
                 leads: &*self.lead_repo,
                 settings: self.sync,
+                authority: &self.authority,
                 lifecycle: Some(lifecycle),
                 logger: &self.logger,
             };

@@ -4,6 +4,10 @@
 //! `POST /contacts`, leads 50 per `POST /leads`, and leads that bring a contact not
 //! yet in AmoCRM 50 per `leads/complex`, matched back by `request_id`. The leases of
 //! all records are renewed while the round runs.
+//!
+//! While the mirror is authoritative (`MirrorAuthority`) a record on its first attempt
+//! is not searched for: a contact is looked up in the mirror by phone only, and what
+//! is missing goes straight into the batched creates.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,11 +15,12 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use slog::Logger;
 
+use super::authority::searched;
 use super::batches::{send_halving, Created};
 use super::contacts::pick_contact;
 use super::leads::pick_lead;
 use super::lease_keeper::{Held, LeaseKeeper};
-use super::{keep_pending, SyncSettings};
+use super::{keep_pending, MirrorAuthority, SyncSettings};
 use crate::amo::{
     AmoContact, AmoError, AmoLead, AmoTransport, CreatedWithContact, NewAmoContact, NewAmoLead,
     MAX_CONTACTS_PER_CREATE, MAX_LEADS_PER_CREATE,
@@ -93,6 +98,8 @@ pub struct RoundRunner<'a> {
     pub contacts: &'a dyn ContactRepository,
     pub leads: &'a dyn LeadRepository,
     pub settings: SyncSettings,
+    /// Whether records are searched for in AmoCRM before they are created.
+    pub authority: &'a MirrorAuthority,
     /// While the service drains, no new search starts: the rest is put back.
     pub lifecycle: Option<&'a Lifecycle>,
     pub logger: &'a Logger,
@@ -123,13 +130,15 @@ impl RoundRunner<'_> {
         // Set by the first search that fails for AmoCRM's reasons: the searches not yet
         // sent are skipped, instead of hundreds of calls meeting the same 429 or outage.
         let halt = AtomicBool::new(false);
+        // One verdict for the whole round: its records are created together anyway.
+        let search = self.authority.search_amocrm().await;
         // Boxed one by one (not mapped lazily) so the worker's future stays `Send`.
         let mut searches: Vec<BoxFuture<'_, Plan>> = Vec::new();
         for row in round.contacts {
-            searches.push(Box::pin(self.search_contact(row, &halt)));
+            searches.push(Box::pin(self.search_contact(row, &halt, search)));
         }
         for item in round.leads {
-            searches.push(Box::pin(self.search_lead(item, &halt)));
+            searches.push(Box::pin(self.search_lead(item, &halt, search)));
         }
         let plans: Vec<Plan> = futures::stream::iter(searches)
             .buffer_unordered(SEARCHES_IN_FLIGHT)
@@ -183,7 +192,7 @@ impl RoundRunner<'_> {
         halt.load(Ordering::SeqCst) || self.lifecycle.is_some_and(Lifecycle::is_draining)
     }
 
-    async fn find_contact(&self, row: Contact, halt: &AtomicBool) -> ContactSearch {
+    async fn find_contact(&self, row: Contact, halt: &AtomicBool, search: bool) -> ContactSearch {
         if self.stopping(halt) {
             return ContactSearch::Skipped(row);
         }
@@ -191,12 +200,15 @@ impl RoundRunner<'_> {
             Ok(phone) => phone,
             Err(error) => return ContactSearch::Broken(row, format!("stored phone: {error}")),
         };
+        if !searched(search, row.sync_attempts) {
+            return self.find_mirrored(row, phone).await;
+        }
         match self.amo.find_contact_by_phone(&phone).await {
             Ok(found) => match pick_contact(found) {
                 Some(existing) => ContactSearch::Found(row, existing),
                 None => {
-                    let name = row.name.clone();
-                    ContactSearch::Missing(row, NewAmoContact { name, phone })
+                    let new = new_contact(&row, phone);
+                    ContactSearch::Missing(row, new)
                 }
             },
             Err(error) => {
@@ -206,8 +218,34 @@ impl RoundRunner<'_> {
         }
     }
 
-    async fn search_contact(&self, row: Contact, halt: &AtomicBool) -> Plan {
-        match self.find_contact(row, halt).await {
+    /// The mirror's answer instead of AmoCRM's: a webhook or reconciliation may have
+    /// brought this phone in since the record was stored.
+    async fn find_mirrored(&self, row: Contact, phone: Phone) -> ContactSearch {
+        match self.contacts.find_by_phone(phone.as_e164()).await {
+            Ok(Some(found)) if found.id != row.id && found.is_synced() => match found.amocrm_id {
+                Some(id) => ContactSearch::Found(
+                    row,
+                    AmoContact {
+                        id,
+                        name: found.name,
+                        phones: found.phone.into_iter().collect(),
+                        updated_at: found.amo_updated_at,
+                    },
+                ),
+                None => ContactSearch::Missing(row.clone(), new_contact(&row, phone)),
+            },
+            Ok(_) => ContactSearch::Missing(row.clone(), new_contact(&row, phone)),
+            // Given back untouched: the next round looks again.
+            Err(error) => {
+                slog::warn!(self.logger, "could not look a phone up in the mirror";
+                    "contact.id" => row.id, "error" => error.to_string());
+                ContactSearch::Skipped(row)
+            }
+        }
+    }
+
+    async fn search_contact(&self, row: Contact, halt: &AtomicBool, search: bool) -> Plan {
+        match self.find_contact(row, halt, search).await {
             ContactSearch::Found(row, existing) => Plan::ContactFound(row, existing),
             ContactSearch::Missing(row, new) => Plan::CreateContact(row, new),
             ContactSearch::Failed(row, error) => Plan::Failed(Held::contact(row.id), None, error),
@@ -216,11 +254,11 @@ impl RoundRunner<'_> {
         }
     }
 
-    async fn search_lead(&self, item: LeadItem, halt: &AtomicBool) -> Plan {
+    async fn search_lead(&self, item: LeadItem, halt: &AtomicBool, search: bool) -> Plan {
         let LeadItem { row, contact } = item;
         let contact_amocrm_id = match contact {
             LeadLink::Known(id) => id,
-            LeadLink::Pending(contact) => match self.find_contact(contact, halt).await {
+            LeadLink::Pending(contact) => match self.find_contact(contact, halt, search).await {
                 ContactSearch::Found(contact, existing) => {
                     self.finish_contact(&contact, existing.id, &existing.name, false)
                         .await;
@@ -249,6 +287,11 @@ impl RoundRunner<'_> {
         };
         if self.stopping(halt) {
             return Plan::Skipped(Held::lead(row.id), None);
+        }
+        if !searched(search, row.sync_attempts) {
+            // The mirror was asked when the lead was stored (`LeadRepository::claim`).
+            let lead = new_lead(&row, contact_amocrm_id);
+            return Plan::CreateLead(row, lead);
         }
         match self.amo.find_lead_by_name(&row.name).await {
             Ok(found) => match pick_lead(found, contact_amocrm_id) {
@@ -417,6 +460,13 @@ fn unanswered() -> AmoError {
     AmoError::InvalidResponse("AmoCRM's reply did not name this record".into())
 }
 
+fn new_contact(row: &Contact, phone: Phone) -> NewAmoContact {
+    NewAmoContact {
+        name: row.name.clone(),
+        phone,
+    }
+}
+
 fn new_lead(row: &Lead, contact_amocrm_id: Option<i64>) -> NewAmoLead {
     NewAmoLead {
         name: row.name.clone(),
@@ -432,6 +482,8 @@ mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
     use crate::repositories::{MockContactRepository, MockLeadRepository};
+    use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+    use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
     fn at() -> chrono::NaiveDateTime {
@@ -493,12 +545,30 @@ mod tests {
         leads: MockLeadRepository,
         round: Round,
     ) -> RoundReport {
+        run_deciding(
+            amo,
+            contacts,
+            leads,
+            round,
+            MirrorAuthority::fixed(DedupMode::Remote),
+        )
+        .await
+    }
+
+    async fn run_deciding(
+        amo: MockAmoTransport,
+        contacts: MockContactRepository,
+        leads: MockLeadRepository,
+        round: Round,
+        authority: MirrorAuthority,
+    ) -> RoundReport {
         let logger = Logger::root(slog::Discard, slog::o!());
         RoundRunner {
             amo: &amo,
             contacts: &contacts,
             leads: &leads,
             settings: SyncSettings::default(),
+            authority: &authority,
             lifecycle: None,
             logger: &logger,
         }
@@ -538,10 +608,13 @@ mod tests {
         run(amo, repo, MockLeadRepository::new(), round).await;
     }
 
-    #[tokio::test]
-    async fn a_lead_whose_contact_is_not_in_amocrm_is_created_with_it_by_leads_complex() {
+    /// Lead 8 with its pending contact 9, new to AmoCRM: both go out in one
+    /// `leads/complex` item. `searches`: contact searches allowed (finding nothing).
+    async fn lead_with_new_contact(authority: MirrorAuthority, searches: usize) {
         let mut amo = MockAmoTransport::new();
-        amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
+        amo.expect_find_contact_by_phone()
+            .times(searches)
+            .returning(|_| Ok(vec![]));
         amo.expect_find_lead_by_name().never();
         amo.expect_create_contacts().never();
         amo.expect_create_leads_with_contacts()
@@ -558,6 +631,11 @@ mod tests {
                 })])
             });
         let mut contacts = MockContactRepository::new();
+        // Asked only instead of AmoCRM: it holds nothing but the pending row itself.
+        contacts
+            .expect_find_by_phone()
+            .times(1 - searches)
+            .returning(|_| Ok(Some(contact(9, "+79160000009"))));
         contacts
             .expect_finish_sync()
             .with(eq(9), eq(90), eq("Клиент 9"))
@@ -576,7 +654,12 @@ mod tests {
                 contact: LeadLink::Pending(contact(9, "+79160000009")),
             }],
         };
-        run(amo, contacts, leads, round).await;
+        run_deciding(amo, contacts, leads, round, authority).await;
+    }
+
+    #[tokio::test]
+    async fn a_lead_whose_contact_is_not_in_amocrm_is_created_with_it_by_leads_complex() {
+        lead_with_new_contact(MirrorAuthority::fixed(DedupMode::Remote), 1).await;
     }
 
     #[tokio::test]
@@ -634,11 +717,13 @@ mod tests {
                 contact: LeadLink::Pending(contact(3, "+79160000003")),
             }],
         };
+        let authority = MirrorAuthority::fixed(DedupMode::Remote);
         let report = RoundRunner {
             amo: &amo,
             contacts: &contacts,
             leads: &leads,
             settings: SyncSettings::default(),
+            authority: &authority,
             lifecycle: Some(&lifecycle),
             logger: &logger,
         }
@@ -651,5 +736,108 @@ mod tests {
             vec![Held::contact(1), Held::contact(3), Held::lead(2)]
         );
         assert!(!report.halted);
+    }
+
+    /// Three new phones in one round; `searches` is how many AmoCRM searches may go
+    /// out (finding nothing). Either way the three are created in one request.
+    async fn round_of_new_phones(authority: MirrorAuthority, searches: usize) {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone()
+            .times(searches)
+            .returning(|_| Ok(vec![]));
+        amo.expect_create_contacts()
+            .withf(|batch| batch.len() == 3)
+            .times(1)
+            .returning(|_| Ok(vec![Some(701), Some(702), Some(703)]));
+        let mut repo = MockContactRepository::new();
+        // Only the mirror is asked when AmoCRM is not: a pending row of its own.
+        repo.expect_find_by_phone()
+            .times(3 - searches)
+            .returning(|phone| {
+                let id = phone[phone.len() - 1..].parse().unwrap_or(0);
+                Ok(Some(contact(id, phone)))
+            });
+        repo.expect_finish_sync()
+            .times(3)
+            .returning(|row, _, _| Ok(contact(row, "+79160000000")));
+        let round = Round {
+            contacts: (1..=3)
+                .map(|id| contact(id, &format!("+7916000000{id}")))
+                .collect(),
+            leads: vec![],
+        };
+        run_deciding(amo, repo, MockLeadRepository::new(), round, authority).await;
+    }
+
+    #[tokio::test]
+    async fn an_authoritative_mirror_sends_new_contacts_straight_to_the_batched_create() {
+        round_of_new_phones(auto_with(all_facts()), 0).await;
+    }
+
+    #[tokio::test]
+    async fn without_an_authoritative_mirror_every_contact_is_searched_first() {
+        for ages in lacking_one_fact() {
+            round_of_new_phones(auto_with(ages), 3).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_mode_searches_every_contact_and_mirror_mode_none() {
+        round_of_new_phones(MirrorAuthority::fixed(DedupMode::Remote), 3).await;
+        round_of_new_phones(MirrorAuthority::fixed(DedupMode::Mirror), 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_phone_the_mirror_already_holds_is_linked_to_that_contact_not_created() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone().never();
+        amo.expect_create_contacts().never();
+        let mut repo = MockContactRepository::new();
+        repo.expect_find_by_phone().returning(|_| {
+            Ok(Some(Contact {
+                amocrm_id: Some(900),
+                sync_status: "synced".into(),
+                name: "Из вебхука".into(),
+                ..contact(50, "+79160000001")
+            }))
+        });
+        repo.expect_finish_sync()
+            .with(eq(1), eq(900), eq("Из вебхука"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(50, "+79160000001")));
+        let round = Round {
+            contacts: vec![contact(1, "+79160000001")],
+            leads: vec![],
+        };
+        let authority = MirrorAuthority::fixed(DedupMode::Mirror);
+        run_deciding(amo, repo, MockLeadRepository::new(), round, authority).await;
+    }
+
+    #[tokio::test]
+    async fn a_retried_record_is_searched_for_even_in_mirror_mode() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_find_contact_by_phone()
+            .times(1)
+            .returning(|_| Ok(vec![amo_contact(500, "+7 916 000-00-01")]));
+        amo.expect_create_contacts().never();
+        let mut repo = MockContactRepository::new();
+        repo.expect_finish_sync()
+            .with(eq(1), eq(500), eq("В AmoCRM"))
+            .times(1)
+            .returning(|_, _, _| Ok(contact(1, "+79160000001")));
+        let round = Round {
+            contacts: vec![Contact {
+                sync_attempts: 2,
+                ..contact(1, "+79160000001")
+            }],
+            leads: vec![],
+        };
+        let authority = MirrorAuthority::fixed(DedupMode::Mirror);
+        run_deciding(amo, repo, MockLeadRepository::new(), round, authority).await;
+    }
+
+    #[tokio::test]
+    async fn a_trusted_mirror_creates_a_lead_and_its_new_contact_without_any_search() {
+        lead_with_new_contact(auto_with(all_facts()), 0).await;
     }
 }

@@ -66,6 +66,7 @@ impl Settings {
             ("AMO_TIMEOUT_SECS", secs(self.amo_request_timeout)),
             ("AMO_MAX_RPS", self.amo_max_rps.to_string()),
             ("AMO_ACCESS_PROBE_SECS", secs(self.amo_access_probe)),
+            ("AMO_DEDUP", self.amo_dedup.as_str().to_owned()),
             (
                 "API_TOKENS",
                 // Client names are what logs show; the tokens stay hidden.
@@ -174,5 +175,6 @@ mod tests {
         assert_eq!(value("API_TOKENS").as_deref(), Some("forms:***"));
         assert_eq!(value("METRICS_TOKEN").as_deref(), Some("***"));
         assert_eq!(value("PORT").as_deref(), Some("3000"));
+        assert_eq!(value("AMO_DEDUP").as_deref(), Some("auto"));
     }
 }

@@ -382,6 +382,21 @@ impl TestApp {
         phones.len()
     }
 
+    /// Runs the `amosync` binary (e.g. `sync --full`) against this app's database and
+    /// fake AmoCRM, as an operator would next to the running service.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_amosync"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", self.db.url())
+            .env("AMO_BASE_URL", self.amo.base_url())
+            .env("AMO_ACCESS_TOKEN", FakeAmo::TOKEN)
+            .env("API_TOKENS", "cli:cli-token-0123456789abcdef")
+            .env("LOG_LEVEL", "error")
+            .output()
+            .expect("run amosync")
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         self.db
             .query_i64(&format!("SELECT COUNT(*) AS n FROM {table}"))

@@ -10,6 +10,7 @@ mod helpers;
 mod auth_and_health;
 mod batching;
 mod contacts;
+mod dedup;
 mod echo_race;
 mod idempotency;
 mod input_errors;

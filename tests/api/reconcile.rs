@@ -1,6 +1,3 @@
-use std::process::Command;
-
-use crate::fake_amo::FakeAmo;
 use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -33,18 +30,7 @@ async fn the_full_import_fills_an_empty_mirror_and_resumes_without_duplicates() 
     }
     let contact = app.amo.add_contact("С заказом", &["+79160000009"]);
     app.amo.add_lead("Импортный заказ", &[contact]);
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_amosync"))
-            .args(["sync", "--full"])
-            .env_clear()
-            .env("DATABASE_URL", app.db.url())
-            .env("AMO_BASE_URL", app.amo.base_url())
-            .env("AMO_ACCESS_TOKEN", FakeAmo::TOKEN)
-            .env("API_TOKENS", "cli:cli-token-0123456789abcdef")
-            .env("LOG_LEVEL", "error")
-            .output()
-            .expect("run amosync sync --full")
-    };
+    let run = || app.cli(&["sync", "--full"]);
     let out = run();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

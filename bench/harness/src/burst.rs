@@ -138,6 +138,7 @@ pub fn run(args: &Args) -> crate::Result<()> {
         "requests",
         "contact_creates",
         "create_requests",
+        "searches",
         "rate_limited",
     ] {
         report(

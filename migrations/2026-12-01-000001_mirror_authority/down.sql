@@ -1,0 +1,2 @@
+DROP TABLE contact_duplicates;
+DROP TABLE mirror_facts;
