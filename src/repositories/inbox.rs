@@ -54,8 +54,6 @@ pub trait InboxRepository: Send + Sync {
     /// Leases up to `limit` due rows, oldest first, skipping rows other workers hold.
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>, RepoError>;
 
-    async fn mark_processed(&self, ids: Vec<i64>) -> Result<(), RepoError>;
-
     async fn mark_failed(&self, id: i64, error: &str, retry: Retry) -> Result<(), RepoError>;
 
     /// Frees every lease, so rows a crashed process held are worked on at once.
@@ -109,6 +107,25 @@ fn claim(
             .select(InboxRow::as_select())
             .load(conn)?)
     })
+}
+
+/// Marks applied deliveries processed; called inside the transaction that applied
+/// them (`MirrorRepository::apply_deliveries`).
+pub(super) fn mark_processed(conn: &mut MysqlConnection, ids: &[i64]) -> Result<(), RepoError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = db_now(conn)?;
+    diesel::update(webhook_inbox::table.filter(webhook_inbox::id.eq_any(ids)))
+        .set((
+            webhook_inbox::status.eq(INBOX_PROCESSED),
+            webhook_inbox::attempts.eq(webhook_inbox::attempts + 1),
+            webhook_inbox::processed_at.eq(now),
+            webhook_inbox::leased_until.eq(None::<NaiveDateTime>),
+            webhook_inbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The ids of the rows the last multi-row INSERT on `conn` made. InnoDB allocates a
@@ -165,27 +182,6 @@ impl InboxRepository for MysqlInboxRepository {
     async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>, RepoError> {
         self.db
             .run(move |conn| retry_deadlocks(conn, |conn| claim(conn, limit, lease)))
-            .await
-    }
-
-    async fn mark_processed(&self, ids: Vec<i64>) -> Result<(), RepoError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.db
-            .run(move |conn| {
-                let now = db_now(conn)?;
-                diesel::update(webhook_inbox::table.filter(webhook_inbox::id.eq_any(ids)))
-                    .set((
-                        webhook_inbox::status.eq(INBOX_PROCESSED),
-                        webhook_inbox::attempts.eq(webhook_inbox::attempts + 1),
-                        webhook_inbox::processed_at.eq(now),
-                        webhook_inbox::leased_until.eq(None::<NaiveDateTime>),
-                        webhook_inbox::last_error.eq(None::<String>),
-                    ))
-                    .execute(conn)?;
-                Ok(())
-            })
             .await
     }
 

@@ -84,6 +84,15 @@ impl MirrorBatch {
 pub trait MirrorRepository: Send + Sync {
     /// Applies the whole batch in one transaction; returns the statements it took.
     async fn apply(&self, batch: MirrorBatch) -> Result<usize, RepoError>;
+
+    /// `apply`, marking the webhook inbox rows the batch came from processed in the
+    /// same transaction: a delivery counts as processed exactly when its changes are
+    /// in, and the batch costs one commit.
+    async fn apply_deliveries(
+        &self,
+        batch: MirrorBatch,
+        inbox_ids: Vec<i64>,
+    ) -> Result<usize, RepoError>;
 }
 
 pub struct MysqlMirrorRepository {
@@ -105,6 +114,24 @@ impl MirrorRepository for MysqlMirrorRepository {
         self.db
             .run(move |conn| {
                 retry_deadlocks(conn, |conn| conn.transaction(|conn| apply(conn, &batch)))
+            })
+            .await
+    }
+
+    async fn apply_deliveries(
+        &self,
+        batch: MirrorBatch,
+        inbox_ids: Vec<i64>,
+    ) -> Result<usize, RepoError> {
+        self.db
+            .run(move |conn| {
+                retry_deadlocks(conn, |conn| {
+                    conn.transaction(|conn| {
+                        let statements = apply(conn, &batch)?;
+                        super::inbox::mark_processed(conn, &inbox_ids)?;
+                        Ok(statements + 1)
+                    })
+                })
             })
             .await
     }

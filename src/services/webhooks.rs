@@ -147,9 +147,22 @@ pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorB
 }
 
 /// How the worker paces itself.
+/// The mirror changes one stored delivery asks for, or why it cannot be read.
+fn batch_of(row: &InboxRow, region: Region) -> Result<MirrorBatch, String> {
+    let content_type = Some(row.content_type.as_str()).filter(|c| !c.is_empty());
+    let delivery = parse_delivery(content_type, &row.body).map_err(|e| e.to_string())?;
+    Ok(to_batch(
+        delivery,
+        row.received_at.and_utc().timestamp(),
+        region,
+    ))
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
     pub batch_size: i64,
+    /// Batches claimed and applied at the same time.
+    pub appliers: usize,
     pub lease: Duration,
     pub max_attempts: i32,
     /// How often to look for due rows without a wake-up (other instances' rows, retries).
@@ -160,6 +173,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             batch_size: 500,
+            appliers: 2,
             lease: Duration::from_secs(30),
             max_attempts: 10,
             poll: Duration::from_secs(1),
@@ -207,6 +221,15 @@ impl WebhookWorker {
                 slog::warn!(self.logger, "could not free inbox leases"; "error" => err.to_string())
             }
         }
+        // Claims skip each other's rows, so while one loop parses and commits, the
+        // next claims: a backlog drains in overlapping batches. Applying out of order
+        // is safe: every change is last-write-wins by AmoCRM's own change time.
+        let loops = (0..self.config.appliers.max(1)).map(|_| self.apply_until_draining(&lifecycle));
+        futures::future::join_all(loops).await;
+        slog::info!(self.logger, "webhook worker stopped");
+    }
+
+    async fn apply_until_draining(&self, lifecycle: &Lifecycle) {
         let mut pause = Duration::from_millis(100);
         while !lifecycle.is_draining() {
             match self.process_due().await {
@@ -224,7 +247,6 @@ impl WebhookWorker {
                 }
             }
         }
-        slog::info!(self.logger, "webhook worker stopped");
     }
 
     /// Claims and applies one batch of due deliveries; returns how many it handled.
@@ -236,47 +258,50 @@ impl WebhookWorker {
         if rows.is_empty() {
             return Ok(0);
         }
+        let claimed = rows.len();
+        // Parsing hundreds of bodies is CPU work: off the runtime thread, so the
+        // acknowledgements sharing it keep their latency.
+        let region = self.region;
+        let parsed = tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .map(|row| {
+                    let changes = batch_of(&row, region);
+                    (row, changes)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("parsing deliveries failed: {e}").into()))?;
         let mut batch = MirrorBatch::default();
-        let mut parsed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match self.batch_of(row) {
+        let mut good = Vec::with_capacity(parsed.len());
+        for (row, changes) in parsed {
+            match changes {
                 Ok(changes) => {
                     batch.extend(changes.clone());
-                    parsed.push((row, changes));
+                    good.push((row, changes));
                 }
                 // A body that does not parse now never will: no retries.
-                Err(why) => self.fail(row, &why, Retry::Never).await,
+                Err(why) => self.fail(&row, &why, Retry::Never).await,
             }
         }
-        match self.mirror.apply(batch).await {
+        let ids: Vec<i64> = good.iter().map(|(row, _)| row.id).collect();
+        match self.mirror.apply_deliveries(batch, ids.clone()).await {
             Ok(statements) => {
-                let ids: Vec<i64> = parsed.iter().map(|(row, _)| row.id).collect();
                 slog::debug!(self.logger, "webhook deliveries applied";
                     "inbox.rows" => ids.len(), "db.statements" => statements);
-                self.inbox.mark_processed(ids).await?;
             }
             // One bad delivery must not hold up the others: apply them one by one.
             Err(err) => {
                 slog::warn!(self.logger, "batch apply failed, applying deliveries one by one"; "error" => err.to_string());
-                for (row, changes) in parsed {
-                    match self.mirror.apply(changes).await {
-                        Ok(_) => self.inbox.mark_processed(vec![row.id]).await?,
-                        Err(err) => self.fail(row, &err.to_string(), self.retry_for(row)).await,
+                for (row, changes) in good {
+                    if let Err(err) = self.mirror.apply_deliveries(changes, vec![row.id]).await {
+                        self.fail(&row, &err.to_string(), self.retry_for(&row))
+                            .await;
                     }
                 }
             }
         }
-        Ok(rows.len())
-    }
-
-    fn batch_of(&self, row: &InboxRow) -> Result<MirrorBatch, String> {
-        let content_type = Some(row.content_type.as_str()).filter(|c| !c.is_empty());
-        let delivery = parse_delivery(content_type, &row.body).map_err(|e| e.to_string())?;
-        Ok(to_batch(
-            delivery,
-            row.received_at.and_utc().timestamp(),
-            self.region,
-        ))
+        Ok(claimed)
     }
 
     /// Exponential backoff from 5 s up to 10 min; after `max_attempts` the row is failed.
@@ -388,17 +413,12 @@ mod tests {
             .withf(|id, _, retry| *id == 1 && *retry == Retry::Never)
             .times(1)
             .returning(|_, _, _| Ok(()));
-        inbox
-            .expect_mark_processed()
-            .withf(|ids| ids == &[2])
-            .times(1)
-            .returning(|_| Ok(()));
         let mut mirror = MockMirrorRepository::new();
         mirror
-            .expect_apply()
-            .withf(|b| b.contacts.len() == 1)
+            .expect_apply_deliveries()
+            .withf(|b, ids| b.contacts.len() == 1 && ids == &[2])
             .times(1)
-            .returning(|_| Ok(1));
+            .returning(|_, _| Ok(2));
         assert_eq!(
             worker(inbox, mirror)
                 .process_due()
@@ -424,12 +444,11 @@ mod tests {
             .withf(|id, _, retry| *id == 2 && *retry == Retry::Never)
             .times(1)
             .returning(|_, _, _| Ok(()));
-        inbox.expect_mark_processed().never();
         let mut mirror = MockMirrorRepository::new();
         mirror
-            .expect_apply()
+            .expect_apply_deliveries()
             .times(3)
-            .returning(|_| Err(RepoError::Query("boom".into())));
+            .returning(|_, _| Err(RepoError::Query("boom".into())));
         assert_eq!(
             worker(inbox, mirror).process_due().await.expect("handled"),
             2
