@@ -34,11 +34,17 @@ pub struct Args {
     /// Give up waiting for the sync after this many seconds.
     #[arg(long, default_value_t = 3600)]
     timeout: u64,
+    /// Prefix of the reported keys and of the contacts' names, so several bursts
+    /// can run against one stack.
+    #[arg(long, default_value = "burst")]
+    key: String,
+    /// The first contact's number; phones follow from it.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
 }
 
-const NAME_PREFIX: &str = "Burst";
-
 pub fn run(args: &Args) -> crate::Result<()> {
+    let key = args.key.as_str();
     let before = fake_counters(&args.fake_url)?;
     let url = format!("{}/api/v1/contacts", args.api_url.trim_end_matches('/'));
     let auth = format!("Bearer {}", args.token);
@@ -55,12 +61,13 @@ pub fn run(args: &Args) -> crate::Result<()> {
                     .timeout(Duration::from_secs(120))
                     .build();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= args.count {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= args.count {
                         break;
                     }
+                    let i = args.first + n;
                     let body = serde_json::json!({
-                        "name": format!("{NAME_PREFIX} {i}"),
+                        "name": format!("{key} {i}"),
                         "phone": format!("+7916{:07}", 1_000_000 + i),
                     });
                     let status = match agent.post(&url).set("authorization", &auth).send_json(body)
@@ -85,10 +92,10 @@ pub fn run(args: &Args) -> crate::Result<()> {
         .map(|(_, n)| n)
         .sum();
     for (code, n) in &statuses {
-        report(&format!("burst_status_{code}"), n);
+        report(&format!("{key}_status_{code}"), n);
     }
-    report("burst_accepted", accepted);
-    report("burst_accept_secs", format!("{accept_secs:.2}"));
+    report(&format!("{key}_accepted"), accepted);
+    report(&format!("{key}_accept_secs"), format!("{accept_secs:.2}"));
     if let Some(first) = errors.into_inner().unwrap().first() {
         eprintln!("amosync-bench: first transport error: {first}");
     }
@@ -96,7 +103,7 @@ pub fn run(args: &Args) -> crate::Result<()> {
     // Wait until every accepted contact is synced (it has its AmoCRM id).
     let mut conn = db::connect(&args.database_url)?;
     let synced_sql = format!(
-        "SELECT COUNT(*) AS n FROM contacts WHERE name LIKE '{NAME_PREFIX} %' AND sync_status = 'synced'"
+        "SELECT COUNT(*) AS n FROM contacts WHERE name LIKE '{key} %' AND sync_status = 'synced'"
     );
     let deadline = began + Duration::from_secs(args.timeout);
     let mut last_note = Instant::now();
@@ -120,13 +127,13 @@ pub fn run(args: &Args) -> crate::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    report("burst_synced", synced);
+    report(&format!("{key}_synced"), synced);
     report(
-        "burst_synced_secs",
+        &format!("{key}_synced_secs"),
         format!("{:.2}", began.elapsed().as_secs_f64()),
     );
     report(
-        "burst_dead_jobs",
+        &format!("{key}_dead_jobs"),
         db::scalar(
             &mut conn,
             "SELECT COUNT(*) AS n FROM sync_jobs WHERE status = 'dead'",
@@ -134,7 +141,7 @@ pub fn run(args: &Args) -> crate::Result<()> {
     );
 
     let after = fake_counters(&args.fake_url)?;
-    for key in [
+    for counter_key in [
         "requests",
         "contact_creates",
         "create_requests",
@@ -142,13 +149,13 @@ pub fn run(args: &Args) -> crate::Result<()> {
         "rate_limited",
     ] {
         report(
-            &format!("amo_{key}"),
-            counter(&after, key) - counter(&before, key),
+            &format!("{key}_amo_{counter_key}"),
+            counter(&after, counter_key) - counter(&before, counter_key),
         );
     }
     // The fake keeps this one for its whole life; it starts fresh for the suite.
     report(
-        "amo_max_requests_in_one_second",
+        &format!("{key}_amo_max_requests_in_one_second"),
         counter(&after, "max_requests_in_one_second"),
     );
     Ok(())
