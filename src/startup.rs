@@ -23,7 +23,7 @@ use crate::repositories::{
     RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, GroupCommit, GroupCommitConfig, IdempotencyService,
+    ContactService, ExpectedAccount, GroupCommit, GROUP_COMMIT, IdempotencyService,
     JobService, LeadService, MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker,
     SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
@@ -223,7 +223,7 @@ impl Application {
                 id: settings.amo_account_id,
                 subdomain: settings.amo_subdomain.clone(),
             },
-            GroupCommit::start(inbox.clone(), GroupCommitConfig::default()),
+            GroupCommit::start(inbox.clone(), GROUP_COMMIT),
             Arc::clone(&wake),
         );
         let worker = WebhookWorker::new(

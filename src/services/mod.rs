@@ -2,6 +2,7 @@
 //! depend on the repository traits and `AmoTransport`, never on actix.
 
 mod authority;
+mod batcher;
 mod batches;
 mod contacts;
 mod group_commit;
@@ -19,7 +20,8 @@ mod webhooks;
 
 pub use authority::{MirrorAuthority, MirrorState};
 pub use contacts::{ContactInput, ContactService};
-pub use group_commit::{GroupCommit, GroupCommitConfig};
+pub use batcher::{BatchLimits, Batcher};
+pub use group_commit::{GroupCommit, GROUP_COMMIT};
 pub use idempotency::IdempotencyService;
 pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};

@@ -1,0 +1,195 @@
+//! Coalescing of concurrent calls into one database round trip. Callers that
+//! arrive while a batch is being executed wait for the next one, which takes all
+//! of them at once; each caller still gets only its own answer. With nobody
+//! waiting a call runs at once, so a quiet service pays no extra latency; under
+//! load one commit or one query serves a whole batch.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::repositories::RepoError;
+
+/// Bounds of one batch and how many run at the same time.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_items: usize,
+    /// Bound on the sum of the items' weights (e.g. bytes of a multi-row INSERT).
+    pub max_weight: usize,
+    /// Batches executing at once: while one waits for the database, the next collects.
+    pub runners: usize,
+}
+
+type Execute<I, O> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, RepoError>> + Send + Sync;
+
+struct Waiting<I, O> {
+    item: I,
+    answer: oneshot::Sender<Result<O, RepoError>>,
+}
+
+/// The handle callers submit items through; clones share the batches.
+pub struct Batcher<I, O> {
+    queue: mpsc::UnboundedSender<Waiting<I, O>>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the runners on the current Tokio runtime. `execute` gets the items of
+    /// one batch and returns one output per item, in the same order. The runners
+    /// stop once the last handle is dropped and the queue is empty.
+    pub fn start<F, Fut>(limits: BatchLimits, weight: fn(&I) -> usize, execute: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, RepoError>> + Send + 'static,
+    {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        let execute: Arc<Execute<I, O>> = Arc::new(move |items| Box::pin(execute(items)));
+        for _ in 0..limits.runners.max(1) {
+            tokio::spawn(run_batches(
+                Arc::clone(&waiting),
+                Arc::clone(&execute),
+                limits,
+                weight,
+            ));
+        }
+        Batcher { queue }
+    }
+
+    /// Submits one item; returns its output once the batch holding it has run.
+    pub async fn submit(&self, item: I) -> Result<O, RepoError> {
+        let (answer, outcome) = oneshot::channel();
+        self.queue
+            .send(Waiting { item, answer })
+            .map_err(|_| RepoError::Unavailable("the batcher has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| RepoError::Unavailable("the batcher dropped a call".into()))?
+    }
+}
+
+async fn run_batches<I, O>(
+    waiting: Arc<Mutex<mpsc::UnboundedReceiver<Waiting<I, O>>>>,
+    execute: Arc<Execute<I, O>>,
+    limits: BatchLimits,
+    weight: fn(&I) -> usize,
+) {
+    while let Some(batch) = next_batch(&waiting, limits, weight).await {
+        let (items, answers): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|w| (w.item, w.answer)).unzip();
+        let expected = answers.len();
+        match execute(items).await {
+            Ok(outputs) if outputs.len() == expected => {
+                for (answer, output) in answers.into_iter().zip(outputs) {
+                    // A caller that went away (client hung up) needs no answer.
+                    let _ = answer.send(Ok(output));
+                }
+            }
+            Ok(outputs) => {
+                let error = RepoError::Query(format!(
+                    "a batch of {expected} gave {} answers",
+                    outputs.len()
+                ));
+                answers.into_iter().for_each(|a| drop(a.send(Err(error.clone()))));
+            }
+            Err(error) => answers.into_iter().for_each(|a| drop(a.send(Err(error.clone())))),
+        }
+    }
+}
+
+/// Waits for one item, then takes whatever else is already queued, up to the
+/// limits. `None` once every handle is gone and the queue is empty.
+async fn next_batch<I, O>(
+    waiting: &Mutex<mpsc::UnboundedReceiver<Waiting<I, O>>>,
+    limits: BatchLimits,
+    weight: fn(&I) -> usize,
+) -> Option<Vec<Waiting<I, O>>> {
+    let mut queue = waiting.lock().await;
+    let first = queue.recv().await?;
+    let mut total = weight(&first.item);
+    let mut batch = vec![first];
+    while batch.len() < limits.max_items && total < limits.max_weight {
+        match queue.try_recv() {
+            Ok(next) => {
+                total += weight(&next.item);
+                batch.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn limits(max_items: usize, max_weight: usize) -> BatchLimits {
+        BatchLimits {
+            max_items,
+            max_weight,
+            runners: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_calls_share_a_batch_and_each_gets_its_own_answer() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&batches);
+        let doubler = Batcher::start(limits(100, usize::MAX), |_| 1, move |items: Vec<u32>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(items.into_iter().map(|n| n * 2).collect()) }
+        });
+        let calls: Vec<_> = (0..50u32)
+            .map(|n| {
+                let doubler = doubler.clone();
+                tokio::spawn(async move { (n, doubler.submit(n).await) })
+            })
+            .collect();
+        for call in calls {
+            let (n, answer) = call.await.expect("task");
+            assert_eq!(answer.expect("answer"), n * 2);
+        }
+        let batches = batches.load(Ordering::SeqCst);
+        assert!(batches < 10, "50 calls took {batches} batches");
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_item_and_weight_bounds() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let echo = Batcher::start(limits(4, 30), |n: &usize| *n, move |items: Vec<usize>| {
+            seen.lock().expect("sizes").push(items.clone());
+            async move { Ok(items) }
+        });
+        let all = futures::future::join_all((0..12).map(|_| echo.submit(10))).await;
+        assert!(all.iter().all(Result::is_ok));
+        let sizes = sizes.lock().expect("sizes").clone();
+        assert_eq!(sizes.iter().map(Vec::len).sum::<usize>(), 12);
+        assert!(sizes.iter().all(|b| b.len() <= 3), "weight 30 = three items: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_short_batch_is_an_error_for_every_caller_in_it() {
+        let failing: Batcher<u8, u8> = Batcher::start(limits(10, usize::MAX), |_| 1, |_| async {
+            Err(RepoError::Unavailable("gone away".into()))
+        });
+        let (a, b) = tokio::join!(failing.submit(1), failing.submit(2));
+        assert!(matches!(a, Err(RepoError::Unavailable(_))));
+        assert!(matches!(b, Err(RepoError::Unavailable(_))));
+
+        let short: Batcher<u8, u8> =
+            Batcher::start(limits(10, usize::MAX), |_| 1, |_| async { Ok(vec![]) });
+        assert!(matches!(short.submit(1).await, Err(RepoError::Query(_))));
+    }
+}
