@@ -35,6 +35,9 @@ pub trait ContactRepository: Send + Sync {
     /// One row; soft-deleted rows only when `include_deleted`.
     async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Contact>, RepoError>;
 
+    /// The rows with these ids, deleted ones included, in no particular order.
+    async fn get_many(&self, ids: Vec<i64>) -> Result<Vec<Contact>, RepoError>;
+
     /// The contact holding this E.164 phone (synced first, then the oldest).
     async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError>;
 
@@ -217,6 +220,17 @@ impl ContactRepository for MysqlContactRepository {
                     .select(Contact::as_select())
                     .first(conn)
                     .optional()?)
+            })
+            .await
+    }
+
+    async fn get_many(&self, ids: Vec<i64>) -> Result<Vec<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(contacts::table
+                    .filter(contacts::id.eq_any(ids))
+                    .select(Contact::as_select())
+                    .load(conn)?)
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! authoritative), else create in AmoCRM, with the local row written (pending)
 //! before AmoCRM is called.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use slog::Logger;
 
 use super::authority::searched;
+use super::batcher::{BatchLimits, Batcher};
 use super::single_flight::SingleFlight;
 use super::{
     claim_then_push, hand_over, keep_pending, keeping_lease, settle, MirrorAuthority, Saved,
@@ -16,7 +18,9 @@ use super::{
 };
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::domain::{EntityName, Phone};
-use crate::repositories::{Claim, Contact, ContactFilter, ContactRepository, NewContact};
+use crate::repositories::{
+    Claim, Contact, ContactFilter, ContactRepository, NewContact, RepoError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInput {
@@ -37,7 +41,31 @@ pub struct ContactService {
     burst_until: Mutex<Option<Instant>>,
     /// Flights creating without a search right now.
     creating: Arc<AtomicUsize>,
+    /// `GET /contacts/{id}` calls arriving together share one query.
+    by_id: Batcher<i64, Option<Contact>>,
     logger: Logger,
+}
+
+/// Reads by id: up to 100 ids per query, four queries at once (of the pool's
+/// connections, the rest stay free for writes and the workers).
+const READS_BY_ID: BatchLimits = BatchLimits {
+    max_items: 100,
+    max_weight: usize::MAX,
+    runners: 4,
+};
+
+/// One query for a batch of ids; the answers in the order of `ids`.
+async fn rows_by_id(
+    repo: Arc<dyn ContactRepository>,
+    ids: Vec<i64>,
+) -> Result<Vec<Option<Contact>>, RepoError> {
+    let found: HashMap<i64, Contact> = repo
+        .get_many(ids.clone())
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
 }
 
 /// Creates without a search in flight at once before a burst is assumed: a wave of
@@ -74,7 +102,12 @@ impl ContactService {
         authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
+        let reader = Arc::clone(&repo);
+        let by_id = Batcher::start(READS_BY_ID, |_| 1, move |ids| {
+            rows_by_id(Arc::clone(&reader), ids)
+        });
         ContactService {
+            by_id,
             repo,
             amo,
             flights: SingleFlight::default(),
@@ -111,9 +144,10 @@ impl ContactService {
     }
 
     pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Contact, ServiceError> {
-        self.repo
-            .get(id, include_deleted)
+        self.by_id
+            .submit(id)
             .await?
+            .filter(|row| include_deleted || row.deleted_at.is_none())
             .ok_or(ServiceError::NotFound)
     }
 
@@ -653,5 +687,40 @@ mod tests {
             .await
             .expect_err("db down");
         assert!(matches!(err, ServiceError::DatabaseUnavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn reads_by_id_arriving_together_share_a_query_and_deleted_rows_stay_hidden() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_get_many().returning(|ids| {
+            Ok(ids
+                .into_iter()
+                .filter(|id| *id != 404)
+                .map(|id| {
+                    let mut row = contact(id, Some(id + 1000));
+                    if id == 7 {
+                        row.deleted_at = Some(row.created_at);
+                    }
+                    row
+                })
+                .collect())
+        });
+        let service = Arc::new(service(repo, MockAmoTransport::uncongested()));
+        let reads: Vec<_> = [1, 2, 3, 2, 404, 7]
+            .into_iter()
+            .map(|id| {
+                let service = Arc::clone(&service);
+                tokio::spawn(async move { (id, service.get(id, false).await) })
+            })
+            .collect();
+        for read in reads {
+            let (id, got) = read.await.expect("task");
+            match id {
+                404 | 7 => assert!(matches!(got, Err(ServiceError::NotFound)), "{id}"),
+                _ => assert_eq!(got.expect("found").amocrm_id, Some(id + 1000)),
+            }
+        }
+        let deleted = service.get(7, true).await.expect("shown when asked for");
+        assert!(deleted.deleted_at.is_some());
     }
 }
