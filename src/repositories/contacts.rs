@@ -38,6 +38,9 @@ pub trait ContactRepository: Send + Sync {
     /// The rows with these ids, deleted ones included, in no particular order.
     async fn get_many(&self, ids: Vec<i64>) -> Result<Vec<Contact>, RepoError>;
 
+    /// Every row holding one of these E.164 phones, deleted ones included, by id.
+    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<Contact>, RepoError>;
+
     /// The contact holding this E.164 phone (synced first, then the oldest).
     async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError>;
 
@@ -229,6 +232,18 @@ impl ContactRepository for MysqlContactRepository {
             .run(move |conn| {
                 Ok(contacts::table
                     .filter(contacts::id.eq_any(ids))
+                    .select(Contact::as_select())
+                    .load(conn)?)
+            })
+            .await
+    }
+
+    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<Contact>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(contacts::table
+                    .filter(contacts::phone.eq_any(phones))
+                    .order(contacts::id.asc())
                     .select(Contact::as_select())
                     .load(conn)?)
             })

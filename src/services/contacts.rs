@@ -43,16 +43,48 @@ pub struct ContactService {
     creating: Arc<AtomicUsize>,
     /// `GET /contacts/{id}` calls arriving together share one query.
     by_id: Batcher<i64, Option<Contact>>,
+    /// So do lists filtered by phone (`GET /contacts?phone=…`).
+    by_phone: Batcher<String, Vec<Contact>>,
     logger: Logger,
 }
 
-/// Reads by id: up to 100 ids per query, four queries at once (of the pool's
-/// connections, the rest stay free for writes and the workers).
-const READS_BY_ID: BatchLimits = BatchLimits {
+/// Reads by id or phone: up to 100 keys per query, four queries at once (of the
+/// pool's connections, the rest stay free for writes and the workers).
+const READS: BatchLimits = BatchLimits {
     max_items: 100,
     max_weight: usize::MAX,
     runners: 4,
 };
+
+/// One query for a batch of phones: every row of each, in id order.
+async fn rows_by_phone(
+    repo: Arc<dyn ContactRepository>,
+    phones: Vec<String>,
+) -> Result<Vec<Vec<Contact>>, RepoError> {
+    let mut found: HashMap<String, Vec<Contact>> = HashMap::new();
+    for row in repo.with_phones(phones.clone()).await? {
+        if let Some(phone) = row.phone.clone() {
+            found.entry(phone).or_default().push(row);
+        }
+    }
+    Ok(phones
+        .iter()
+        .map(|phone| found.get(phone).cloned().unwrap_or_default())
+        .collect())
+}
+
+/// The rows of one phone that `filter` asks for, as `ContactRepository::list`
+/// would select them (`rows` are in id order).
+fn select(rows: Vec<Contact>, filter: &ContactFilter) -> Vec<Contact> {
+    let limit = usize::try_from(filter.limit).unwrap_or(0);
+    rows.into_iter()
+        .filter(|row| filter.include_deleted || row.deleted_at.is_none())
+        .filter(|row| filter.name.as_ref().is_none_or(|name| &row.name == name))
+        .filter(|row| filter.amocrm_id.is_none_or(|id| row.amocrm_id == Some(id)))
+        .filter(|row| filter.after_id.is_none_or(|after| row.id > after))
+        .take(limit)
+        .collect()
+}
 
 /// One query for a batch of ids; the answers in the order of `ids`.
 async fn rows_by_id(
@@ -103,11 +135,20 @@ impl ContactService {
         logger: Logger,
     ) -> Self {
         let reader = Arc::clone(&repo);
-        let by_id = Batcher::start(READS_BY_ID, |_| 1, move |ids| {
-            rows_by_id(Arc::clone(&reader), ids)
-        });
+        let by_id = Batcher::start(
+            READS,
+            |_| 1,
+            move |ids| rows_by_id(Arc::clone(&reader), ids),
+        );
+        let reader = Arc::clone(&repo);
+        let by_phone = Batcher::start(
+            READS,
+            |_| 1,
+            move |phones| rows_by_phone(Arc::clone(&reader), phones),
+        );
         ContactService {
             by_id,
+            by_phone,
             repo,
             amo,
             flights: SingleFlight::default(),
@@ -152,7 +193,12 @@ impl ContactService {
     }
 
     pub async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, ServiceError> {
-        Ok(self.repo.list(filter).await?)
+        match &filter.phone {
+            // A phone holds a handful of rows: fetch them all with other callers'
+            // phones and filter here.
+            Some(phone) => Ok(select(self.by_phone.submit(phone.clone()).await?, &filter)),
+            None => Ok(self.repo.list(filter).await?),
+        }
     }
 
     /// The contact with this phone: from the mirror, else from AmoCRM, else newly
@@ -722,5 +768,62 @@ mod tests {
         }
         let deleted = service.get(7, true).await.expect("shown when asked for");
         assert!(deleted.deleted_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_list_by_phone_applies_every_filter_to_the_phones_rows() {
+        let mut repo = MockContactRepository::new();
+        repo.expect_with_phones().returning(|phones| {
+            assert_eq!(phones, ["+79161234567"]);
+            Ok((1..=6)
+                .map(|id| {
+                    let mut row = contact(id, Some(100 + id));
+                    row.deleted_at = (id == 2).then_some(row.created_at);
+                    if id == 5 {
+                        row.name = "Пётр".into();
+                    }
+                    row
+                })
+                .collect())
+        });
+        let service = service(repo, MockAmoTransport::uncongested());
+        let filter = |f: fn(&mut ContactFilter)| {
+            let mut filter = ContactFilter {
+                phone: Some("+79161234567".into()),
+                name: None,
+                amocrm_id: None,
+                after_id: None,
+                limit: 50,
+                include_deleted: false,
+            };
+            f(&mut filter);
+            filter
+        };
+        let ids = |rows: Vec<Contact>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        let listed = |f| service.list(filter(f));
+        assert_eq!(ids(listed(|_| {}).await.expect("all")), [1, 3, 4, 5, 6]);
+        assert_eq!(
+            ids(listed(|f| f.include_deleted = true).await.expect("deleted")),
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(
+            ids(listed(|f| f.name = Some("Пётр".into()))
+                .await
+                .expect("name")),
+            [5]
+        );
+        assert_eq!(
+            ids(listed(|f| f.amocrm_id = Some(104)).await.expect("amo")),
+            [4]
+        );
+        assert_eq!(
+            ids(listed(|f| {
+                f.after_id = Some(3);
+                f.limit = 2
+            })
+            .await
+            .expect("page")),
+            [4, 5]
+        );
     }
 }
