@@ -23,9 +23,9 @@ use crate::repositories::{
     RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, GroupCommit, GROUP_COMMIT, IdempotencyService,
-    JobService, LeadService, MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker,
-    SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
+    ContactService, ExpectedAccount, GroupCommit, IdempotencyService, JobService, LeadService,
+    MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep,
+    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig, GROUP_COMMIT,
 };
 use crate::settings::Settings;
 use crate::telemetry;

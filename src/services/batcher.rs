@@ -99,9 +99,13 @@ async fn run_batches<I, O>(
                     "a batch of {expected} gave {} answers",
                     outputs.len()
                 ));
-                answers.into_iter().for_each(|a| drop(a.send(Err(error.clone()))));
+                answers
+                    .into_iter()
+                    .for_each(|a| drop(a.send(Err(error.clone()))));
             }
-            Err(error) => answers.into_iter().for_each(|a| drop(a.send(Err(error.clone())))),
+            Err(error) => answers
+                .into_iter()
+                .for_each(|a| drop(a.send(Err(error.clone())))),
         }
     }
 }
@@ -146,10 +150,14 @@ mod tests {
     async fn queued_calls_share_a_batch_and_each_gets_its_own_answer() {
         let batches = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&batches);
-        let doubler = Batcher::start(limits(100, usize::MAX), |_| 1, move |items: Vec<u32>| {
-            seen.fetch_add(1, Ordering::SeqCst);
-            async move { Ok(items.into_iter().map(|n| n * 2).collect()) }
-        });
+        let doubler = Batcher::start(
+            limits(100, usize::MAX),
+            |_| 1,
+            move |items: Vec<u32>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async move { Ok(items.into_iter().map(|n| n * 2).collect()) }
+            },
+        );
         let calls: Vec<_> = (0..50u32)
             .map(|n| {
                 let doubler = doubler.clone();
@@ -168,22 +176,31 @@ mod tests {
     async fn a_batch_stops_at_its_item_and_weight_bounds() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
-        let echo = Batcher::start(limits(4, 30), |n: &usize| *n, move |items: Vec<usize>| {
-            seen.lock().expect("sizes").push(items.clone());
-            async move { Ok(items) }
-        });
+        let echo = Batcher::start(
+            limits(4, 30),
+            |n: &usize| *n,
+            move |items: Vec<usize>| {
+                seen.lock().expect("sizes").push(items.clone());
+                async move { Ok(items) }
+            },
+        );
         let all = futures::future::join_all((0..12).map(|_| echo.submit(10))).await;
         assert!(all.iter().all(Result::is_ok));
         let sizes = sizes.lock().expect("sizes").clone();
         assert_eq!(sizes.iter().map(Vec::len).sum::<usize>(), 12);
-        assert!(sizes.iter().all(|b| b.len() <= 3), "weight 30 = three items: {sizes:?}");
+        assert!(
+            sizes.iter().all(|b| b.len() <= 3),
+            "weight 30 = three items: {sizes:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_failed_or_short_batch_is_an_error_for_every_caller_in_it() {
-        let failing: Batcher<u8, u8> = Batcher::start(limits(10, usize::MAX), |_| 1, |_| async {
-            Err(RepoError::Unavailable("gone away".into()))
-        });
+        let failing: Batcher<u8, u8> = Batcher::start(
+            limits(10, usize::MAX),
+            |_| 1,
+            |_| async { Err(RepoError::Unavailable("gone away".into())) },
+        );
         let (a, b) = tokio::join!(failing.submit(1), failing.submit(2));
         assert!(matches!(a, Err(RepoError::Unavailable(_))));
         assert!(matches!(b, Err(RepoError::Unavailable(_))));
