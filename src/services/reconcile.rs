@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use slog::Logger;
 
 use super::{MirrorAuthority, ServiceError, WebhookSubscription};
-use crate::amo::{AmoAccess, AmoContact, AmoEntity, AmoLead, AmoTransport};
+use crate::amo::{AmoAccess, AmoContact, AmoEntity, AmoError, AmoLead, AmoTransport};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
@@ -245,9 +245,7 @@ impl Reconciler {
             let mut batch = MirrorBatch::default();
             let more = match entity {
                 AmoEntity::Contacts => {
-                    let found = self
-                        .amo
-                        .contacts_changed_since(since, page)
+                    let found = patiently(|| self.amo.contacts_changed_since(since, page))
                         .await
                         .map_err(ServiceError::amo)?;
                     batch.contacts = found
@@ -258,9 +256,7 @@ impl Reconciler {
                     found.more
                 }
                 AmoEntity::Leads => {
-                    let found = self
-                        .amo
-                        .leads_changed_since(since, page)
+                    let found = patiently(|| self.amo.leads_changed_since(since, page))
                         .await
                         .map_err(ServiceError::amo)?;
                     batch.leads = found.items.into_iter().map(lead_change).collect();
@@ -320,6 +316,30 @@ impl Reconciler {
         }
     }
 }
+
+/// Fetches a page again when AmoCRM failed it for a passing reason (429, 5xx,
+/// timeout, network), up to `PAGE_ATTEMPTS` times with growing pauses; after a 429
+/// the rate limiter also waits out `Retry-After`. A walk shares the account's limit
+/// with the service's own calls, so one busy second must not end a full import.
+async fn patiently<T, F, Fut>(mut fetch: F) -> Result<T, AmoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AmoError>>,
+{
+    let mut pause = Duration::from_secs(1);
+    for _ in 1..PAGE_ATTEMPTS {
+        match fetch().await {
+            Err(error) if error.is_transient() => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            done => return done,
+        }
+    }
+    fetch().await
+}
+
+const PAGE_ATTEMPTS: u32 = 5;
 
 #[cfg(test)]
 mod tests {
@@ -388,7 +408,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_walk_does_not_count_as_current() {
         let mut amo = MockAmoTransport::new();
         amo.expect_contacts_changed_since()
@@ -561,5 +581,71 @@ mod tests {
             .await
             .expect("walk");
         assert!(walk.skipped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_refused_for_a_passing_reason_is_fetched_again_and_a_lost_token_is_not() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&calls);
+        let mut amo = MockAmoTransport::new();
+        amo.expect_contacts_changed_since().returning(move |_, _| {
+            match counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Err(AmoError::RateLimited { retry_after: None }),
+                1 => Err(AmoError::Server { status: 502 }),
+                _ => Ok(AmoPage {
+                    items: vec![contact(1, 150)],
+                    more: false,
+                }),
+            }
+        });
+        let mut cursors = MockCursorRepository::new();
+        cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
+        cursors.expect_advance().returning(|_, _| Ok(()));
+        cursors.expect_release().returning(|_| Ok(()));
+        let mut mirror = MockMirrorRepository::new();
+        mirror.expect_apply().times(1).returning(|_| Ok(1));
+        let reconciler = Reconciler::new(
+            Arc::new(amo),
+            Arc::new(cursors),
+            Arc::new(mirror),
+            Region::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let walk = reconciler
+            .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
+            .await
+            .expect("walk after two passing failures");
+        assert_eq!(
+            (
+                walk.applied,
+                calls.load(std::sync::atomic::Ordering::SeqCst)
+            ),
+            (1, 3)
+        );
+
+        let mut amo = MockAmoTransport::new();
+        amo.expect_contacts_changed_since()
+            .times(1)
+            .returning(|_, _| Err(AmoError::Unauthorized));
+        let mut cursors = MockCursorRepository::new();
+        cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
+        cursors.expect_release().returning(|_| Ok(()));
+        let reconciler = Reconciler::new(
+            Arc::new(amo),
+            Arc::new(cursors),
+            Arc::new(MockMirrorRepository::new()),
+            Region::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let refused = reconciler
+            .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
+            .await;
+        assert!(matches!(
+            refused,
+            Err(ServiceError::Amo {
+                error: AmoError::Unauthorized,
+                ..
+            })
+        ));
     }
 }
