@@ -356,13 +356,12 @@ mod tests {
     }
 
     /// Cursors always free, the mirror accepting everything.
-    fn reconciler(amo: MockAmoTransport, upkeep: Upkeep) -> Reconciler {
-        let mut cursors = MockCursorRepository::new();
-        cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
-        cursors.expect_advance().returning(|_, _| Ok(()));
-        cursors.expect_release().returning(|_| Ok(()));
-        let mut mirror = MockMirrorRepository::new();
-        mirror.expect_apply().returning(|_| Ok(1));
+    /// A reconciler without upkeep, for walks.
+    fn walker(
+        amo: MockAmoTransport,
+        cursors: MockCursorRepository,
+        mirror: MockMirrorRepository,
+    ) -> Reconciler {
         Reconciler::new(
             Arc::new(amo),
             Arc::new(cursors),
@@ -370,7 +369,16 @@ mod tests {
             Region::default(),
             Logger::root(slog::Discard, slog::o!()),
         )
-        .with_upkeep(upkeep)
+    }
+
+    fn reconciler(amo: MockAmoTransport, upkeep: Upkeep) -> Reconciler {
+        let mut cursors = MockCursorRepository::new();
+        cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
+        cursors.expect_advance().returning(|_, _| Ok(()));
+        cursors.expect_release().returning(|_| Ok(()));
+        let mut mirror = MockMirrorRepository::new();
+        mirror.expect_apply().returning(|_| Ok(1));
+        walker(amo, cursors, mirror).with_upkeep(upkeep)
     }
 
     fn upkeep(facts: MockMirrorFactRepository, duplicates: MockDuplicateRepository) -> Upkeep {
@@ -549,13 +557,7 @@ mod tests {
             })
             .times(2)
             .returning(|_| Ok(1));
-        let reconciler = Reconciler::new(
-            Arc::new(amo),
-            Arc::new(cursors),
-            Arc::new(mirror),
-            Region::default(),
-            Logger::root(slog::Discard, slog::o!()),
-        );
+        let reconciler = walker(amo, cursors, mirror);
         let walk = reconciler
             .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
             .await
@@ -569,12 +571,10 @@ mod tests {
         let mut cursors = MockCursorRepository::new();
         cursors.expect_lease().returning(|_, _, _| Ok(None));
         cursors.expect_release().never();
-        let reconciler = Reconciler::new(
-            Arc::new(MockAmoTransport::new()),
-            Arc::new(cursors),
-            Arc::new(MockMirrorRepository::new()),
-            Region::default(),
-            Logger::root(slog::Discard, slog::o!()),
+        let reconciler = walker(
+            MockAmoTransport::new(),
+            cursors,
+            MockMirrorRepository::new(),
         );
         let walk = reconciler
             .walk(AmoEntity::Leads, "l", 0, 10, |_| {})
@@ -604,13 +604,7 @@ mod tests {
         cursors.expect_release().returning(|_| Ok(()));
         let mut mirror = MockMirrorRepository::new();
         mirror.expect_apply().times(1).returning(|_| Ok(1));
-        let reconciler = Reconciler::new(
-            Arc::new(amo),
-            Arc::new(cursors),
-            Arc::new(mirror),
-            Region::default(),
-            Logger::root(slog::Discard, slog::o!()),
-        );
+        let reconciler = walker(amo, cursors, mirror);
         let walk = reconciler
             .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
             .await
@@ -630,13 +624,7 @@ mod tests {
         let mut cursors = MockCursorRepository::new();
         cursors.expect_lease().returning(|_, _, _| Ok(Some(100)));
         cursors.expect_release().returning(|_| Ok(()));
-        let reconciler = Reconciler::new(
-            Arc::new(amo),
-            Arc::new(cursors),
-            Arc::new(MockMirrorRepository::new()),
-            Region::default(),
-            Logger::root(slog::Discard, slog::o!()),
-        );
+        let reconciler = walker(amo, cursors, MockMirrorRepository::new());
         let refused = reconciler
             .walk(AmoEntity::Contacts, "c", 0, 10, |_| {})
             .await;
