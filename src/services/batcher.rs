@@ -1,14 +1,17 @@
 //! Coalescing of concurrent calls into one database round trip. Callers that
 //! arrive while a batch is being executed wait for the next one, which takes all
 //! of them at once; each caller still gets only its own answer. With nobody
-//! waiting a call runs at once, so a quiet service pays no extra latency; under
-//! load one commit or one query serves a whole batch.
+//! waiting a call runs at once, on the caller's own runtime, so a quiet service
+//! pays no extra latency; under load one commit or one query serves a whole batch.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use tokio::sync::oneshot;
 
 use crate::repositories::RepoError;
 
@@ -29,65 +32,115 @@ struct Waiting<I, O> {
     answer: oneshot::Sender<Result<O, RepoError>>,
 }
 
+struct Queue<I, O> {
+    waiting: VecDeque<Waiting<I, O>>,
+    /// Batches executing right now (at most `limits.runners`).
+    running: usize,
+}
+
+struct Shared<I, O> {
+    queue: Mutex<Queue<I, O>>,
+    execute: Box<Execute<I, O>>,
+    limits: BatchLimits,
+    weight: fn(&I) -> usize,
+}
+
 /// The handle callers submit items through; clones share the batches.
 pub struct Batcher<I, O> {
-    queue: mpsc::UnboundedSender<Waiting<I, O>>,
+    shared: Arc<Shared<I, O>>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
     fn clone(&self) -> Self {
         Batcher {
-            queue: self.queue.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts the runners on the current Tokio runtime. `execute` gets the items of
-    /// one batch and returns one output per item, in the same order. The runners
-    /// stop once the last handle is dropped and the queue is empty.
+    /// `execute` gets the items of one batch and returns one output per item, in
+    /// the same order.
     pub fn start<F, Fut>(limits: BatchLimits, weight: fn(&I) -> usize, execute: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, RepoError>> + Send + 'static,
     {
-        let (queue, waiting) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Mutex::new(waiting));
-        let execute: Arc<Execute<I, O>> = Arc::new(move |items| Box::pin(execute(items)));
-        for _ in 0..limits.runners.max(1) {
-            tokio::spawn(run_batches(
-                Arc::clone(&waiting),
-                Arc::clone(&execute),
+        Batcher {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    waiting: VecDeque::new(),
+                    running: 0,
+                }),
+                execute: Box::new(move |items| Box::pin(execute(items))),
                 limits,
                 weight,
-            ));
+            }),
         }
-        Batcher { queue }
     }
 
     /// Submits one item; returns its output once the batch holding it has run.
+    /// When fewer than `runners` batches are executing, this call starts one on
+    /// the caller's runtime (a task of its own, so a caller that goes away cannot
+    /// strand the others in its batch); otherwise the item waits for the next.
     pub async fn submit(&self, item: I) -> Result<O, RepoError> {
         let (answer, outcome) = oneshot::channel();
-        self.queue
-            .send(Waiting { item, answer })
-            .map_err(|_| RepoError::Unavailable("the batcher has stopped".into()))?;
+        let lead = {
+            let mut queue = self.shared.lock();
+            queue.waiting.push_back(Waiting { item, answer });
+            let lead = queue.running < self.shared.limits.runners.max(1);
+            if lead {
+                queue.running += 1;
+            }
+            lead
+        };
+        if lead {
+            tokio::spawn(run_batches(Arc::clone(&self.shared)));
+        }
         outcome
             .await
             .map_err(|_| RepoError::Unavailable("the batcher dropped a call".into()))?
     }
 }
 
-async fn run_batches<I, O>(
-    waiting: Arc<Mutex<mpsc::UnboundedReceiver<Waiting<I, O>>>>,
-    execute: Arc<Execute<I, O>>,
-    limits: BatchLimits,
-    weight: fn(&I) -> usize,
-) {
-    while let Some(batch) = next_batch(&waiting, limits, weight).await {
+impl<I, O> Shared<I, O> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<I, O>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch, up to the limits; `None` (and one runner fewer) when
+    /// nothing waits.
+    fn next_batch(&self) -> Option<Vec<Waiting<I, O>>> {
+        let mut queue = self.lock();
+        let Some(first) = queue.waiting.pop_front() else {
+            queue.running -= 1;
+            return None;
+        };
+        let mut total = (self.weight)(&first.item);
+        let mut batch = vec![first];
+        while batch.len() < self.limits.max_items && total < self.limits.max_weight {
+            let Some(next) = queue.waiting.pop_front() else {
+                break;
+            };
+            total += (self.weight)(&next.item);
+            batch.push(next);
+        }
+        Some(batch)
+    }
+}
+
+/// Executes batches until the queue is empty.
+async fn run_batches<I, O>(shared: Arc<Shared<I, O>>) {
+    while let Some(batch) = shared.next_batch() {
         let (items, answers): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|w| (w.item, w.answer)).unzip();
         let expected = answers.len();
-        match execute(items).await {
+        // A panic must not leave the batch's callers waiting, nor the runner counted.
+        let outcome = AssertUnwindSafe((shared.execute)(items))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(RepoError::Query("a batch panicked".into())));
+        match outcome {
             Ok(outputs) if outputs.len() == expected => {
                 for (answer, output) in answers.into_iter().zip(outputs) {
                     // A caller that went away (client hung up) needs no answer.
@@ -108,29 +161,6 @@ async fn run_batches<I, O>(
                 .for_each(|a| drop(a.send(Err(error.clone())))),
         }
     }
-}
-
-/// Waits for one item, then takes whatever else is already queued, up to the
-/// limits. `None` once every handle is gone and the queue is empty.
-async fn next_batch<I, O>(
-    waiting: &Mutex<mpsc::UnboundedReceiver<Waiting<I, O>>>,
-    limits: BatchLimits,
-    weight: fn(&I) -> usize,
-) -> Option<Vec<Waiting<I, O>>> {
-    let mut queue = waiting.lock().await;
-    let first = queue.recv().await?;
-    let mut total = weight(&first.item);
-    let mut batch = vec![first];
-    while batch.len() < limits.max_items && total < limits.max_weight {
-        match queue.try_recv() {
-            Ok(next) => {
-                total += weight(&next.item);
-                batch.push(next);
-            }
-            Err(_) => break,
-        }
-    }
-    Some(batch)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub const GROUP_COMMIT: BatchLimits = BatchLimits {
 pub struct GroupCommit(Batcher<NewDelivery, i64>);
 
 impl GroupCommit {
-    /// Starts the committers on the current Tokio runtime.
+    /// The handle; commits run on the runtimes of the calls that start them.
     pub fn start(inbox: Arc<dyn InboxRepository>, limits: BatchLimits) -> GroupCommit {
         GroupCommit(Batcher::start(
             limits,
