@@ -25,7 +25,7 @@ use crate::repositories::{
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, JobService, LeadService,
     MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep,
-    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig, GROUP_COMMIT,
+    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -223,7 +223,7 @@ impl Application {
                 id: settings.amo_account_id,
                 subdomain: settings.amo_subdomain.clone(),
             },
-            GroupCommit::start(inbox.clone(), GROUP_COMMIT),
+            GroupCommit::new(inbox.clone()),
             Arc::clone(&wake),
         );
         let worker = WebhookWorker::new(

@@ -61,7 +61,7 @@ impl<I, O> Clone for Batcher<I, O> {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// `execute` gets the items of one batch and returns one output per item, in
     /// the same order.
-    pub fn start<F, Fut>(limits: BatchLimits, weight: fn(&I) -> usize, execute: F) -> Self
+    pub fn new<F, Fut>(limits: BatchLimits, weight: fn(&I) -> usize, execute: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, RepoError>> + Send + 'static,
@@ -180,7 +180,7 @@ mod tests {
     async fn queued_calls_share_a_batch_and_each_gets_its_own_answer() {
         let batches = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&batches);
-        let doubler = Batcher::start(
+        let doubler = Batcher::new(
             limits(100, usize::MAX),
             |_| 1,
             move |items: Vec<u32>| {
@@ -206,7 +206,7 @@ mod tests {
     async fn a_batch_stops_at_its_item_and_weight_bounds() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
-        let echo = Batcher::start(
+        let echo = Batcher::new(
             limits(4, 30),
             |n: &usize| *n,
             move |items: Vec<usize>| {
@@ -226,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_short_batch_is_an_error_for_every_caller_in_it() {
-        let failing: Batcher<u8, u8> = Batcher::start(
+        let failing: Batcher<u8, u8> = Batcher::new(
             limits(10, usize::MAX),
             |_| 1,
             |_| async { Err(RepoError::Unavailable("gone away".into())) },
@@ -236,7 +236,7 @@ mod tests {
         assert!(matches!(b, Err(RepoError::Unavailable(_))));
 
         let short: Batcher<u8, u8> =
-            Batcher::start(limits(10, usize::MAX), |_| 1, |_| async { Ok(vec![]) });
+            Batcher::new(limits(10, usize::MAX), |_| 1, |_| async { Ok(vec![]) });
         assert!(matches!(short.submit(1).await, Err(RepoError::Query(_))));
     }
 }

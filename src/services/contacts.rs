@@ -135,13 +135,13 @@ impl ContactService {
         logger: Logger,
     ) -> Self {
         let reader = Arc::clone(&repo);
-        let by_id = Batcher::start(
+        let by_id = Batcher::new(
             READS,
             |_| 1,
             move |ids| rows_by_id(Arc::clone(&reader), ids),
         );
         let reader = Arc::clone(&repo);
-        let by_phone = Batcher::start(
+        let by_phone = Batcher::new(
             READS,
             |_| 1,
             move |phones| rows_by_phone(Arc::clone(&reader), phones),

@@ -11,7 +11,7 @@ use crate::repositories::{InboxRepository, NewDelivery, RepoError};
 /// Bounds of one batch: enough rows to make a commit cheap per row, few enough
 /// bytes to stay far below MySQL's default `max_allowed_packet` (16 MiB); two
 /// batches commit at once, so one collects while the other waits for the disk.
-pub const GROUP_COMMIT: BatchLimits = BatchLimits {
+const GROUP_COMMIT: BatchLimits = BatchLimits {
     max_items: 500,
     max_weight: 4 * 1024 * 1024,
     runners: 2,
@@ -23,9 +23,9 @@ pub struct GroupCommit(Batcher<NewDelivery, i64>);
 
 impl GroupCommit {
     /// The handle; commits run on the runtimes of the calls that start them.
-    pub fn start(inbox: Arc<dyn InboxRepository>, limits: BatchLimits) -> GroupCommit {
-        GroupCommit(Batcher::start(
-            limits,
+    pub fn new(inbox: Arc<dyn InboxRepository>) -> GroupCommit {
+        GroupCommit(Batcher::new(
+            GROUP_COMMIT,
             |delivery: &NewDelivery| delivery.body.len(),
             move |deliveries| {
                 let inbox = Arc::clone(&inbox);
@@ -64,7 +64,7 @@ mod tests {
             let first = next.fetch_add(rows.len(), Ordering::SeqCst) as i64;
             Ok((first..first + rows.len() as i64).collect())
         });
-        let writer = GroupCommit::start(Arc::new(inbox), GROUP_COMMIT);
+        let writer = GroupCommit::new(Arc::new(inbox));
         let stores: Vec<_> = (0..200)
             .map(|n| {
                 let writer = writer.clone();
@@ -87,7 +87,7 @@ mod tests {
         inbox
             .expect_store_all()
             .returning(|_| Err(RepoError::Unavailable("gone away".into())));
-        let writer = GroupCommit::start(Arc::new(inbox), GROUP_COMMIT);
+        let writer = GroupCommit::new(Arc::new(inbox));
         let (a, b) = tokio::join!(writer.store(delivery(1)), writer.store(delivery(2)));
         assert!(matches!(a, Err(RepoError::Unavailable(_))));
         assert!(matches!(b, Err(RepoError::Unavailable(_))));

@@ -19,9 +19,8 @@ mod sync_round;
 mod webhooks;
 
 pub use authority::{MirrorAuthority, MirrorState};
-pub use batcher::{BatchLimits, Batcher};
 pub use contacts::{ContactInput, ContactService};
-pub use group_commit::{GroupCommit, GROUP_COMMIT};
+pub use group_commit::GroupCommit;
 pub use idempotency::IdempotencyService;
 pub use jobs::JobService;
 pub use leads::{LeadContact, LeadInput, LeadService};
