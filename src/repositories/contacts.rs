@@ -29,6 +29,21 @@ pub struct ContactFilter {
     pub include_deleted: bool,
 }
 
+impl ContactFilter {
+    /// The rows `list` would return for this filter, picked from `rows` (all rows of
+    /// the filter's phone, in id order). Names are not compared here: the database
+    /// compares them by collation, so a list with a name goes to `list`.
+    pub fn select(&self, rows: Vec<Contact>) -> Vec<Contact> {
+        let limit = usize::try_from(self.limit).unwrap_or(0);
+        rows.into_iter()
+            .filter(|row| self.include_deleted || row.deleted_at.is_none())
+            .filter(|row| self.amocrm_id.is_none_or(|id| row.amocrm_id == Some(id)))
+            .filter(|row| self.after_id.is_none_or(|after| row.id > after))
+            .take(limit)
+            .collect()
+    }
+}
+
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ContactRepository: Send + Sync {
