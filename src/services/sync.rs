@@ -21,6 +21,11 @@ use crate::repositories::{ContactRepository, Entity, JobRepository, LeadReposito
 pub struct SyncWorkerConfig {
     /// Jobs claimed per round: a full `POST /contacts` worth.
     pub batch_size: i64,
+    /// Rounds worked at the same time. While one round writes its results (a
+    /// commit per record), the next is already in AmoCRM: a burst is not worked
+    /// off one round-trip after another. Claims skip each other's jobs, and the
+    /// transport's limiter keeps all of them within AmoCRM's requests per second.
+    pub rounds_at_once: usize,
     /// Longer than one AmoCRM round for the whole batch.
     pub lease: Duration,
     pub poll: Duration,
@@ -34,6 +39,7 @@ impl Default for SyncWorkerConfig {
     fn default() -> Self {
         SyncWorkerConfig {
             batch_size: crate::amo::MAX_CONTACTS_PER_CREATE as i64,
+            rounds_at_once: 3,
             lease: Duration::from_secs(300),
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
@@ -111,9 +117,15 @@ impl SyncWorker {
         }
     }
 
-    /// Works jobs until the service drains. Draining, the round in hand sends no new
+    /// Works jobs until the service drains. Draining, the rounds in hand send no new
     /// search: what was searched is finished, the rest is put back for other instances.
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
+        let loops = (0..self.config.rounds_at_once.max(1)).map(|_| self.work(&lifecycle));
+        futures::future::join_all(loops).await;
+        slog::info!(self.logger, "sync worker stopped");
+    }
+
+    async fn work(&self, lifecycle: &Lifecycle) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
             if let AmoAccess::Refused { .. } = self.amo.access() {
@@ -130,7 +142,7 @@ impl SyncWorker {
                 }
                 continue;
             }
-            match self.process_due(&lifecycle).await {
+            match self.process_due(lifecycle).await {
                 Ok(Worked { claimed: 0, .. }) => lifecycle.pause(self.config.poll).await,
                 Ok(Worked { halted: true, .. }) => {
                     let wait = *self
@@ -147,7 +159,6 @@ impl SyncWorker {
                 }
             }
         }
-        slog::info!(self.logger, "sync worker stopped");
     }
 
     /// Works one batch of due jobs as one round.
