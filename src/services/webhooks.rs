@@ -1,6 +1,7 @@
 //! Webhooks: accepting a delivery (check the secret and account, store it raw,
 //! answer) and the background worker that applies stored deliveries to the mirror.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,7 +161,12 @@ fn batch_of(row: &InboxRow, region: Region) -> Result<MirrorBatch, String> {
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
+    /// Most deliveries claimed at once.
     pub batch_size: i64,
+    /// Body bytes a claim aims at: a batch of large deliveries (AmoCRM sends up to
+    /// hundreds of entities in one) is claimed in fewer rows, so what a batch holds
+    /// in memory while parsed stays about the same whatever the deliveries' size.
+    pub batch_bytes: usize,
     /// Batches claimed and applied at the same time.
     pub appliers: usize,
     pub lease: Duration,
@@ -173,6 +179,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             batch_size: 500,
+            batch_bytes: 512 * 1024,
             appliers: 2,
             lease: Duration::from_secs(30),
             max_attempts: 10,
@@ -187,6 +194,8 @@ pub struct WebhookWorker {
     region: Region,
     wake: Arc<Notify>,
     config: WorkerConfig,
+    /// Mean body size of the last claimed batch (0 before the first).
+    body_bytes: AtomicUsize,
     logger: Logger,
 }
 
@@ -205,7 +214,19 @@ impl WebhookWorker {
             region,
             wake,
             config,
+            body_bytes: AtomicUsize::new(0),
             logger,
+        }
+    }
+
+    /// Rows to claim next: `batch_bytes` worth at the last batch's mean body size.
+    fn claim_limit(&self) -> i64 {
+        let max = self.config.batch_size.max(1);
+        match self.body_bytes.load(Ordering::Relaxed) {
+            0 => max,
+            mean => i64::try_from(self.config.batch_bytes / mean)
+                .unwrap_or(max)
+                .clamp(1, max),
         }
     }
 
@@ -253,12 +274,15 @@ impl WebhookWorker {
     pub async fn process_due(&self) -> Result<usize, ServiceError> {
         let rows = self
             .inbox
-            .claim_due(self.config.batch_size, self.config.lease)
+            .claim_due(self.claim_limit(), self.config.lease)
             .await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let claimed = rows.len();
+        let bytes: usize = rows.iter().map(|row| row.body.len()).sum();
+        self.body_bytes
+            .store((bytes / claimed).max(1), Ordering::Relaxed);
         // Parsing hundreds of bodies is CPU work: off the runtime thread, so the
         // acknowledgements sharing it keep their latency.
         let region = self.region;
@@ -277,23 +301,27 @@ impl WebhookWorker {
         for (row, changes) in parsed {
             match changes {
                 Ok(changes) => {
-                    batch.extend(changes.clone());
-                    good.push((row, changes));
+                    batch.extend(changes);
+                    good.push(row);
                 }
                 // A body that does not parse now never will: no retries.
                 Err(why) => self.fail(&row, &why, Retry::Never).await,
             }
         }
-        let ids: Vec<i64> = good.iter().map(|(row, _)| row.id).collect();
+        let ids: Vec<i64> = good.iter().map(|row| row.id).collect();
         match self.mirror.apply_deliveries(batch, ids.clone()).await {
             Ok(statements) => {
                 slog::debug!(self.logger, "webhook deliveries applied";
                     "inbox.rows" => ids.len(), "db.statements" => statements);
             }
-            // One bad delivery must not hold up the others: apply them one by one.
+            // One bad delivery must not hold up the others: apply them one by one
+            // (parsed again: rare, and cheaper than keeping a copy of every batch).
             Err(err) => {
                 slog::warn!(self.logger, "batch apply failed, applying deliveries one by one"; "error" => err.to_string());
-                for (row, changes) in good {
+                for row in good {
+                    let Ok(changes) = batch_of(&row, self.region) else {
+                        continue;
+                    };
                     if let Err(err) = self.mirror.apply_deliveries(changes, vec![row.id]).await {
                         self.fail(&row, &err.to_string(), self.retry_for(&row))
                             .await;
@@ -426,6 +454,35 @@ mod tests {
                 .expect("processed"),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_batch_of_large_deliveries_fewer_are_claimed_at_once() {
+        let large = format!("{GOOD}&pad={}", "x".repeat(64 * 1024));
+        let mut inbox = MockInboxRepository::new();
+        let mut order = mockall::Sequence::new();
+        inbox
+            .expect_claim_due()
+            .withf(|limit, _| *limit == 500)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_, _| Ok(vec![row(1, &large, 0), row(2, &large, 0)]));
+        // 512 KiB at about 64 KiB a delivery.
+        inbox
+            .expect_claim_due()
+            .withf(|limit, _| *limit == 7)
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _| Ok(vec![]));
+        let mut mirror = MockMirrorRepository::new();
+        mirror
+            .expect_apply_deliveries()
+            .withf(|b, ids| b.contacts.len() == 2 && ids == &[1, 2])
+            .times(1)
+            .returning(|_, _| Ok(1));
+        let worker = worker(inbox, mirror);
+        assert_eq!(worker.process_due().await.expect("first batch"), 2);
+        assert_eq!(worker.process_due().await.expect("second claim"), 0);
     }
 
     #[tokio::test]
