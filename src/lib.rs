@@ -6,6 +6,7 @@ pub mod controllers;
 pub mod domain;
 pub mod error;
 pub mod fake_amocrm;
+pub mod host;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;

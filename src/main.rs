@@ -105,6 +105,7 @@ enum WebhookAction {
 }
 
 fn main() -> ExitCode {
+    amosync::host::tune_allocator();
     let cli = Cli::parse();
     // A missing .env file is normal in containers; the environment is the source of truth.
     let _ = dotenvy::dotenv();
@@ -124,10 +125,14 @@ fn main() -> ExitCode {
     }
     let (logger, _guard) = amosync::telemetry::init(settings.log_level);
     let blocking = amosync::startup::blocking_threads(settings.db_pool_size);
+    // This runtime runs the background workers (the HTTP workers have runtimes of
+    // their own): its blocking threads, where their queries and parsing run, yield
+    // the CPU to request handling.
     let runtime = actix_web::rt::System::with_tokio_rt(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(blocking)
+            .on_thread_start(amosync::host::lower_thread_priority)
             .build()
             // Without a runtime there is nothing to run; this fails only if the OS
             // refuses the runtime's own resources at start-up.

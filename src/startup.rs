@@ -236,6 +236,9 @@ impl Application {
         );
         // Deliveries accepted before a crash are still in the inbox: start working at once.
         workers.push(tokio::spawn(worker.run(Arc::clone(&lifecycle))));
+        workers.push(tokio::spawn(crate::host::trim_memory(Arc::clone(
+            &lifecycle,
+        ))));
         let subscription = Arc::new(
             WebhookSubscription::new(
                 Arc::clone(&amo_for_hooks),
