@@ -21,10 +21,12 @@ use crate::repositories::{ContactRepository, Entity, JobRepository, LeadReposito
 pub struct SyncWorkerConfig {
     /// Jobs claimed per round: a full `POST /contacts` worth.
     pub batch_size: i64,
-    /// Rounds worked at the same time. While one round writes its results (a
-    /// commit per record), the next is already in AmoCRM: a burst is not worked
-    /// off one round-trip after another. Claims skip each other's jobs, and the
-    /// transport's limiter keeps all of them within AmoCRM's requests per second.
+    /// Rounds worked at the same time while the mirror is authoritative (rounds
+    /// without searches). While one round writes its results (a commit per record),
+    /// the next is already in AmoCRM: a burst is not worked off one round-trip after
+    /// another. Claims skip each other's jobs. A searching round alone keeps
+    /// AmoCRM's requests per second busy; more of them would only queue in the
+    /// limiter ahead of reconciliation, so then one round runs at a time.
     pub rounds_at_once: usize,
     /// Longer than one AmoCRM round for the whole batch.
     pub lease: Duration,
@@ -120,14 +122,18 @@ impl SyncWorker {
     /// Works jobs until the service drains. Draining, the rounds in hand send no new
     /// search: what was searched is finished, the rest is put back for other instances.
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
-        let loops = (0..self.config.rounds_at_once.max(1)).map(|_| self.work(&lifecycle));
+        let loops = (0..self.config.rounds_at_once.max(1)).map(|n| self.work(&lifecycle, n > 0));
         futures::future::join_all(loops).await;
         slog::info!(self.logger, "sync worker stopped");
     }
 
-    async fn work(&self, lifecycle: &Lifecycle) {
+    async fn work(&self, lifecycle: &Lifecycle, extra: bool) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
+            if extra && self.authority.search_amocrm().await {
+                lifecycle.pause(self.config.poll).await;
+                continue;
+            }
             if let AmoAccess::Refused { .. } = self.amo.access() {
                 // Jobs stay queued (no attempts burnt). The probe goes out only once per
                 // probe interval (the transport holds the rest back), so looping is cheap.
