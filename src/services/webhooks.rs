@@ -179,7 +179,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             batch_size: 500,
-            batch_bytes: 2 * 1024 * 1024,
+            batch_bytes: 1024 * 1024,
             appliers: 2,
             lease: Duration::from_secs(30),
             max_attempts: 10,
@@ -467,10 +467,10 @@ mod tests {
             .times(1)
             .in_sequence(&mut order)
             .returning(move |_, _| Ok(vec![row(1, &large, 0), row(2, &large, 0)]));
-        // 2 MiB at about 64 KiB a delivery.
+        // 1 MiB at about 64 KiB a delivery.
         inbox
             .expect_claim_due()
-            .withf(|limit, _| *limit == 31)
+            .withf(|limit, _| *limit == 15)
             .times(1)
             .in_sequence(&mut order)
             .returning(|_, _| Ok(vec![]));
