@@ -319,8 +319,12 @@ impl WebhookWorker {
             Err(err) => {
                 slog::warn!(self.logger, "batch apply failed, applying deliveries one by one"; "error" => err.to_string());
                 for row in good {
-                    let Ok(changes) = batch_of(&row, self.region) else {
-                        continue;
+                    let changes = match batch_of(&row, self.region) {
+                        Ok(changes) => changes,
+                        Err(why) => {
+                            self.fail(&row, &why, Retry::Never).await;
+                            continue;
+                        }
                     };
                     if let Err(err) = self.mirror.apply_deliveries(changes, vec![row.id]).await {
                         self.fail(&row, &err.to_string(), self.retry_for(&row))
