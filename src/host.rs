@@ -12,7 +12,7 @@ use crate::lifecycle::Lifecycle;
 /// mirror catching up, and the mirror catches up once the burst is over, since the
 /// inbox already holds every delivery it acknowledged. Niceness only weighs CPU
 /// shares: with CPU to spare, background work runs at full speed.
-pub const BACKGROUND_NICE: i32 = 10;
+const BACKGROUND_NICE: i32 = 10;
 
 /// glibc arenas for the whole process. By default glibc gives threads that contend
 /// for the heap arenas of their own, up to eight per CPU, and each keeps what was
@@ -22,7 +22,7 @@ pub const BACKGROUND_NICE: i32 = 10;
 const MALLOC_ARENAS: i32 = 2;
 
 /// How often free heap pages are handed back to the OS.
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
+const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Lowers the calling thread's CPU priority to `BACKGROUND_NICE` (Linux keeps a
 /// nice value per thread). Meant for `on_thread_start` of the background runtime.
