@@ -23,9 +23,9 @@ use crate::repositories::{
     RepoError, RetryPolicy,
 };
 use crate::services::{
-    ContactService, ExpectedAccount, GroupCommit, IdempotencyService, JobService, LeadService,
-    MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep,
-    WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
+    ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
+    LeadService, MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker,
+    SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -212,7 +212,7 @@ impl Application {
         )));
 
         let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let intake = Arc::new(Intake::default());
         let secret = settings
             .webhook_secret
             .as_ref()
@@ -224,13 +224,13 @@ impl Application {
                 subdomain: settings.amo_subdomain.clone(),
             },
             GroupCommit::new(inbox.clone()),
-            Arc::clone(&wake),
+            Arc::clone(&intake),
         );
         let worker = WebhookWorker::new(
             inbox,
             Arc::new(MysqlMirrorRepository::new(db.clone())),
             settings.default_phone_region,
-            wake,
+            intake,
             WorkerConfig::default(),
             logger.new(slog::o!("task" => "webhook_worker")),
         );

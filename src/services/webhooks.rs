@@ -5,11 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slog::Logger;
-use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
-
-use super::{GroupCommit, ServiceError};
+use super::{GroupCommit, Intake, ServiceError};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
@@ -17,6 +13,8 @@ use crate::repositories::{
     NewDelivery, Removal, Retry,
 };
 use crate::webhooks::{parse_delivery, Account, Action, Delivery};
+use slog::Logger;
+use subtle::ConstantTimeEq;
 
 /// The account deliveries must come from, when configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +40,7 @@ pub struct WebhookReceiver {
     secret: Option<String>,
     account: ExpectedAccount,
     inbox: GroupCommit,
-    wake: Arc<Notify>,
+    intake: Arc<Intake>,
 }
 
 impl WebhookReceiver {
@@ -50,13 +48,13 @@ impl WebhookReceiver {
         secret: Option<String>,
         account: ExpectedAccount,
         inbox: GroupCommit,
-        wake: Arc<Notify>,
+        intake: Arc<Intake>,
     ) -> Self {
         WebhookReceiver {
             secret,
             account,
             inbox,
-            wake,
+            intake,
         }
     }
 
@@ -75,6 +73,7 @@ impl WebhookReceiver {
         if !known {
             return Err(ServiceError::NotFound);
         }
+        let _acking = self.intake.acking();
         let delivery = parse_delivery(content_type, &body).map_err(ServiceError::Payload)?;
         if !self.account.admits(&delivery.account) {
             return Err(ServiceError::WrongAccount);
@@ -86,7 +85,7 @@ impl WebhookReceiver {
                 body,
             })
             .await?;
-        self.wake.notify_one();
+        self.intake.stored();
         Ok(id)
     }
 }
@@ -147,7 +146,6 @@ pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorB
     batch
 }
 
-/// How the worker paces itself.
 /// The mirror changes one stored delivery asks for, or why it cannot be read.
 fn batch_of(row: &InboxRow, region: Region) -> Result<MirrorBatch, String> {
     let content_type = Some(row.content_type.as_str()).filter(|c| !c.is_empty());
@@ -159,6 +157,10 @@ fn batch_of(row: &InboxRow, region: Region) -> Result<MirrorBatch, String> {
     ))
 }
 
+/// How often a lane that stood aside looks again.
+const STAND_ASIDE: Duration = Duration::from_millis(20);
+
+/// How the worker paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
     /// Most deliveries claimed at once.
@@ -169,6 +171,11 @@ pub struct WorkerConfig {
     pub batch_bytes: usize,
     /// Batches claimed and applied at the same time.
     pub appliers: usize,
+    /// Acknowledgements under way from which ingestion counts as saturated: then
+    /// only one applier works, and it pauses `busy_pause` after each batch.
+    pub busy_acks: usize,
+    /// The floor while saturated: one batch per this pause, so the mirror still moves.
+    pub busy_pause: Duration,
     pub lease: Duration,
     pub max_attempts: i32,
     /// How often to look for due rows without a wake-up (other instances' rows, retries).
@@ -181,6 +188,8 @@ impl Default for WorkerConfig {
             batch_size: 500,
             batch_bytes: 1024 * 1024,
             appliers: 2,
+            busy_acks: 8,
+            busy_pause: Duration::from_millis(500),
             lease: Duration::from_secs(30),
             max_attempts: 10,
             poll: Duration::from_secs(1),
@@ -192,7 +201,7 @@ pub struct WebhookWorker {
     inbox: Arc<dyn InboxRepository>,
     mirror: Arc<dyn MirrorRepository>,
     region: Region,
-    wake: Arc<Notify>,
+    intake: Arc<Intake>,
     config: WorkerConfig,
     /// Mean body size of the last claimed batch (0 before the first).
     body_bytes: AtomicUsize,
@@ -204,7 +213,7 @@ impl WebhookWorker {
         inbox: Arc<dyn InboxRepository>,
         mirror: Arc<dyn MirrorRepository>,
         region: Region,
-        wake: Arc<Notify>,
+        intake: Arc<Intake>,
         config: WorkerConfig,
         logger: Logger,
     ) -> Self {
@@ -212,7 +221,7 @@ impl WebhookWorker {
             inbox,
             mirror,
             region,
-            wake,
+            intake,
             config,
             body_bytes: AtomicUsize::new(0),
             logger,
@@ -245,22 +254,38 @@ impl WebhookWorker {
         // Claims skip each other's rows, so while one loop parses and commits, the
         // next claims: a backlog drains in overlapping batches. Applying out of order
         // is safe: every change is last-write-wins by AmoCRM's own change time.
-        let loops = (0..self.config.appliers.max(1)).map(|_| self.apply_until_draining(&lifecycle));
+        let loops = (0..self.config.appliers.max(1))
+            .map(|lane| self.apply_until_draining(&lifecycle, lane));
         futures::future::join_all(loops).await;
         slog::info!(self.logger, "webhook worker stopped");
     }
 
-    async fn apply_until_draining(&self, lifecycle: &Lifecycle) {
+    fn saturated(&self) -> bool {
+        self.intake.in_flight() >= self.config.busy_acks.max(1)
+    }
+
+    /// While acknowledgements queue up the database is theirs first: lanes other
+    /// than 0 stand aside, and lane 0 applies one batch per `busy_pause`.
+    async fn apply_until_draining(&self, lifecycle: &Lifecycle, lane: usize) {
         let mut pause = Duration::from_millis(100);
         while !lifecycle.is_draining() {
+            if lane > 0 && self.saturated() {
+                lifecycle.pause(STAND_ASIDE).await;
+                continue;
+            }
             match self.process_due().await {
                 Ok(0) => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = self.intake.next_stored() => {}
                         _ = lifecycle.pause(self.config.poll) => {}
                     }
                 }
-                Ok(_) => pause = Duration::from_millis(100),
+                Ok(_) => {
+                    pause = Duration::from_millis(100);
+                    if self.saturated() {
+                        lifecycle.pause(self.config.busy_pause).await;
+                    }
+                }
                 Err(err) => {
                     slog::warn!(self.logger, "webhook worker could not reach the database"; "error" => err.to_string());
                     lifecycle.pause(pause).await;
@@ -377,7 +402,7 @@ mod tests {
             Arc::new(inbox),
             Arc::new(mirror),
             Region::default(),
-            Arc::new(Notify::new()),
+            Arc::new(Intake::default()),
             WorkerConfig::default(),
             Logger::root(slog::Discard, slog::o!()),
         )
@@ -513,6 +538,59 @@ mod tests {
         assert_eq!(
             worker(inbox, mirror).process_due().await.expect("handled"),
             2
+        );
+    }
+
+    /// Claims made in `window` by a worker whose inbox always has one more delivery,
+    /// while `acking` acknowledgements are under way.
+    async fn claims_while_acking(acking: usize, window: Duration) -> usize {
+        let claims = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&claims);
+        let mut inbox = MockInboxRepository::new();
+        inbox.expect_release_leases().returning(|| Ok(0));
+        inbox.expect_claim_due().returning(move |_, _| {
+            let n = counted.fetch_add(1, Ordering::SeqCst) as i64;
+            Ok(vec![row(n, GOOD, 0)])
+        });
+        let mut mirror = MockMirrorRepository::new();
+        mirror.expect_apply_deliveries().returning(|_, _| Ok(1));
+        let intake = Arc::new(Intake::default());
+        let guards: Vec<_> = (0..acking).map(|_| intake.acking()).collect();
+        let config = WorkerConfig {
+            busy_acks: 8,
+            busy_pause: Duration::from_millis(100),
+            ..WorkerConfig::default()
+        };
+        let worker = WebhookWorker::new(
+            Arc::new(inbox),
+            Arc::new(mirror),
+            Region::default(),
+            intake,
+            config,
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let lifecycle = Arc::new(Lifecycle::default());
+        let running = tokio::spawn(worker.run(Arc::clone(&lifecycle)));
+        tokio::time::sleep(window).await;
+        lifecycle.start_draining();
+        running.await.expect("worker stops");
+        drop(guards);
+        claims.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn while_acknowledgements_queue_up_one_batch_is_applied_per_pause() {
+        let window = Duration::from_millis(450);
+        let saturated = claims_while_acking(10, window).await;
+        // Lane 0 at 0, 100, 200, 300, 400 ms; lane 1 stands aside.
+        assert!(
+            (3..=6).contains(&saturated),
+            "{saturated} claims in 450 ms while saturated"
+        );
+        let quiet = claims_while_acking(2, window).await;
+        assert!(
+            quiet > 20,
+            "only {quiet} claims in 450 ms with 2 acks under way"
         );
     }
 }
