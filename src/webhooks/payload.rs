@@ -6,10 +6,12 @@
 //! and replays of stored deliveries can use it. Both decode into one tree, read once.
 
 mod brackets;
+mod form;
 mod interpret;
 mod tree;
 
 use super::{Delivery, PayloadError};
+use form::FormPairs;
 
 enum Encoding {
     Form,
@@ -21,8 +23,14 @@ pub fn parse_delivery(content_type: Option<&str>, body: &[u8]) -> Result<Deliver
     if body.trim_ascii().is_empty() {
         return Err(PayloadError::Malformed("empty body".into()));
     }
+    // Decoded first so the tree can borrow from them; one pair past the limit is
+    // enough to refuse the body.
+    let pairs: FormPairs;
     let root = match encoding {
-        Encoding::Form => tree::from_pairs(url::form_urlencoded::parse(body))?,
+        Encoding::Form => {
+            pairs = FormPairs::decode(body, tree::MAX_VALUES + 1);
+            tree::from_pairs(pairs.iter())?
+        }
         Encoding::Json => {
             let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
             let value = serde_json::from_slice(body)

@@ -18,7 +18,7 @@ pub(super) enum Segment<'a> {
 /// Like PHP, text after a closing bracket that does not open another one is ignored, and
 /// an opening bracket that never closes leaves the whole key as one literal name.
 pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadError> {
-    let Some(open) = raw.find('[') else {
+    let Some(open) = find(raw, b'[') else {
         return Ok(non_empty(raw).map(|base| vec![Segment::Named(base)]));
     };
     let Some(base) = non_empty(&raw[..open]) else {
@@ -27,7 +27,7 @@ pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadEr
     let mut segments = vec![Segment::Named(base)];
     let mut rest = &raw[open..];
     while let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
+        let Some(close) = find(inner, b']') else {
             if segments.len() == 1 {
                 return Ok(Some(vec![Segment::Named(raw)]));
             }
@@ -46,6 +46,10 @@ pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadEr
         rest = &inner[close + 1..];
     }
     Ok(Some(segments))
+}
+
+fn find(text: &str, byte: u8) -> Option<usize> {
+    memchr::memchr(byte, text.as_bytes())
 }
 
 fn non_empty(text: &str) -> Option<&str> {

@@ -107,7 +107,7 @@ fn phones(custom_fields: Option<&Node>) -> Vec<String> {
         };
         for value in values {
             let text = match value {
-                Node::Leaf(text) => Some(text.as_str()),
+                Node::Leaf(text) => Some(text.as_ref()),
                 Node::Map(_) => value.text("value"),
             };
             phones.extend(text.and_then(non_blank));

@@ -1,6 +1,10 @@
 //! The generic tree both body encodings decode into: PHP-style nested arrays,
 //! where lists are maps keyed by index, so the interpretation is written once.
+//! A form body's tree borrows its names and values from the decoded pairs: every
+//! delivery is parsed at the acknowledgement and again when applied, so a copy of
+//! each key segment would be most of the parsing's cost.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::brackets::{abbreviate, split_key, Segment};
@@ -16,33 +20,41 @@ pub(super) const MAX_VALUES: usize = 200_000;
 /// A map key. Canonical decimal integers are indices, as in PHP arrays, so that lists
 /// iterate by numeric value ("9" before "10") and come before named keys.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Key {
+pub(super) enum Key<'a> {
     Index(u64),
-    Name(String),
+    Name(Cow<'a, str>),
 }
 
-impl Key {
-    pub(super) fn parse(raw: &str) -> Key {
-        let canonical =
-            raw == "0" || (!raw.starts_with('0') && raw.bytes().all(|b| b.is_ascii_digit()));
+impl<'a> Key<'a> {
+    pub(super) fn parse(raw: &'a str) -> Key<'a> {
+        Key::from_cow(Cow::Borrowed(raw))
+    }
+
+    fn from_cow(raw: Cow<'a, str>) -> Key<'a> {
+        let canonical = match raw.as_bytes() {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
         match raw.parse::<u64>() {
             Ok(index) if canonical => Key::Index(index),
-            _ => Key::Name(raw.to_owned()),
+            _ => Key::Name(raw),
         }
     }
 }
 
-pub(super) type Map = BTreeMap<Key, Node>;
+pub(super) type Map<'a> = BTreeMap<Key<'a>, Node<'a>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Node {
-    Leaf(String),
-    Map(Map),
+pub(super) enum Node<'a> {
+    Leaf(Cow<'a, str>),
+    Map(Map<'a>),
 }
 
-impl Node {
-    /// The child named `name`, when this node is a map that has one.
-    pub(super) fn get(&self, name: &str) -> Option<&Node> {
+impl<'a> Node<'a> {
+    /// The child named `name` (a field name of the layout), when this node is a map
+    /// that has one.
+    pub(super) fn get(&self, name: &'static str) -> Option<&Node<'a>> {
         match self {
             Node::Map(map) => map.get(&Key::parse(name)),
             Node::Leaf(_) => None,
@@ -57,12 +69,12 @@ impl Node {
     }
 
     /// The value of the leaf child named `name`.
-    pub(super) fn text(&self, name: &str) -> Option<&str> {
+    pub(super) fn text(&self, name: &'static str) -> Option<&str> {
         self.get(name).and_then(Node::leaf)
     }
 
     /// Children in index order; a leaf has none.
-    pub(super) fn entries(&self) -> impl Iterator<Item = (&Key, &Node)> {
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&Key<'a>, &Node<'a>)> {
         let map = match self {
             Node::Map(map) => Some(map),
             Node::Leaf(_) => None,
@@ -70,27 +82,23 @@ impl Node {
         map.into_iter().flatten()
     }
 
-    pub(super) fn children(&self) -> impl Iterator<Item = &Node> {
+    pub(super) fn children(&self) -> impl Iterator<Item = &Node<'a>> {
         self.entries().map(|(_, child)| child)
     }
 }
 
-/// Builds the tree from decoded form pairs. A repeated leaf keeps its last value, as in PHP.
-pub(super) fn from_pairs<K, V>(
-    pairs: impl IntoIterator<Item = (K, V)>,
-) -> Result<Node, PayloadError>
-where
-    K: AsRef<str>,
-    V: Into<String>,
-{
+/// Builds the tree from decoded form pairs, borrowing from them. A repeated leaf keeps
+/// its last value, as in PHP.
+pub(super) fn from_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Node<'a>, PayloadError> {
     let mut root = Map::new();
     for (count, (key, value)) in pairs.into_iter().enumerate() {
         if count == MAX_VALUES {
             return Err(too_many_values());
         }
-        let key = key.as_ref();
         if let Some(path) = split_key(key)? {
-            insert(&mut root, &path, value.into()).map_err(|conflict| {
+            insert(&mut root, &path, Cow::Borrowed(value)).map_err(|conflict| {
                 PayloadError::Malformed(format!("key `{}` {conflict}", abbreviate(key)))
             })?;
         }
@@ -100,7 +108,7 @@ where
 
 /// Builds the tree from a JSON object under the same limits as a form body; scalars become
 /// the strings a form body would carry, and `null` an empty string.
-pub(super) fn from_json(root: serde_json::Value) -> Result<Node, PayloadError> {
+pub(super) fn from_json(root: serde_json::Value) -> Result<Node<'static>, PayloadError> {
     let serde_json::Value::Object(object) = root else {
         return Err(PayloadError::Malformed("JSON body is not an object".into()));
     };
@@ -112,10 +120,13 @@ fn convert_object(
     object: serde_json::Map<String, serde_json::Value>,
     depth: usize,
     budget: &mut usize,
-) -> Result<Map, PayloadError> {
+) -> Result<Map<'static>, PayloadError> {
     object
         .into_iter()
-        .map(|(name, value)| Ok((Key::parse(&name), convert(value, depth + 1, budget)?)))
+        .map(|(name, value)| {
+            let key = Key::from_cow(Cow::Owned(name));
+            Ok((key, convert(value, depth + 1, budget)?))
+        })
         .collect()
 }
 
@@ -123,7 +134,7 @@ fn convert(
     value: serde_json::Value,
     depth: usize,
     budget: &mut usize,
-) -> Result<Node, PayloadError> {
+) -> Result<Node<'static>, PayloadError> {
     use serde_json::Value;
 
     if depth > MAX_SEGMENTS {
@@ -146,14 +157,18 @@ fn convert(
         Value::Null => String::new(),
     };
     *budget = budget.checked_sub(1).ok_or_else(too_many_values)?;
-    Ok(Node::Leaf(leaf))
+    Ok(Node::Leaf(Cow::Owned(leaf)))
 }
 
 fn too_many_values() -> PayloadError {
     PayloadError::Malformed(format!("body carries more than {MAX_VALUES} values"))
 }
 
-fn insert(root: &mut Map, path: &[Segment<'_>], value: String) -> Result<(), &'static str> {
+fn insert<'a>(
+    root: &mut Map<'a>,
+    path: &[Segment<'a>],
+    value: Cow<'a, str>,
+) -> Result<(), &'static str> {
     let Some((last, parents)) = path.split_last() else {
         return Ok(());
     };
@@ -180,11 +195,11 @@ fn insert(root: &mut Map, path: &[Segment<'_>], value: String) -> Result<(), &'s
 }
 
 /// `[]` takes the index after the largest one present, as PHP does.
-fn resolve(map: &Map, segment: &Segment<'_>) -> Result<Key, &'static str> {
+fn resolve<'a>(map: &Map<'a>, segment: &Segment<'a>) -> Result<Key<'a>, &'static str> {
     match segment {
         Segment::Named(name) => Ok(Key::parse(name)),
         Segment::Append => {
-            let last = map.range(..Key::Name(String::new())).next_back();
+            let last = map.range(..Key::Name(Cow::Borrowed(""))).next_back();
             match last {
                 Some((Key::Index(index), _)) => index
                     .checked_add(1)
@@ -200,11 +215,15 @@ fn resolve(map: &Map, segment: &Segment<'_>) -> Result<Key, &'static str> {
 mod tests {
     use super::*;
 
-    fn tree(pairs: &[(&str, &str)]) -> Result<Node, PayloadError> {
-        from_pairs(pairs.iter().map(|&(k, v)| (k, v)))
+    fn tree<'a>(pairs: &'a [(&'a str, &'a str)]) -> Result<Node<'a>, PayloadError> {
+        from_pairs(pairs.iter().copied())
     }
 
-    fn leaves(node: &Node) -> Vec<&str> {
+    fn owned(pairs: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn leaves<'a>(node: &'a Node<'_>) -> Vec<&'a str> {
         node.children().filter_map(Node::leaf).collect()
     }
 
@@ -214,7 +233,7 @@ mod tests {
             .iter()
             .map(|i| (format!("list[{i}]"), i.to_string()))
             .collect();
-        let root = from_pairs(pairs).unwrap();
+        let root = from_pairs(owned(&pairs)).unwrap();
         let list = root.get("list").unwrap();
         assert_eq!(leaves(list), ["0", "1", "2", "9", "10", "100"]);
     }
@@ -299,10 +318,14 @@ mod tests {
 
     #[test]
     fn more_values_than_the_limit_are_malformed() {
-        let pairs = (0..=MAX_VALUES).map(|i| (format!("k{i}"), String::new()));
-        assert!(matches!(from_pairs(pairs), Err(PayloadError::Malformed(_))));
-        let pairs = (0..MAX_VALUES).map(|i| (format!("k{i}"), String::new()));
-        assert!(from_pairs(pairs).is_ok());
+        let pairs: Vec<_> = (0..=MAX_VALUES)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(matches!(
+            from_pairs(owned(&pairs)),
+            Err(PayloadError::Malformed(_))
+        ));
+        assert!(from_pairs(owned(&pairs[1..])).is_ok());
     }
 
     #[test]
