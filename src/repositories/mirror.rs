@@ -68,6 +68,23 @@ impl MirrorBatch {
             && self.links.is_empty()
     }
 
+    /// Sorts every list by the row it locks (stable: a record's changes keep their
+    /// order). Transactions that lock rows in one order wait for each other instead
+    /// of deadlocking, and the worker applies overlapping batches side by side.
+    fn in_lock_order(&mut self) {
+        self.contacts.sort_by_key(|c| c.amocrm_id);
+        self.leads.sort_by_key(|l| l.amocrm_id);
+        for removals in [
+            &mut self.contact_deletes,
+            &mut self.contact_restores,
+            &mut self.lead_deletes,
+            &mut self.lead_restores,
+        ] {
+            removals.sort_by_key(|r| r.amocrm_id);
+        }
+        self.links.sort_by_key(|(lead, _)| *lead);
+    }
+
     pub fn extend(&mut self, other: MirrorBatch) {
         self.contacts.extend(other.contacts);
         self.leads.extend(other.leads);
@@ -107,10 +124,11 @@ impl MysqlMirrorRepository {
 
 #[async_trait]
 impl MirrorRepository for MysqlMirrorRepository {
-    async fn apply(&self, batch: MirrorBatch) -> Result<usize, RepoError> {
+    async fn apply(&self, mut batch: MirrorBatch) -> Result<usize, RepoError> {
         if batch.is_empty() {
             return Ok(0);
         }
+        batch.in_lock_order();
         self.db
             .run(move |conn| {
                 retry_deadlocks(conn, |conn| conn.transaction(|conn| apply(conn, &batch)))
@@ -120,9 +138,10 @@ impl MirrorRepository for MysqlMirrorRepository {
 
     async fn apply_deliveries(
         &self,
-        batch: MirrorBatch,
+        mut batch: MirrorBatch,
         inbox_ids: Vec<i64>,
     ) -> Result<usize, RepoError> {
+        batch.in_lock_order();
         self.db
             .run(move |conn| {
                 retry_deadlocks(conn, |conn| {
