@@ -314,7 +314,9 @@ impl Application {
                 .app_data(webhook_limit.clone())
                 .app_data(metrics.clone())
                 .app_data(metrics_token.clone())
+                .wrap(from_fn(controllers::compression::skip_small))
                 .wrap(Compress::default())
+                .wrap(from_fn(controllers::compression::unmark))
                 .wrap(from_fn(telemetry::request_context))
                 // Outermost: the latency includes every middleware.
                 .wrap(http_metrics.clone())

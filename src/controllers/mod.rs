@@ -2,6 +2,7 @@
 //! one service method and shape the response; errors go through `ApiError`.
 
 mod auth;
+pub mod compression;
 pub(crate) mod contacts;
 pub(crate) mod docs;
 mod extract;

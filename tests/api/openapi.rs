@@ -128,3 +128,35 @@ async fn the_docs_page_renders_the_document_without_loading_anything_else() {
         assert!(!html.contains(outside), "the page loads {outside}");
     }
 }
+
+#[tokio::test]
+async fn large_responses_are_gzipped_and_small_ones_sent_as_they_are() {
+    let app = spawn_app().await;
+    let get = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    let large = get("/openapi.json").await.expect("openapi");
+    assert_eq!(large.status(), 200);
+    assert_eq!(
+        large
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    let bytes = large.bytes().await.expect("body");
+    assert_eq!(bytes.get(..2), Some(&[0x1f, 0x8b][..]), "gzip magic");
+
+    let small = get("/health").await.expect("health");
+    assert_eq!(small.status(), 200);
+    assert!(
+        small.headers().get("content-encoding").is_none(),
+        "{:?}",
+        small.headers().get("content-encoding")
+    );
+    let body: Value = small.json().await.expect("plain JSON");
+    assert!(body.is_object());
+}
