@@ -327,3 +327,39 @@ fn link(conn: &mut MysqlConnection, batch: &MirrorBatch) -> Result<usize, RepoEr
     }
     Ok(statements)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(amocrm_id: i64, name: &str) -> ContactChange {
+        ContactChange {
+            amocrm_id,
+            name: Some(name.into()),
+            phone: None,
+            changed_at: 1,
+        }
+    }
+
+    #[test]
+    fn lock_order_sorts_by_record_and_keeps_each_records_changes_in_order() {
+        let mut batch = MirrorBatch {
+            contacts: vec![
+                contact(9, "a"),
+                contact(3, "b"),
+                contact(9, "c"),
+                contact(1, "d"),
+            ],
+            links: vec![(20, 1), (10, 2), (20, 3)],
+            ..MirrorBatch::default()
+        };
+        batch.in_lock_order();
+        let contacts: Vec<_> = batch
+            .contacts
+            .iter()
+            .map(|c| (c.amocrm_id, c.name.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(contacts, [(1, "d"), (3, "b"), (9, "a"), (9, "c")]);
+        assert_eq!(batch.links, [(10, 2), (20, 1), (20, 3)]);
+    }
+}

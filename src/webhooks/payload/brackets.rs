@@ -13,23 +13,30 @@ pub(super) enum Segment<'a> {
     Append,
 }
 
-/// The path of `raw`, or `None` when PHP would drop the pair (nothing before the first `[`).
+/// Puts the path of `raw` into `segments` (cleared first; a buffer reused across a
+/// body's keys) and returns `false` when PHP would drop the pair (nothing before
+/// the first `[`).
 ///
 /// Like PHP, text after a closing bracket that does not open another one is ignored, and
 /// an opening bracket that never closes leaves the whole key as one literal name.
-pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadError> {
+pub(super) fn split_key_into<'a>(
+    raw: &'a str,
+    segments: &mut Vec<Segment<'a>>,
+) -> Result<bool, PayloadError> {
+    segments.clear();
     let Some(open) = find(raw, b'[') else {
-        return Ok(non_empty(raw).map(|base| vec![Segment::Named(base)]));
+        segments.extend(non_empty(raw).map(Segment::Named));
+        return Ok(!segments.is_empty());
     };
     let Some(base) = non_empty(&raw[..open]) else {
-        return Ok(None);
+        return Ok(false);
     };
-    let mut segments = vec![Segment::Named(base)];
+    segments.push(Segment::Named(base));
     let mut rest = &raw[open..];
     while let Some(inner) = rest.strip_prefix('[') {
         let Some(close) = find(inner, b']') else {
             if segments.len() == 1 {
-                return Ok(Some(vec![Segment::Named(raw)]));
+                segments[0] = Segment::Named(raw);
             }
             break;
         };
@@ -45,7 +52,14 @@ pub(super) fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadEr
         });
         rest = &inner[close + 1..];
     }
-    Ok(Some(segments))
+    Ok(true)
+}
+
+/// [`split_key_into`] with a buffer of its own.
+#[cfg(test)]
+fn split_key(raw: &str) -> Result<Option<Vec<Segment<'_>>>, PayloadError> {
+    let mut segments = Vec::new();
+    Ok(split_key_into(raw, &mut segments)?.then_some(segments))
 }
 
 fn find(text: &str, byte: u8) -> Option<usize> {

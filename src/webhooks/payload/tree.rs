@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::brackets::{abbreviate, split_key, Segment};
+use super::brackets::{abbreviate, split_key_into, Segment};
 use crate::webhooks::PayloadError;
 
 /// Deepest path a key may have; AmoCRM's deepest is
@@ -36,8 +36,8 @@ impl<'a> Key<'a> {
             [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
             _ => false,
         };
-        match raw.parse::<u64>() {
-            Ok(index) if canonical => Key::Index(index),
+        match canonical.then(|| raw.parse::<u64>()) {
+            Some(Ok(index)) => Key::Index(index),
             _ => Key::Name(raw),
         }
     }
@@ -93,11 +93,12 @@ pub(super) fn from_pairs<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<Node<'a>, PayloadError> {
     let mut root = Map::new();
+    let mut path = Vec::new();
     for (count, (key, value)) in pairs.into_iter().enumerate() {
         if count == MAX_VALUES {
             return Err(too_many_values());
         }
-        if let Some(path) = split_key(key)? {
+        if split_key_into(key, &mut path)? {
             insert(&mut root, &path, Cow::Borrowed(value)).map_err(|conflict| {
                 PayloadError::Malformed(format!("key `{}` {conflict}", abbreviate(key)))
             })?;
