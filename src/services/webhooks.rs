@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use slog::Logger;
+use subtle::ConstantTimeEq;
+
 use super::{GroupCommit, Intake, ServiceError};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
@@ -13,8 +16,6 @@ use crate::repositories::{
     NewDelivery, Removal, Retry,
 };
 use crate::webhooks::{parse_delivery, Account, Action, Delivery};
-use slog::Logger;
-use subtle::ConstantTimeEq;
 
 /// The account deliveries must come from, when configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
