@@ -355,3 +355,59 @@ impl SyncWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amo::MockAmoTransport;
+    use crate::repositories::{MockContactRepository, MockJobRepository, MockLeadRepository};
+    use crate::settings::DedupMode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Claims a worker with three rounds at once makes in `window` on an empty queue.
+    async fn claims_in(mode: DedupMode, window: Duration) -> usize {
+        let claims = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&claims);
+        let mut jobs = MockJobRepository::new();
+        jobs.expect_claim_due().returning(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        });
+        let mut amo = MockAmoTransport::new();
+        amo.expect_access().returning(|| AmoAccess::Ok);
+        let config = SyncWorkerConfig {
+            rounds_at_once: 3,
+            poll: Duration::from_millis(20),
+            ..SyncWorkerConfig::default()
+        };
+        let worker = SyncWorker::new(
+            Arc::new(amo),
+            Arc::new(jobs),
+            Arc::new(MockContactRepository::new()),
+            Arc::new(MockLeadRepository::new()),
+            SyncSettings::default(),
+            config,
+            Arc::new(MirrorAuthority::fixed(mode)),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let lifecycle = Arc::new(Lifecycle::default());
+        let running = tokio::spawn(worker.run(Arc::clone(&lifecycle)));
+        tokio::time::sleep(window).await;
+        lifecycle.start_draining();
+        running.await.expect("worker stops");
+        claims.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn extra_rounds_work_only_while_rounds_skip_the_search() {
+        let window = Duration::from_millis(300);
+        let searching = claims_in(DedupMode::Remote, window).await;
+        let trusted = claims_in(DedupMode::Mirror, window).await;
+        // One loop claims every 20 ms while rounds search, three while they do not.
+        assert!(searching >= 5, "{searching} claims in 300 ms");
+        assert!(
+            trusted >= 2 * searching,
+            "{trusted} claims without searches, {searching} with"
+        );
+    }
+}
