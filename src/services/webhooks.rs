@@ -187,7 +187,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             batch_size: 500,
-            batch_bytes: 1024 * 1024,
+            batch_bytes: 768 * 1024,
             appliers: 2,
             busy_acks: 8,
             busy_pause: Duration::from_millis(500),
@@ -497,10 +497,10 @@ mod tests {
             .times(1)
             .in_sequence(&mut order)
             .returning(move |_, _| Ok(vec![row(1, &large, 0), row(2, &large, 0)]));
-        // 1 MiB at about 64 KiB a delivery.
+        // 768 KiB at a little over 64 KiB a delivery.
         inbox
             .expect_claim_due()
-            .withf(|limit, _| *limit == 15)
+            .withf(|limit, _| *limit == 11)
             .times(1)
             .in_sequence(&mut order)
             .returning(|_, _| Ok(vec![]));
