@@ -1,4 +1,4 @@
-//! gzip only where it pays: responses under [`MIN_COMPRESSED`] bytes (every
+//! gzip only where it pays: responses under `MIN_COMPRESSED` bytes (every
 //! acknowledgement, single records, problem documents) go out as they are. Setting
 //! up a deflate stream costs about 300 KB of zeroed tables per response, far more
 //! work than a few hundred bytes could save, and a webhook flood is all such replies.
@@ -13,7 +13,7 @@ use actix_web::http::header::{HeaderValue, CONTENT_ENCODING};
 use actix_web::middleware::Next;
 use actix_web::Error;
 
-pub const MIN_COMPRESSED: u64 = 1024;
+const MIN_COMPRESSED: u64 = 1024;
 
 /// Inside `Compress`: marks responses of a known, small size as not to be encoded.
 pub async fn skip_small(
