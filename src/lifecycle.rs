@@ -32,6 +32,24 @@ impl Lifecycle {
 }
 
 #[cfg(test)]
+impl Lifecycle {
+    /// Runs `work` for `window`, then starts draining and waits until `work` returns:
+    /// how tests watch a background loop for a while.
+    pub(crate) async fn run_for<F>(
+        window: std::time::Duration,
+        work: impl FnOnce(std::sync::Arc<Lifecycle>) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let lifecycle = std::sync::Arc::new(Lifecycle::default());
+        let running = tokio::spawn(work(std::sync::Arc::clone(&lifecycle)));
+        tokio::time::sleep(window).await;
+        lifecycle.start_draining();
+        running.await.expect("the loop stops when draining");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -390,11 +390,7 @@ mod tests {
             Arc::new(MirrorAuthority::fixed(mode)),
             Logger::root(slog::Discard, slog::o!()),
         );
-        let lifecycle = Arc::new(Lifecycle::default());
-        let running = tokio::spawn(worker.run(Arc::clone(&lifecycle)));
-        tokio::time::sleep(window).await;
-        lifecycle.start_draining();
-        running.await.expect("worker stops");
+        Lifecycle::run_for(window, |lifecycle| worker.run(lifecycle)).await;
         claims.load(Ordering::SeqCst)
     }
 
