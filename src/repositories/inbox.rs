@@ -9,6 +9,9 @@ use chrono::NaiveDateTime;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
+mod insert;
+
+use self::insert::{InsertDeliveries, InsertedBlock};
 use super::db::{retry_deadlocks, Db};
 use super::sync_state::{bounded_error, db_now, lease_end};
 use super::RepoError;
@@ -133,19 +136,10 @@ pub(super) fn mark_processed(conn: &mut MysqlConnection, ids: &[i64]) -> Result<
 /// `innodb_autoinc_lock_mode`, so they run from `LAST_INSERT_ID()` (the first row's)
 /// in steps of `auto_increment_increment` (more than 1 on some clusters).
 fn inserted_ids(conn: &mut MysqlConnection, count: usize) -> Result<Vec<i64>, RepoError> {
-    #[derive(QueryableByName)]
-    struct Block {
-        #[diesel(sql_type = diesel::sql_types::Unsigned<diesel::sql_types::BigInt>)]
-        first: u64,
-        #[diesel(sql_type = diesel::sql_types::Unsigned<diesel::sql_types::BigInt>)]
-        step: u64,
-    }
-    let block: Block =
-        diesel::sql_query("SELECT LAST_INSERT_ID() AS first, @@auto_increment_increment AS step")
-            .get_result(conn)?;
-    let first = i64::try_from(block.first)
-        .map_err(|_| RepoError::Query(format!("insert id {} out of range", block.first)))?;
-    let step = i64::try_from(block.step.max(1)).unwrap_or(1);
+    let (first, step): (u64, u64) = InsertedBlock.get_result(conn)?;
+    let first = i64::try_from(first)
+        .map_err(|_| RepoError::Query(format!("insert id {first} out of range")))?;
+    let step = i64::try_from(step.max(1)).unwrap_or(1);
     Ok((0..count as i64).map(|i| first + i * step).collect())
 }
 
@@ -155,24 +149,16 @@ impl InboxRepository for MysqlInboxRepository {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<_> = deliveries
+        let rows: Vec<(String, Vec<u8>)> = deliveries
             .into_iter()
-            .map(|d| {
-                let content_type: String = d.content_type.chars().take(128).collect();
-                (
-                    webhook_inbox::content_type.eq(content_type),
-                    webhook_inbox::body.eq(d.body),
-                )
-            })
+            .map(|d| (d.content_type.chars().take(128).collect(), d.body))
             .collect();
         // The worker's claim holds gap locks on the due index; an insert that meets
         // them can be picked as a deadlock victim and is simply tried again.
         self.db
             .run(move |conn| {
                 retry_deadlocks(conn, |conn| {
-                    diesel::insert_into(webhook_inbox::table)
-                        .values(&rows)
-                        .execute(conn)?;
+                    InsertDeliveries { rows: &rows }.execute(conn)?;
                     inserted_ids(conn, rows.len())
                 })
             })

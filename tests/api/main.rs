@@ -13,6 +13,7 @@ mod contacts;
 mod dedup;
 mod echo_race;
 mod idempotency;
+mod inbox;
 mod input_errors;
 mod leads;
 mod legacy_routes;
