@@ -1,5 +1,5 @@
-//! Parsing benchmark: how long one webhook delivery takes to parse, the work done
-//! once when it is acknowledged and again when it is applied. No database needed.
+//! Parsing benchmark: how long one webhook delivery takes to parse when it is
+//! applied, and to check when it is acknowledged. No database needed.
 //!
 //! Run with `cargo bench --bench parse`. It prints numbers; it checks only that
 //! each delivery parses.
@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use amosync::webhooks::parse_delivery;
+use amosync::webhooks::{check_delivery, parse_delivery};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -30,26 +30,37 @@ fn delivery(count: u64) -> String {
     body
 }
 
+/// Median over 5 runs of the time per call of `op`, in µs.
+fn median_us(rounds: usize, mut op: impl FnMut()) -> f64 {
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                op();
+            }
+            started.elapsed().as_secs_f64() * 1e6 / rounds as f64
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[2]
+}
+
 fn main() {
-    println!("webhook delivery parsing (median of 5 runs)");
+    println!("webhook delivery: full parse (worker) and check (acknowledgement), median of 5 runs");
     for count in [1u64, 10, 100] {
         let body = delivery(count);
         let rounds = 20_000 / count as usize;
-        let mut runs: Vec<f64> = (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..rounds {
-                    let parsed = parse_delivery(Some(FORM), black_box(body.as_bytes()));
-                    assert_eq!(parsed.map(|d| d.contacts.len()).ok(), Some(count as usize));
-                }
-                started.elapsed().as_secs_f64() * 1e6 / rounds as f64
-            })
-            .collect();
-        runs.sort_by(f64::total_cmp);
+        let parse = median_us(rounds, || {
+            let parsed = parse_delivery(Some(FORM), black_box(body.as_bytes()));
+            assert_eq!(parsed.map(|d| d.contacts.len()).ok(), Some(count as usize));
+        });
+        let check = median_us(rounds, || {
+            let checked = check_delivery(Some(FORM), black_box(body.as_bytes()));
+            assert_eq!(checked.map(|a| a.id).ok(), Some(Some(29_000_001)));
+        });
         println!(
-            "  {count:>3} contacts ({:>6} bytes): {:>8.1} µs per delivery",
+            "  {count:>3} contacts ({:>6} bytes): parse {parse:>8.1} µs, check {check:>8.1} µs",
             body.len(),
-            runs[2]
         );
     }
 }

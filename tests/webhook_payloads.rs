@@ -2,7 +2,8 @@
 //! body shape, the structural errors, and property tests for hostile and generated bodies.
 
 use amosync::webhooks::{
-    parse_delivery, Account, Action, ContactEvent, Delivery, LeadEvent, PayloadError,
+    check_delivery, parse_delivery, Account, Action, ContactEvent, Delivery, LeadEvent,
+    PayloadError,
 };
 use proptest::prelude::*;
 
@@ -437,6 +438,48 @@ fn content_type() -> impl Strategy<Value = Option<&'static str>> {
     prop_oneof![Just(None), Just(FORM), Just(JSON), Just(Some("text/plain"))]
 }
 
+/// Form bodies whose keys are drawn from a few segments, so that repeats, keys that
+/// are both a value and a group, `[]`, non-canonical indices and the account keys
+/// all come up often.
+fn key_soup() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        Just("account"),
+        Just("id"),
+        Just("subdomain"),
+        Just("a"),
+        Just("0"),
+        Just("07"),
+        Just(""),
+        Just("%5B"),
+    ];
+    let key =
+        (segment.clone(), proptest::collection::vec(segment, 0..4)).prop_map(|(base, rest)| {
+            rest.iter()
+                .fold(base.to_owned(), |key, s| format!("{key}[{s}]"))
+        });
+    let value = prop_oneof![Just(""), Just("1"), Just("+7"), Just("-3"), Just("x%20y")];
+    proptest::collection::vec((key, value), 0..12).prop_map(|pairs| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+/// The acknowledgement's check must say what the full parse would: the same error,
+/// or the same account.
+fn check_agrees(content_type: Option<&str>, body: &[u8]) -> Result<(), TestCaseError> {
+    let full = parse_delivery(content_type, body).map(|delivery| delivery.account);
+    prop_assert_eq!(
+        check_delivery(content_type, body),
+        full,
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -470,6 +513,28 @@ proptest! {
             (true, _) => JSON,
         };
         let _ = parse_delivery(content_type, &body);
+    }
+
+    #[test]
+    fn the_acknowledgement_check_agrees_with_the_full_parse_on_key_soup(
+        content_type in content_type(),
+        body in key_soup(),
+    ) {
+        check_agrees(content_type, body.as_bytes())?;
+    }
+
+    #[test]
+    fn the_acknowledgement_check_agrees_with_the_full_parse_on_mutated_fixtures(
+        index in 0..FIXTURES.len(),
+        mutations in proptest::collection::vec(mutation(), 0..8),
+    ) {
+        let (_, content_type, body) = FIXTURES[index];
+        let mut body = body.as_bytes().to_vec();
+        for mutation in &mutations {
+            mutate(&mut body, mutation);
+        }
+        check_agrees(content_type, &body)?;
+        check_agrees(FORM, &body)?;
     }
 
     #[test]

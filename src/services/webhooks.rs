@@ -15,7 +15,7 @@ use crate::repositories::{
     ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository,
     NewDelivery, Removal, Retry,
 };
-use crate::webhooks::{parse_delivery, Account, Action, Delivery};
+use crate::webhooks::{check_delivery, parse_delivery, Account, Action, Delivery};
 
 /// The account deliveries must come from, when configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,8 +75,8 @@ impl WebhookReceiver {
             return Err(ServiceError::NotFound);
         }
         let _acking = self.intake.acking();
-        let delivery = parse_delivery(content_type, &body).map_err(ServiceError::Payload)?;
-        if !self.account.admits(&delivery.account) {
+        let account = check_delivery(content_type, &body).map_err(ServiceError::Payload)?;
+        if !self.account.admits(&account) {
             return Err(ServiceError::WrongAccount);
         }
         let id = self

@@ -5,4 +5,4 @@ mod event;
 mod payload;
 
 pub use event::{Account, Action, ContactEvent, Delivery, LeadEvent, PayloadError};
-pub use payload::parse_delivery;
+pub use payload::{check_delivery, parse_delivery};

@@ -6,11 +6,12 @@
 //! and replays of stored deliveries can use it. Both decode into one tree, read once.
 
 mod brackets;
+mod check;
 mod form;
 mod interpret;
 mod tree;
 
-use super::{Delivery, PayloadError};
+use super::{Account, Delivery, PayloadError};
 use form::FormPairs;
 
 enum Encoding {
@@ -39,6 +40,18 @@ pub fn parse_delivery(content_type: Option<&str>, body: &[u8]) -> Result<Deliver
         }
     };
     Ok(interpret::delivery(&root))
+}
+
+/// What acknowledging a delivery needs to know: that [`parse_delivery`] will take
+/// the body (otherwise its error, the same one) and which account sent it.
+pub fn check_delivery(content_type: Option<&str>, body: &[u8]) -> Result<Account, PayloadError> {
+    if let (Ok(Encoding::Form), false) = (encoding(content_type), body.trim_ascii().is_empty()) {
+        let pairs = FormPairs::decode(body, tree::MAX_VALUES + 1);
+        if let check::Checked::Valid { subdomain, id } = check::form_pairs(pairs.iter()) {
+            return Ok(interpret::account_of(subdomain, id));
+        }
+    }
+    parse_delivery(content_type, body).map(|delivery| delivery.account)
 }
 
 /// AmoCRM always names the form type, but a missing header is read as form too: that is

@@ -32,9 +32,14 @@ pub(super) fn delivery(root: &Node) -> Delivery {
 
 fn account(node: Option<&Node>) -> Account {
     let text = |name| node.and_then(|n| n.text(name));
+    account_of(text("subdomain"), text("id"))
+}
+
+/// The account from the raw values of `account[subdomain]` and `account[id]`.
+pub(super) fn account_of(subdomain: Option<&str>, id: Option<&str>) -> Account {
     Account {
-        subdomain: text("subdomain").and_then(non_blank),
-        id: text("id").and_then(positive_id),
+        subdomain: subdomain.and_then(non_blank),
+        id: id.and_then(positive_id),
     }
 }
 
