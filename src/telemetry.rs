@@ -11,11 +11,13 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpRequest};
 use slog::{o, Drain, Logger};
 
+mod buffered;
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Builds the root logger. Keep the guard alive until exit so buffered lines are flushed.
 pub fn init(level: slog::Level) -> (Logger, slog_async::AsyncGuard) {
-    let json = slog_json::Json::new(std::io::stdout())
+    let json = slog_json::Json::new(buffered::BufferedWriter::new(std::io::stdout()))
         .add_default_keys()
         .set_newlines(true)
         .build()
