@@ -23,6 +23,10 @@ pub struct BatchLimits {
     pub max_weight: usize,
     /// Batches executing at once: while one waits for the database, the next collects.
     pub runners: usize,
+    /// When fewer items than this wait, a batch takes the largest power of two of
+    /// them (the rest go in the next): its statement then comes in a few shapes a
+    /// connection can keep prepared. 0: batches take what waits.
+    pub power_of_two_below: usize,
 }
 
 type Execute<I, O> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, RepoError>> + Send + Sync;
@@ -112,13 +116,19 @@ impl<I, O> Shared<I, O> {
     /// nothing waits.
     fn next_batch(&self) -> Option<Vec<Waiting<I, O>>> {
         let mut queue = self.lock();
+        let waiting = queue.waiting.len();
         let Some(first) = queue.waiting.pop_front() else {
             queue.running -= 1;
             return None;
         };
+        let max_items = if waiting < self.limits.power_of_two_below {
+            self.limits.max_items.min(1 << waiting.ilog2())
+        } else {
+            self.limits.max_items
+        };
         let mut total = (self.weight)(&first.item);
         let mut batch = vec![first];
-        while batch.len() < self.limits.max_items && total < self.limits.max_weight {
+        while batch.len() < max_items && total < self.limits.max_weight {
             let Some(next) = queue.waiting.pop_front() else {
                 break;
             };
@@ -173,6 +183,7 @@ mod tests {
             max_items,
             max_weight,
             runners: 1,
+            power_of_two_below: 0,
         }
     }
 
@@ -221,6 +232,32 @@ mod tests {
         assert!(
             sizes.iter().all(|b| b.len() <= 3),
             "weight 30 = three items: {sizes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn below_the_bound_batches_hold_a_power_of_two_of_the_waiting_items() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let echo = Batcher::new(
+            BatchLimits {
+                power_of_two_below: 16,
+                ..limits(100, usize::MAX)
+            },
+            |_| 1,
+            move |items: Vec<usize>| {
+                seen.lock().expect("sizes").push(items.len());
+                async move { Ok(items) }
+            },
+        );
+        // The first call runs alone; the 12 that queue behind it go as 8 and 4.
+        let all = futures::future::join_all((0..13).map(|n| echo.submit(n))).await;
+        assert!(all.iter().all(Result::is_ok));
+        let sizes = sizes.lock().expect("sizes").clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 13);
+        assert!(
+            sizes.iter().all(|n| n.is_power_of_two()),
+            "batches of {sizes:?}"
         );
     }
 

@@ -54,6 +54,7 @@ const READS: BatchLimits = BatchLimits {
     max_items: 100,
     max_weight: usize::MAX,
     runners: 4,
+    power_of_two_below: 0,
 };
 
 /// One query for a batch of phones: every row of each, in id order.

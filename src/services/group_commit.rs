@@ -11,10 +11,13 @@ use crate::repositories::{InboxRepository, NewDelivery, RepoError};
 /// Bounds of one batch: enough rows to make a commit cheap per row, few enough
 /// bytes to stay far below MySQL's default `max_allowed_packet` (16 MiB); two
 /// batches commit at once, so one collects while the other waits for the disk.
+/// Small batches come in powers of two, the row counts whose INSERT a connection
+/// keeps prepared (see `repositories/inbox/insert.rs`).
 const GROUP_COMMIT: BatchLimits = BatchLimits {
     max_items: 500,
     max_weight: 4 * 1024 * 1024,
     runners: 2,
+    power_of_two_below: 32,
 };
 
 /// The handle request handlers store deliveries through.

@@ -1,4 +1,4 @@
-//! The group commit's two statements, written so that the server keeps them
+//! The group commit's two statements, written so that a connection keeps them
 //! prepared. Diesel prepares a multi-row INSERT built from a `Vec` (and any raw
 //! SQL) anew on every call, a round trip of its own before the one that runs it;
 //! under a flood of webhooks that doubled the round trips of every commit.
@@ -8,10 +8,22 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Binary, Unsigned, Varchar};
 use diesel::{QueryResult, RunQueryDsl};
 
-/// Batches up to this many rows keep their prepared statement (one per row count
-/// and pooled connection); larger ones, rare and cheap per row anyway, are prepared
-/// each time, so the server never holds more than this many per connection.
-const CACHED_ROWS: usize = 32;
+/// Which INSERTs stay prepared: a power of two of rows (the group commit makes
+/// small batches that size) up to `CACHED_ROWS`, of at most `CACHED_BYTES` of
+/// bodies. Diesel keeps a cached statement's last bound values until its next use,
+/// so this bounds what a connection holds to five statements of at most 128 KiB;
+/// with every row count cached, ten connections held ~15 MB of old bodies after a
+/// flood. Other batches, large and cheap per row anyway, are prepared each time.
+const CACHED_ROWS: usize = 16;
+const CACHED_BYTES: usize = 128 * 1024;
+
+fn keep_prepared(rows: &[(String, Vec<u8>)]) -> bool {
+    let bytes: usize = rows
+        .iter()
+        .map(|(kind, body)| kind.len() + body.len())
+        .sum();
+    rows.len().is_power_of_two() && rows.len() <= CACHED_ROWS && bytes <= CACHED_BYTES
+}
 
 /// `INSERT INTO webhook_inbox (content_type, body) VALUES (?, ?), …` for `rows`.
 pub(super) struct InsertDeliveries<'a> {
@@ -27,7 +39,7 @@ impl QueryId for InsertDeliveries<'_> {
 
 impl QueryFragment<Mysql> for InsertDeliveries<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
-        if self.rows.len() > CACHED_ROWS {
+        if !keep_prepared(self.rows) {
             out.unsafe_to_cache_prepared();
         }
         out.push_sql("INSERT INTO webhook_inbox (content_type, body) VALUES ");
