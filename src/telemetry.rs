@@ -13,21 +13,32 @@ use slog::{o, Drain, Logger};
 
 mod buffered;
 
+pub use buffered::LogOutput;
+
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Builds the root logger. Keep the guard alive until exit so buffered lines are flushed.
-pub fn init(level: slog::Level) -> (Logger, slog_async::AsyncGuard) {
-    let json = slog_json::Json::new(buffered::BufferedWriter::new(std::io::stdout()))
+/// Builds the root logger on stdout. Keep the output alive until exit: dropping it
+/// writes out the lines still buffered.
+pub fn init(level: slog::Level) -> (Logger, LogOutput<std::io::Stdout>) {
+    init_on(std::io::stdout(), level)
+}
+
+/// `init` on any output. Each record is serialised by the thread that logs it and
+/// handed to the output's buffer as one line (see `buffered`).
+pub fn init_on<W: std::io::Write + Send + 'static>(
+    out: W,
+    level: slog::Level,
+) -> (Logger, LogOutput<W>) {
+    let output = LogOutput::new(out);
+    let json = slog_json::Json::new(output.line_writer())
         .add_default_keys()
         .set_newlines(true)
-        .build()
-        .fuse();
-    let (drain, guard) = slog_async::Async::new(json)
-        .chan_size(8192)
-        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
-        .build_with_guard();
-    let drain = drain.filter_level(level).fuse();
-    (Logger::root(drain, o!("service" => "amosync")), guard)
+        .set_flush(true)
+        .build();
+    // The level is checked before the lock; a record that fails to serialise is
+    // lost, never a panic.
+    let drain = std::sync::Mutex::new(json).filter_level(level).ignore_res();
+    (Logger::root(drain, o!("service" => "amosync")), output)
 }
 
 /// A synchronous JSON-lines logger on any writer, in the format `init` writes; tests
@@ -194,6 +205,45 @@ mod tests {
 
     fn ip(s: &str) -> Option<IpAddr> {
         s.parse().ok()
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("captured").extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_service_logs_one_json_object_per_line_at_its_level_and_no_lower() {
+        let out = Captured::default();
+        let (logger, output) = init_on(out.clone(), slog::Level::Info);
+        let child = logger.new(o!("request_id" => "r-1"));
+        slog::debug!(child, "not wanted");
+        slog::info!(child, "request"; "http.status" => 200_u16, "client.id" => Some("shop"));
+        slog::warn!(logger, "second \"quoted\"\nline");
+        drop(output);
+        let text = String::from_utf8(out.0.lock().expect("captured").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["msg"], "request");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["service"], "amosync");
+        assert_eq!(lines[0]["request_id"], "r-1");
+        assert_eq!(lines[0]["http.status"], 200);
+        assert_eq!(lines[0]["client.id"], "shop");
+        assert!(lines[0]["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
+        assert_eq!(lines[1]["msg"], "second \"quoted\"\nline");
+        assert_eq!(lines[1]["level"], "WARN");
     }
 
     #[test]
