@@ -171,6 +171,9 @@ async fn serve(settings: Settings, logger: slog::Logger) -> Result<(), String> {
     let app = Application::build(settings, logger.clone())
         .await
         .map_err(|e| e.to_string())?;
+    // actix's own signal handling is off: `/ready` must turn 503 before the listener
+    // closes, and the workers stop after their batch (`ShutdownTrigger::shutdown`).
+    app.stop_on_signals();
     app.run_until_stopped().await.map_err(|e| e.to_string())?;
     slog::info!(logger, "stopped");
     Ok(())

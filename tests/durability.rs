@@ -301,6 +301,51 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
     drop(database);
 }
 
+/// What `docker compose stop` does: SIGTERM, then SIGKILL after a grace period.
+#[tokio::test]
+async fn a_sigterm_turns_ready_off_while_still_answering_then_exits_cleanly() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let database = TestDatabase::create("amosync_term");
+    let (fake_port, port) = (free_port(), free_port());
+    let mut children = Killed(vec![fake_amocrm(fake_port, 0, 0)]);
+    children.0.push(amosync(&database.url(), fake_port, port));
+    let client = http_client();
+    wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
+
+    let pid = children.0[1].id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(
+        sent.as_ref().is_ok_and(|s| s.success()),
+        "kill -TERM {pid}: {sent:?}"
+    );
+    // Load balancers see the service leave before its listener closes.
+    let ready = client
+        .get(format!("http://127.0.0.1:{port}/ready"))
+        .send()
+        .await
+        .expect("still listening during the grace period");
+    assert_eq!(ready.status(), 503, "{}", said(port));
+
+    let mut amosync = children.0.pop().expect("amosync");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = amosync.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after SIGTERM: {}",
+            said(port)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "a graceful stop exits 0, got {status:?}: {}",
+        said(port)
+    );
+}
+
 #[tokio::test]
 async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     let _alone = ONE_AT_A_TIME.lock().await;
