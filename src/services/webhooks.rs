@@ -190,7 +190,7 @@ impl Default for WorkerConfig {
             batch_bytes: 768 * 1024,
             appliers: 2,
             busy_acks: 8,
-            busy_pause: Duration::from_millis(500),
+            busy_pause: Duration::from_secs(2),
             lease: Duration::from_secs(30),
             max_attempts: 10,
             poll: Duration::from_secs(1),
