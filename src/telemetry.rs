@@ -14,6 +14,7 @@ use slog::{o, Drain, Logger};
 mod buffered;
 
 pub use buffered::LogOutput;
+use buffered::{LineWriter, PartialLine};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -30,15 +31,43 @@ pub fn init_on<W: std::io::Write + Send + 'static>(
     level: slog::Level,
 ) -> (Logger, LogOutput<W>) {
     let output = LogOutput::new(out);
-    let json = slog_json::Json::new(output.line_writer())
+    let writer = output.line_writer();
+    let torn = writer.partial_line();
+    let json = slog_json::Json::new(writer)
         .add_default_keys()
         .set_newlines(true)
         .set_flush(true)
         .build();
-    // The level is checked before the lock; a record that fails to serialise is
-    // lost, never a panic.
-    let drain = std::sync::Mutex::new(json).filter_level(level).ignore_res();
+    let drain = JsonLines {
+        json: std::sync::Mutex::new(json),
+        torn,
+    };
+    // The level is checked before the lock.
+    let drain = drain.filter_level(level).fuse();
     (Logger::root(drain, o!("service" => "amosync")), output)
+}
+
+/// slog-json behind a lock. A record that fails to serialise (a value whose
+/// `Display` fails, say) is lost, never a panic, and never leaves half a line.
+struct JsonLines<W: std::io::Write + Send + 'static> {
+    json: std::sync::Mutex<slog_json::Json<LineWriter<W>>>,
+    torn: PartialLine,
+}
+
+impl<W: std::io::Write + Send + 'static> Drain for JsonLines<W> {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let json = self
+            .json
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if json.log(record, values).is_err() {
+            self.torn.discard();
+        }
+        Ok(())
+    }
 }
 
 /// A synchronous JSON-lines logger on any writer, in the format `init` writes; tests
@@ -244,6 +273,34 @@ mod tests {
         assert!(lines[0]["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
         assert_eq!(lines[1]["msg"], "second \"quoted\"\nline");
         assert_eq!(lines[1]["level"], "WARN");
+    }
+
+    /// A value that cannot be written, as a `Display` that fails would be.
+    struct Unwritable;
+
+    impl slog::Value for Unwritable {
+        fn serialize(
+            &self,
+            _: &slog::Record,
+            _: slog::Key,
+            _: &mut dyn slog::Serializer,
+        ) -> slog::Result {
+            Err(slog::Error::Other)
+        }
+    }
+
+    #[test]
+    fn a_record_that_fails_half_way_leaves_no_part_of_itself_in_the_log() {
+        let out = Captured::default();
+        let (logger, output) = init_on(out.clone(), slog::Level::Info);
+        slog::info!(logger, "broken"; "fine" => "written first", "bad" => Unwritable);
+        slog::info!(logger, "next");
+        drop(output);
+        let text = String::from_utf8(out.0.lock().expect("captured").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+        assert_eq!(line["msg"], "next");
     }
 
     #[test]

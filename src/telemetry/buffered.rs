@@ -11,6 +11,7 @@
 //! in place costs one short lock per line, and the flusher wakes once per batch.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -132,6 +133,7 @@ impl<W: Write + Send + 'static> LogOutput<W> {
         LineWriter {
             line: Vec::new(),
             shared: Arc::clone(&self.shared),
+            torn: PartialLine::default(),
         }
     }
 }
@@ -151,10 +153,33 @@ impl<W: Write + Send + 'static> Drop for LogOutput<W> {
 pub struct LineWriter<W: Write + Send + 'static> {
     line: Vec<u8>,
     shared: Arc<Shared<W>>,
+    torn: PartialLine,
+}
+
+impl<W: Write + Send + 'static> LineWriter<W> {
+    /// The handle that tells this writer a record failed half-way.
+    pub fn partial_line(&self) -> PartialLine {
+        self.torn.clone()
+    }
+}
+
+/// Marks what a writer holds as the remains of a record that failed half-way:
+/// they are dropped before the next record is written, never sent as a line.
+#[derive(Clone, Default)]
+pub struct PartialLine(Arc<AtomicBool>);
+
+impl PartialLine {
+    pub fn discard(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl<W: Write + Send + 'static> Write for LineWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.torn.0.load(Ordering::Relaxed) {
+            self.torn.0.store(false, Ordering::Relaxed);
+            self.line.clear();
+        }
         self.line.extend_from_slice(data);
         Ok(data.len())
     }
