@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 const FLUSH_DELAY: Duration = Duration::from_millis(50);
 const FLUSH_BYTES: usize = 64 * 1024;
-/// About 16k access lines: what a stalled stdout may hold up before lines are lost.
+/// About 25,000 access lines (~330 bytes each): what a stalled stdout may hold up
+/// before lines are lost.
 const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 struct Shared<W> {
