@@ -33,18 +33,20 @@ pub fn init_on<W: std::io::Write + Send + 'static>(
     let output = LogOutput::new(out);
     let writer = output.line_writer();
     let torn = writer.partial_line();
-    let json = slog_json::Json::new(writer)
-        .add_default_keys()
-        .set_newlines(true)
-        .set_flush(true)
-        .build();
     let drain = JsonLines {
-        json: std::sync::Mutex::new(json),
+        json: std::sync::Mutex::new(json_lines(writer).set_flush(true).build()),
         torn,
     };
     // The level is checked before the lock.
     let drain = drain.filter_level(level).fuse();
     (Logger::root(drain, o!("service" => "amosync")), output)
+}
+
+/// The log's format: one JSON object per line, with `ts`, `level` and `msg`.
+fn json_lines<W: std::io::Write>(writer: W) -> slog_json::JsonBuilder<W> {
+    slog_json::Json::new(writer)
+        .add_default_keys()
+        .set_newlines(true)
 }
 
 /// slog-json behind a lock. A record that fails to serialise (a value whose
@@ -73,11 +75,7 @@ impl<W: std::io::Write + Send + 'static> Drain for JsonLines<W> {
 /// A synchronous JSON-lines logger on any writer, in the format `init` writes; tests
 /// capture what the service logs with it.
 pub fn json_logger<W: std::io::Write + Send + 'static>(writer: W, level: slog::Level) -> Logger {
-    let json = slog_json::Json::new(writer)
-        .add_default_keys()
-        .set_newlines(true)
-        .build();
-    let drain = std::sync::Mutex::new(json)
+    let drain = std::sync::Mutex::new(json_lines(writer).build())
         .fuse()
         .filter_level(level)
         .fuse();
