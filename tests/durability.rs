@@ -312,11 +312,14 @@ async fn a_sigterm_turns_ready_off_while_still_answering_then_exits_cleanly() {
     let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
 
-    let pid = children.0[1].id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(
-        sent.as_ref().is_ok_and(|s| s.success()),
-        "kill -TERM {pid}: {sent:?}"
+    let pid = libc::pid_t::try_from(children.0[1].id()).expect("a pid");
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(
+        sent,
+        0,
+        "kill -TERM {pid}: {}",
+        std::io::Error::last_os_error()
     );
     // Load balancers see the service leave before its listener closes.
     let ready = client
