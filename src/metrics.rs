@@ -97,6 +97,29 @@ static CONTACT_DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("valid metric definition")
 });
 
+static WEBHOOK_EVENTS_IGNORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "webhook_events_ignored_total",
+            "Webhook event items acknowledged but not applied, by kind (entity[action]; \
+             names outside AmoCRM's known vocabulary read `other`)",
+        )
+        .namespace(NAMESPACE),
+        &["kind"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Counts applied deliveries' event items of kinds amosync does not apply. The
+/// kinds come from `EventKind`'s fixed vocabulary, so the label set is bounded.
+pub fn webhook_events_ignored(kinds: &[crate::webhooks::EventKind]) {
+    for kind in kinds {
+        WEBHOOK_EVENTS_IGNORED
+            .with_label_values(&[kind.to_string().as_str()])
+            .inc();
+    }
+}
+
 /// Whether the mirror is authoritative, as last judged.
 pub fn mirror_authoritative(authoritative: bool) {
     MIRROR_AUTHORITATIVE.set(i64::from(authoritative));
@@ -221,6 +244,7 @@ impl Metrics {
         registry.register(Box::new(TOKEN_REFRESHES.clone()))?;
         registry.register(Box::new(MIRROR_AUTHORITATIVE.clone()))?;
         registry.register(Box::new(CONTACT_DUPLICATES.clone()))?;
+        registry.register(Box::new(WEBHOOK_EVENTS_IGNORED.clone()))?;
         registry.register(Box::new(sync_jobs.clone()))?;
         registry.register(Box::new(oldest_pending_job.clone()))?;
         registry.register(Box::new(inbox_pending.clone()))?;

@@ -23,6 +23,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    companies (id) {
+        id -> Bigint,
+        amocrm_id -> Bigint,
+        #[max_length = 255]
+        name -> Varchar,
+        responsible_user_id -> Nullable<Bigint>,
+        amo_updated_at -> Nullable<Bigint>,
+        deleted_at -> Nullable<Datetime>,
+        created_at -> Datetime,
+        updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
     contact_duplicates (first_amocrm_id, second_amocrm_id) {
         first_amocrm_id -> Bigint,
         second_amocrm_id -> Bigint,
@@ -107,6 +121,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    mirror_refetch (entity, amocrm_id) {
+        #[max_length = 16]
+        entity -> Varchar,
+        amocrm_id -> Bigint,
+        attempts -> Integer,
+        due_at -> Datetime,
+        queued_at -> Datetime,
+    }
+}
+
+diesel::table! {
     sync_cursors (name) {
         #[max_length = 64]
         name -> Varchar,
@@ -157,11 +182,13 @@ diesel::joinable!(leads -> contacts (contact_id));
 diesel::allow_tables_to_appear_in_same_query!(
     amo_senders,
     amo_tokens,
+    companies,
     contact_duplicates,
     contacts,
     idempotency_keys,
     leads,
     mirror_facts,
+    mirror_refetch,
     sync_cursors,
     sync_jobs,
     webhook_inbox,

@@ -19,13 +19,14 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlDuplicateRepository,
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
-    MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlSenderRepository, MysqlTokenStore,
-    RepoError, RetryPolicy,
+    MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlRefetchRepository,
+    MysqlSenderRepository, MysqlTokenStore, RepoError, RetryPolicy,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
-    LeadService, MirrorAuthority, RateShare, Reconciler, SyncSettings, SyncWorker,
-    SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker, WorkerConfig,
+    LeadService, MirrorAuthority, RateShare, Reconciler, RefetchConfig, Refetcher, SyncSettings,
+    SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker,
+    WorkerConfig,
 };
 use crate::settings::Settings;
 use crate::telemetry;
@@ -236,6 +237,15 @@ impl Application {
         );
         // Deliveries accepted before a crash are still in the inbox: start working at once.
         workers.push(tokio::spawn(worker.run(Arc::clone(&lifecycle))));
+        let refetcher = Refetcher::new(
+            Arc::clone(&amo_for_hooks),
+            Arc::new(MysqlRefetchRepository::new(db.clone())),
+            Arc::new(MysqlMirrorRepository::new(db.clone())),
+            settings.default_phone_region,
+            RefetchConfig::default(),
+            logger.new(slog::o!("task" => "refetcher")),
+        );
+        workers.push(tokio::spawn(refetcher.run(Arc::clone(&lifecycle))));
         workers.push(tokio::spawn(crate::host::trim_memory(Arc::clone(
             &lifecycle,
         ))));

@@ -795,3 +795,53 @@ async fn a_base_url_with_a_path_prefix_and_no_trailing_slash_is_kept() {
 
     assert!(amo.list_webhooks().await.expect("prefixed path").is_empty());
 }
+
+#[tokio::test]
+async fn records_are_read_back_by_id_in_one_filtered_request_per_250() {
+    let (server, amo) = amo().await;
+    authorized("GET", "/api/v4/leads")
+        .and(query_param("with", "contacts"))
+        .and(query_param("limit", "250"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "_page": 1, "_links": {"self": {"href": "x"}},
+            "_embedded": {"leads": [{"id": 7, "name": "L", "status_id": 142,
+                "pipeline_id": 1, "updated_at": 1_700_000_100, "_embedded": {"contacts": []}}]}
+        })))
+        .mount(&server)
+        .await;
+    let ids: Vec<i64> = (1..=300).collect();
+    let leads = amo.leads_by_ids(&ids).await.expect("read back");
+    assert_eq!(
+        leads
+            .iter()
+            .map(|l| (l.id, l.status_id))
+            .collect::<Vec<_>>(),
+        [(7, Some(142)), (7, Some(142))],
+        "one answer per request"
+    );
+    let requests = server.received_requests().await.unwrap_or_default();
+    let asked: Vec<Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            r.url
+                .query_pairs()
+                .filter(|(k, _)| k == "filter[id][]")
+                .map(|(_, v)| v.into_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(asked.len(), 2);
+    assert_eq!((asked[0].len(), asked[1].len()), (250, 50));
+    assert_eq!((asked[0][0].as_str(), asked[1][49].as_str()), ("1", "300"));
+}
+
+#[tokio::test]
+async fn contacts_none_of_which_amocrm_still_has_answer_204_and_read_as_none() {
+    let (server, amo) = amo().await;
+    authorized("GET", "/api/v4/contacts")
+        .and(query_param("filter[id][]", "5"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    assert_eq!(amo.contacts_by_ids(&[5]).await.expect("204"), vec![]);
+}

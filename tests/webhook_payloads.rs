@@ -2,8 +2,8 @@
 //! body shape, the structural errors, and property tests for hostile and generated bodies.
 
 use amosync::webhooks::{
-    check_delivery, parse_delivery, Account, Action, ContactEvent, Delivery, LeadEvent,
-    PayloadError,
+    check_delivery, parse_delivery, Account, Action, CompanyEvent, ContactEvent, Delivery,
+    EventKind, LeadEvent, PayloadError,
 };
 use proptest::prelude::*;
 
@@ -91,6 +91,7 @@ fn a_contact_add_yields_its_phones_in_order_and_not_its_email() {
         }],
         leads: Vec::new(),
         skipped: 0,
+        ..Delivery::default()
     };
     assert_eq!(
         parse_fixture("contact_add_with_phone_and_email.txt"),
@@ -135,6 +136,7 @@ fn one_delivery_can_carry_contact_updates_lead_adds_and_status_changes() {
             },
         ],
         skipped: 0,
+        ..Delivery::default()
     };
     assert_eq!(
         parse_fixture("contacts_update_with_leads_add_and_status.txt"),
@@ -234,6 +236,7 @@ fn cyrillic_names_are_decoded_from_percent_encoded_utf8() {
             ..lead(Action::Add, 18870010)
         }],
         skipped: 0,
+        ..Delivery::default()
     };
     assert_eq!(parse_fixture("cyrillic_names.txt"), Ok(expected));
 }
@@ -262,24 +265,36 @@ fn linked_leads_are_read_from_keyed_and_listed_forms_without_duplicates() {
 }
 
 #[test]
-fn companies_and_tasks_are_ignored_without_counting_them_as_skipped() {
+fn companies_are_read_and_tasks_are_counted_as_ignored() {
     let expected = Delivery {
         account: example_account(),
+        companies: vec![CompanyEvent {
+            action: Action::Add,
+            id: 41000002,
+            name: Some("Acme Ltd".into()),
+            responsible_user_id: Some(8370001),
+            changed_at: Some(1717700000),
+        }],
+        ignored: vec![EventKind::of("tasks", "update")],
         ..Delivery::default()
     };
     assert_eq!(parse_fixture("companies_and_tasks_only.txt"), Ok(expected));
 }
 
 #[test]
-fn unknown_actions_and_items_without_a_numeric_id_are_counted_as_skipped() {
+fn unknown_actions_are_ignored_by_kind_and_items_without_a_numeric_id_skipped() {
     let expected = Delivery {
         account: example_account(),
         contacts: vec![ContactEvent {
+            // Blank in AmoCRM: carried as empty (the API shows `name: null`).
+            name: Some(String::new()),
             changed_at: Some(1717800001),
             ..contact(Action::Update, 32150003)
         }],
         leads: Vec::new(),
-        skipped: 3,
+        skipped: 2,
+        ignored: vec![EventKind::of("contacts", "note")],
+        ..Delivery::default()
     };
     assert_eq!(
         parse_fixture("contact_note_and_items_without_ids.txt"),
@@ -306,6 +321,7 @@ fn a_form_delivery_re_encoded_as_json_objects_parses_the_same_way() {
             ..lead(Action::Status, 18870001)
         }],
         skipped: 0,
+        ..Delivery::default()
     };
     assert_eq!(
         parse_fixture("contact_update_and_lead_status_reencoded.json"),
@@ -334,6 +350,8 @@ fn json_arrays_numbers_booleans_and_nulls_are_read_like_form_strings() {
             ..lead(Action::Add, 18870020)
         }],
         skipped: 1,
+        ignored: vec![EventKind::of("tasks", "add")],
+        ..Delivery::default()
     };
     assert_eq!(
         parse_fixture("leads_add_with_json_lists_and_numbers.json"),
@@ -409,12 +427,30 @@ fn keys_nested_deeper_than_thirty_two_levels_are_refused() {
 }
 
 #[test]
-fn a_key_used_both_as_a_value_and_as_a_group_is_refused() {
-    let result = parse_delivery(FORM, b"contacts[add]=1&contacts[add][0][id]=5");
-    assert!(
-        matches!(result, Err(PayloadError::Malformed(_))),
-        "{result:?}"
-    );
+fn a_key_used_both_as_a_value_and_as_a_group_keeps_the_last_like_php() {
+    let delivery = parse_delivery(FORM, b"contacts[add]=1&contacts[add][0][id]=5").unwrap();
+    assert_eq!(delivery.contacts, vec![contact(Action::Add, 5)]);
+    let delivery = parse_delivery(FORM, b"contacts[add][0][id]=5&contacts[add]=1").unwrap();
+    assert!(delivery.contacts.is_empty(), "{delivery:?}");
+}
+
+#[test]
+fn a_body_cut_off_inside_a_key_is_refused() {
+    for cut in [
+        "contacts[add][0][id]=5&contacts[add][0][",
+        "contacts[add][0][id]=5&contacts[add][0][na",
+        "leads[status][0][id]=5&leads[status][0][&account[id]=1",
+    ] {
+        let result = parse_delivery(FORM, cut.as_bytes());
+        assert!(
+            matches!(&result, Err(PayloadError::Malformed(m)) if m.contains("cut off")),
+            "{cut}: {result:?}"
+        );
+        assert_eq!(
+            check_delivery(FORM, cut.as_bytes()).map(|_| ()),
+            result.map(|_| ())
+        );
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use super::tokens::{StaticToken, TokenSource};
 use super::wire::{self, ListPage};
 use super::{
     AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, CreatedWithContact,
-    NewAmoContact, NewAmoLead,
+    NewAmoContact, NewAmoLead, MAX_IDS_PER_READ,
 };
 use crate::domain::{Phone, Region};
 
@@ -339,6 +339,32 @@ impl HttpAmoTransport {
         }
     }
 
+    /// Every record of `path` with one of `ids`, `MAX_IDS_PER_READ` per request; a
+    /// 204 is "none of them".
+    async fn by_ids<E, T>(
+        &self,
+        path: &[&str],
+        ids: &[i64],
+        extra: &[(&str, &str)],
+        items: impl Fn(E) -> Vec<T>,
+    ) -> Result<Vec<T>, AmoError>
+    where
+        E: DeserializeOwned + Default,
+    {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(MAX_IDS_PER_READ) {
+            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let mut query: Vec<(&str, &str)> =
+                ids.iter().map(|id| ("filter[id][]", id.as_str())).collect();
+            query.push(("limit", PAGE_LIMIT));
+            query.extend_from_slice(extra);
+            if let Some(list) = self.get_json::<ListPage<E>>(self.url(path, &query)).await? {
+                found.extend(items(list.embedded));
+            }
+        }
+        Ok(found)
+    }
+
     /// `POST /api/v4/{contacts|leads}` with `body` (items with request ids `"0"`, `"1"`, …).
     async fn create_batch(
         &self,
@@ -624,6 +650,30 @@ impl AmoTransport for HttpAmoTransport {
             items: page.items.into_iter().map(AmoLead::from).collect(),
             more: page.more,
         })
+    }
+
+    async fn contacts_by_ids(&self, ids: &[i64]) -> Result<Vec<AmoContact>, AmoError> {
+        let found = self
+            .by_ids(
+                &["api", "v4", "contacts"],
+                ids,
+                &[],
+                |e: wire::ContactsEmbedded| e.contacts,
+            )
+            .await?;
+        Ok(found.into_iter().map(AmoContact::from).collect())
+    }
+
+    async fn leads_by_ids(&self, ids: &[i64]) -> Result<Vec<AmoLead>, AmoError> {
+        let found = self
+            .by_ids(
+                &["api", "v4", "leads"],
+                ids,
+                &[("with", "contacts")],
+                |e: wire::LeadsEmbedded| e.leads,
+            )
+            .await?;
+        Ok(found.into_iter().map(AmoLead::from).collect())
     }
 
     async fn probe(&self) -> Result<(), AmoError> {

@@ -89,6 +89,9 @@ pub struct CreatedWithContact {
     pub contact_id: i64,
 }
 
+/// Most ids one `filter[id][]` read asks for: AmoCRM's page size, so one page answers.
+pub const MAX_IDS_PER_READ: usize = 250;
+
 /// One page of a list, and whether AmoCRM announced another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmoPage<T> {
@@ -183,6 +186,14 @@ pub trait AmoTransport: Send + Sync {
         since: i64,
         page: u32,
     ) -> Result<AmoPage<AmoLead>, AmoError>;
+
+    /// The contacts with these ids, read `MAX_IDS_PER_READ` at a time
+    /// (`GET /api/v4/contacts?filter[id][]=…`). Ids AmoCRM no longer has (deleted,
+    /// merged away) are simply absent from the answer.
+    async fn contacts_by_ids(&self, ids: &[i64]) -> Result<Vec<AmoContact>, AmoError>;
+
+    /// Like `contacts_by_ids`, for leads (with their contacts).
+    async fn leads_by_ids(&self, ids: &[i64]) -> Result<Vec<AmoLead>, AmoError>;
 
     /// One cheap read, to learn whether AmoCRM accepts us (again).
     async fn probe(&self) -> Result<(), AmoError>;

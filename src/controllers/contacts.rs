@@ -71,7 +71,9 @@ impl ContactRequest {
 pub struct ContactBody {
     pub id: i64,
     pub amocrm_id: Option<i64>,
-    pub name: String,
+    /// `null` when the record has no name in AmoCRM (leads made from chats and
+    /// forms often have none); never an empty string.
+    pub name: Option<String>,
     /// E.164; contacts that came from AmoCRM may have none.
     pub phone: Option<String>,
     /// `pending` until AmoCRM has confirmed the record, then `synced`.
@@ -96,7 +98,7 @@ impl From<Contact> for ContactBody {
             created_at: timestamp(c.created_at),
             deleted_at: c.deleted_at.map(timestamp),
             updated_at: timestamp(c.updated_at),
-            name: c.name,
+            name: crate::domain::present_name(c.name),
             phone: c.phone,
         }
     }

@@ -86,7 +86,9 @@ impl LeadRequest {
 pub struct LeadBody {
     pub id: i64,
     pub amocrm_id: Option<i64>,
-    pub name: String,
+    /// `null` when the record has no name in AmoCRM (leads made from chats and
+    /// forms often have none); never an empty string.
+    pub name: Option<String>,
     pub price: Option<i64>,
     pub status_id: Option<i64>,
     pub pipeline_id: Option<i64>,
@@ -112,7 +114,7 @@ impl From<Lead> for LeadBody {
             created_at: timestamp(l.created_at),
             deleted_at: l.deleted_at.map(timestamp),
             updated_at: timestamp(l.updated_at),
-            name: l.name,
+            name: crate::domain::present_name(l.name),
         }
     }
 }

@@ -3,7 +3,7 @@
 mod name;
 mod phone;
 
-pub use name::{EntityName, NameError};
+pub use name::{present_name, EntityName, NameError};
 pub use phone::{Phone, PhoneError, Region};
 
 /// One wrong field of a client's input: the field's name as the client sent it

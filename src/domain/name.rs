@@ -63,3 +63,23 @@ mod tests {
         );
     }
 }
+
+/// The one rule for names read from the mirror: AmoCRM lets a record have no name
+/// (chat-made leads arrive with `name=''`), and such a record shows `name: null`,
+/// never an empty or blank string. Webhooks and reconciliation store what AmoCRM
+/// holds (trimmed; `''` for none); this is where reads turn it into `None`.
+pub fn present_name(stored: String) -> Option<String> {
+    (!stored.trim().is_empty()).then_some(stored)
+}
+
+#[cfg(test)]
+mod present_name_tests {
+    use super::present_name;
+
+    #[test]
+    fn empty_and_blank_names_read_as_none() {
+        assert_eq!(present_name(String::new()), None);
+        assert_eq!(present_name("  ".into()), None);
+        assert_eq!(present_name("Заказ".into()), Some("Заказ".into()));
+    }
+}

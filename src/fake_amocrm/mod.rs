@@ -67,6 +67,7 @@ pub struct FakeLead {
     pub status_id: i64,
     pub pipeline_id: i64,
     pub contact_ids: Vec<i64>,
+    pub updated_at: i64,
 }
 
 impl FakeAmo {
@@ -255,6 +256,7 @@ impl FakeAmo {
             status_id: l.status_id,
             pipeline_id: l.pipeline_id,
             contact_ids: l.contact_ids.clone(),
+            updated_at: l.updated_at,
         };
         let state = self.shared.lock();
         state

@@ -12,6 +12,7 @@ mod jobs;
 mod leads;
 mod mirror;
 mod models;
+mod refetch;
 mod senders;
 mod stats;
 mod sync_state;
@@ -34,9 +35,11 @@ pub use jobs::{
 };
 pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
 pub use mirror::{
-    ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository, Removal,
+    CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
+    RefetchEntity, Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{queue_stats, QueueStats};
 pub use tokens::MysqlTokenStore;
@@ -59,6 +62,8 @@ pub use jobs::MockJobRepository;
 pub use leads::MockLeadRepository;
 #[cfg(test)]
 pub use mirror::MockMirrorRepository;
+#[cfg(test)]
+pub use refetch::MockRefetchRepository;
 #[cfg(test)]
 pub use senders::MockSenderRepository;
 

@@ -69,28 +69,31 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn contact_change(c: AmoContact, region: Region) -> ContactChange {
+/// A record AmoCRM answered without `updated_at` counts as time 0: it fills a row
+/// the mirror lacks but never overwrites one with a known time. Names are kept as
+/// AmoCRM holds them (trimmed; empty when it has none), as webhooks keep them.
+pub(super) fn contact_change(c: AmoContact, region: Region) -> ContactChange {
     let phone = c
         .phones
         .iter()
         .find_map(|raw| Phone::parse(raw, region).ok());
     ContactChange {
         amocrm_id: c.id,
-        name: Some(c.name),
+        name: Some(c.name.trim().to_owned()),
         phone: phone.map(|p| p.as_e164().to_owned()),
-        changed_at: c.updated_at.unwrap_or_else(unix_now),
+        changed_at: c.updated_at.unwrap_or(0),
     }
 }
 
-fn lead_change(l: AmoLead) -> LeadChange {
+pub(super) fn lead_change(l: AmoLead) -> LeadChange {
     LeadChange {
         amocrm_id: l.id,
-        name: Some(l.name),
+        name: Some(l.name.trim().to_owned()),
         price: l.price,
         status_id: l.status_id,
         pipeline_id: l.pipeline_id,
         contact_amocrm_id: l.main_contact_id.or_else(|| l.contact_ids.first().copied()),
-        changed_at: l.updated_at.unwrap_or_else(unix_now),
+        changed_at: l.updated_at.unwrap_or(0),
     }
 }
 

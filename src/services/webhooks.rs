@@ -12,10 +12,10 @@ use super::{GroupCommit, Intake, ServiceError};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch, MirrorRepository,
-    NewDelivery, Removal, Retry,
+    CompanyChange, ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch,
+    MirrorRepository, NewDelivery, RefetchEntity, Removal, Retry,
 };
-use crate::webhooks::{check_delivery, parse_delivery, Account, Action, Delivery};
+use crate::webhooks::{check_delivery, parse_delivery, Account, Action, Delivery, EventKind};
 
 /// The account deliveries must come from, when configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,71 +91,132 @@ impl WebhookReceiver {
     }
 }
 
-/// Turns a parsed delivery into mirror changes. Upserts without their own change
-/// time take the time the delivery was received; untimed deletes and restores stay
-/// untimed (see `Removal`).
-pub fn to_batch(delivery: Delivery, received_at: i64, region: Region) -> MirrorBatch {
+/// Turns a parsed delivery into mirror changes.
+///
+/// Last-write-wins needs AmoCRM's own change time. An add, update, status or restore
+/// that carries none (the short `leads[status]` form) is not applied from the event:
+/// the record is queued to be read back from AmoCRM (`refetch`), so a late or stale
+/// event can never overwrite newer data. Companies have no read-back: an untimed
+/// company event counts as time 0 (it creates a missing row, never overwrites a
+/// timed one). Deletes and restores apply untimed as they come (see `Removal`); a
+/// restore that carries the record (AmoCRM's do: name, fields, times) also upserts
+/// it, so a record the mirror never held comes back whole.
+pub fn to_batch(delivery: Delivery, region: Region) -> MirrorBatch {
     let mut batch = MirrorBatch::default();
     for c in delivery.contacts {
-        let changed_at = c.changed_at.unwrap_or(received_at);
         let removal = Removal {
             amocrm_id: c.id,
             changed_at: c.changed_at,
         };
         match c.action {
-            Action::Delete => batch.contact_deletes.push(removal),
-            Action::Restore => batch.contact_restores.push(removal),
-            Action::Responsible | Action::Status => {}
-            Action::Add | Action::Update => {
-                let phone = c
-                    .phones
-                    .iter()
-                    .find_map(|raw| Phone::parse(raw, region).ok());
-                batch
-                    .links
-                    .extend(c.linked_lead_ids.iter().map(|lead| (*lead, c.id)));
-                batch.contacts.push(ContactChange {
-                    amocrm_id: c.id,
-                    name: c.name,
-                    phone: phone.map(|p| p.as_e164().to_owned()),
-                    changed_at,
-                });
+            Action::Delete => {
+                batch.contact_deletes.push(removal);
+                continue;
             }
+            Action::Restore => {
+                batch.contact_restores.push(removal);
+                if c.name.is_none() {
+                    continue;
+                }
+            }
+            Action::Status => continue,
+            Action::Add | Action::Update | Action::Responsible => {}
         }
+        batch
+            .links
+            .extend(c.linked_lead_ids.iter().map(|lead| (*lead, c.id)));
+        let Some(changed_at) = c.changed_at else {
+            batch.refetch.push((RefetchEntity::Contacts, c.id));
+            continue;
+        };
+        let phone = c
+            .phones
+            .iter()
+            .find_map(|raw| Phone::parse(raw, region).ok());
+        batch.contacts.push(ContactChange {
+            amocrm_id: c.id,
+            name: c.name,
+            phone: phone.map(|p| p.as_e164().to_owned()),
+            changed_at,
+        });
+    }
+    for c in delivery.companies {
+        let removal = Removal {
+            amocrm_id: c.id,
+            changed_at: c.changed_at,
+        };
+        match c.action {
+            Action::Delete => {
+                batch.company_deletes.push(removal);
+                continue;
+            }
+            Action::Restore => {
+                batch.company_restores.push(removal);
+                if c.name.is_none() {
+                    continue;
+                }
+            }
+            Action::Status => continue,
+            Action::Add | Action::Update | Action::Responsible => {}
+        }
+        batch.companies.push(CompanyChange {
+            amocrm_id: c.id,
+            name: c.name,
+            responsible_user_id: c.responsible_user_id,
+            changed_at: c.changed_at.unwrap_or(0),
+        });
     }
     for l in delivery.leads {
-        let changed_at = l.changed_at.unwrap_or(received_at);
         let removal = Removal {
             amocrm_id: l.id,
             changed_at: l.changed_at,
         };
         match l.action {
-            Action::Delete => batch.lead_deletes.push(removal),
-            Action::Restore => batch.lead_restores.push(removal),
-            Action::Responsible => {}
-            Action::Add | Action::Update | Action::Status => batch.leads.push(LeadChange {
-                amocrm_id: l.id,
-                name: l.name,
-                price: l.price,
-                status_id: l.status_id,
-                pipeline_id: l.pipeline_id,
-                contact_amocrm_id: l.main_contact_id,
-                changed_at,
-            }),
+            Action::Delete => {
+                batch.lead_deletes.push(removal);
+                continue;
+            }
+            Action::Restore => {
+                batch.lead_restores.push(removal);
+                if l.name.is_none() {
+                    continue;
+                }
+            }
+            Action::Add | Action::Update | Action::Status | Action::Responsible => {}
         }
+        let Some(changed_at) = l.changed_at else {
+            batch.refetch.push((RefetchEntity::Leads, l.id));
+            continue;
+        };
+        batch.leads.push(LeadChange {
+            amocrm_id: l.id,
+            name: l.name,
+            price: l.price,
+            status_id: l.status_id,
+            pipeline_id: l.pipeline_id,
+            contact_amocrm_id: l.main_contact_id,
+            changed_at,
+        });
     }
     batch
 }
 
+/// What one stored delivery asks of the mirror, and the event kinds it carries that
+/// amosync does not apply (counted once the delivery is applied).
+struct Parsed {
+    batch: MirrorBatch,
+    ignored: Vec<EventKind>,
+}
+
 /// The mirror changes one stored delivery asks for, or why it cannot be read.
-fn batch_of(row: &InboxRow, region: Region) -> Result<MirrorBatch, String> {
+fn batch_of(row: &InboxRow, region: Region) -> Result<Parsed, String> {
     let content_type = Some(row.content_type.as_str()).filter(|c| !c.is_empty());
-    let delivery = parse_delivery(content_type, &row.body).map_err(|e| e.to_string())?;
-    Ok(to_batch(
-        delivery,
-        row.received_at.and_utc().timestamp(),
-        region,
-    ))
+    let mut delivery = parse_delivery(content_type, &row.body).map_err(|e| e.to_string())?;
+    let ignored = std::mem::take(&mut delivery.ignored);
+    Ok(Parsed {
+        batch: to_batch(delivery, region),
+        ignored,
+    })
 }
 
 /// How often a lane that stood aside looks again.
@@ -323,11 +384,13 @@ impl WebhookWorker {
         .await
         .map_err(|e| ServiceError::Internal(format!("parsing deliveries failed: {e}").into()))?;
         let mut batch = MirrorBatch::default();
+        let mut ignored = Vec::new();
         let mut good = Vec::with_capacity(parsed.len());
         for (row, changes) in parsed {
             match changes {
                 Ok(changes) => {
-                    batch.extend(changes);
+                    batch.extend(changes.batch);
+                    ignored.extend(changes.ignored);
                     good.push(row);
                 }
                 // A body that does not parse now never will: no retries.
@@ -337,6 +400,7 @@ impl WebhookWorker {
         let ids: Vec<i64> = good.iter().map(|row| row.id).collect();
         match self.mirror.apply_deliveries(batch, ids.clone()).await {
             Ok(statements) => {
+                crate::metrics::webhook_events_ignored(&ignored);
                 slog::debug!(self.logger, "webhook deliveries applied";
                     "inbox.rows" => ids.len(), "db.statements" => statements);
             }
@@ -352,9 +416,16 @@ impl WebhookWorker {
                             continue;
                         }
                     };
-                    if let Err(err) = self.mirror.apply_deliveries(changes, vec![row.id]).await {
-                        self.fail(&row, &err.to_string(), self.retry_for(&row))
-                            .await;
+                    match self
+                        .mirror
+                        .apply_deliveries(changes.batch, vec![row.id])
+                        .await
+                    {
+                        Ok(_) => crate::metrics::webhook_events_ignored(&changes.ignored),
+                        Err(err) => {
+                            self.fail(&row, &err.to_string(), self.retry_for(&row))
+                                .await
+                        }
                     }
                 }
             }
@@ -409,7 +480,8 @@ mod tests {
         )
     }
 
-    const GOOD: &str = "contacts[add][0][id]=7&contacts[add][0][name]=A&account[id]=1";
+    const GOOD: &str =
+        "contacts[add][0][id]=7&contacts[add][0][name]=A&contacts[add][0][updated_at]=100&account[id]=1";
 
     #[test]
     fn events_become_changes_with_parsed_phones_links_and_fallback_times() {
@@ -444,7 +516,7 @@ mod tests {
             }],
             ..Delivery::default()
         };
-        let batch = to_batch(delivery, 999, Region::default());
+        let batch = to_batch(delivery, Region::default());
         assert_eq!(batch.contacts[0].phone.as_deref(), Some("+79161234567"));
         assert_eq!(batch.links, [(70, 7), (71, 7)]);
         assert_eq!(
@@ -460,12 +532,69 @@ mod tests {
         );
     }
 
+    fn parsed(body: &str) -> MirrorBatch {
+        let delivery = parse_delivery(None, body.as_bytes()).expect("parses");
+        to_batch(delivery, Region::default())
+    }
+
+    #[test]
+    fn an_event_without_a_change_time_is_read_back_instead_of_applied() {
+        let batch = parsed(
+            "leads[status][0][id]=916659&leads[status][0][status_id]=45648904\
+             &leads[status][0][pipeline_id]=5080363&leads[status][0][old_status_id]=45648901\
+             &contacts[update][0][id]=5&contacts[update][0][name]=Anna\
+             &leads[update][0][id]=6&leads[update][0][name]=Timed&leads[update][0][last_modified]=99",
+        );
+        assert_eq!(
+            batch.refetch,
+            [(RefetchEntity::Contacts, 5), (RefetchEntity::Leads, 916659)]
+        );
+        assert!(batch.contacts.is_empty());
+        assert_eq!(batch.leads.len(), 1);
+        assert_eq!(
+            (batch.leads[0].amocrm_id, batch.leads[0].changed_at),
+            (6, 99)
+        );
+    }
+
+    #[test]
+    fn a_restore_carrying_the_record_upserts_it_and_clears_the_delete() {
+        let batch = parsed(
+            "contacts[restore][0][id]=1065&contacts[restore][0][name]=Some+name\
+             &contacts[restore][0][last_modified]=1456827128&contacts[restore][0][type]=contact",
+        );
+        assert_eq!(batch.contacts.len(), 1);
+        assert_eq!(batch.contacts[0].name.as_deref(), Some("Some name"));
+        assert_eq!(
+            batch.contact_restores,
+            [Removal {
+                amocrm_id: 1065,
+                changed_at: Some(1456827128)
+            }]
+        );
+    }
+
+    #[test]
+    fn companies_under_contacts_go_to_the_companies_mirror_only() {
+        let batch = parsed(
+            "contacts[update][0][id]=7793457&contacts[update][0][name]=Acme\
+             &contacts[update][0][custom_fields][0][code]=PHONE\
+             &contacts[update][0][custom_fields][0][values][0][value]=%2B79161112233\
+             &contacts[update][0][updated_at]=1642684812&contacts[update][0][type]=company\
+             &contacts[delete][0][id]=52379505&contacts[delete][0][type]=company",
+        );
+        assert!(batch.contacts.is_empty() && batch.contact_deletes.is_empty());
+        assert_eq!(batch.companies.len(), 1);
+        assert_eq!(batch.companies[0].changed_at, 1642684812);
+        assert_eq!(batch.company_deletes.len(), 1);
+    }
+
     #[tokio::test]
     async fn an_unparsable_delivery_fails_for_good_and_the_rest_is_applied() {
         let mut inbox = MockInboxRepository::new();
         inbox
             .expect_claim_due()
-            .returning(|_, _| Ok(vec![row(1, "a=1&a[b]=2", 0), row(2, GOOD, 0)]));
+            .returning(|_, _| Ok(vec![row(1, "contacts[add][0][", 0), row(2, GOOD, 0)]));
         inbox
             .expect_mark_failed()
             .withf(|id, _, retry| *id == 1 && *retry == Retry::Never)

@@ -1,5 +1,5 @@
 //! What one AmoCRM webhook delivery says, once parsed: the account it comes from
-//! and the contact and lead events it carries, in delivery order.
+//! and the contact, company and lead events it carries, in delivery order.
 
 /// `account[subdomain]` and `account[id]` of the delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,13 +61,95 @@ pub struct LeadEvent {
     pub changed_at: Option<i64>,
 }
 
+/// A company: AmoCRM sends it under `contacts[...]` with `[type]=company` (also
+/// accepted under `companies[...]`). Kept apart from contacts, never phone-matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyEvent {
+    pub action: Action,
+    pub id: i64,
+    pub name: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    /// Change time, unix seconds: the larger of `updated_at` and `last_modified`.
+    pub changed_at: Option<i64>,
+}
+
+/// The kind of an event group amosync does not apply (`message[add]`, `leads[note]`),
+/// named from a fixed vocabulary: anything else reads `other`, so a sender cannot make
+/// up new kinds (they end as metric labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventKind {
+    pub entity: &'static str,
+    pub action: &'static str,
+}
+
+impl EventKind {
+    /// Entities AmoCRM posts webhooks for (§4 of its webhook documentation and
+    /// captured deliveries).
+    pub const ENTITIES: [&'static str; 10] = [
+        "leads",
+        "contacts",
+        "companies",
+        "customers",
+        "tasks",
+        "unsorted",
+        "message",
+        "talk",
+        "catalogs",
+        "notes",
+    ];
+    /// Their actions, Digital Pipeline events included.
+    pub const ACTIONS: [&'static str; 17] = [
+        "add",
+        "update",
+        "delete",
+        "restore",
+        "status",
+        "responsible",
+        "note",
+        "call_in",
+        "call_out",
+        "mail_in",
+        "mail_out",
+        "chat",
+        "site_visit",
+        "sms_in",
+        "sms_out",
+        "accept",
+        "decline",
+    ];
+
+    pub fn of(entity: &str, action: &str) -> EventKind {
+        let known = |names: &[&'static str], raw: &str| {
+            names
+                .iter()
+                .copied()
+                .find(|name| *name == raw)
+                .unwrap_or("other")
+        };
+        EventKind {
+            entity: known(&Self::ENTITIES, entity),
+            action: known(&Self::ACTIONS, action),
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.entity, self.action)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     pub account: Account,
     pub contacts: Vec<ContactEvent>,
+    pub companies: Vec<CompanyEvent>,
     pub leads: Vec<LeadEvent>,
     /// Entity items that could not be used (no numeric id, unknown action): counted, not fatal.
     pub skipped: usize,
+    /// One entry per item of a group amosync does not apply (notes, chats, tasks,
+    /// unsorted, Digital Pipeline events): acknowledged and counted, nothing else.
+    pub ignored: Vec<EventKind>,
 }
 
 /// Why a body is not a webhook delivery at all (answered with 400, or 415).

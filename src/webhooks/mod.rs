@@ -4,5 +4,7 @@
 mod event;
 mod payload;
 
-pub use event::{Account, Action, ContactEvent, Delivery, LeadEvent, PayloadError};
+pub use event::{
+    Account, Action, CompanyEvent, ContactEvent, Delivery, EventKind, LeadEvent, PayloadError,
+};
 pub use payload::{check_delivery, parse_delivery};

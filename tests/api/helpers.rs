@@ -401,6 +401,18 @@ impl TestApp {
         self.db
             .query_i64(&format!("SELECT COUNT(*) AS n FROM {table}"))
     }
+
+    pub fn count_where(&self, table: &str, condition: &str) -> i64 {
+        self.db.query_i64(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE {condition}"
+        ))
+    }
+
+    /// The body of an unauthenticated `GET` as text (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        let res = self.client.get(self.url(path)).send().await.expect("GET");
+        res.text().await.expect("text body")
+    }
 }
 
 impl Reply {

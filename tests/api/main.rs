@@ -24,5 +24,6 @@ mod openapi;
 mod outage;
 mod rate_share;
 mod reconcile;
+mod webhook_events;
 mod webhook_subscription;
 mod webhooks;

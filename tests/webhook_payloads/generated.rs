@@ -185,7 +185,7 @@ impl GeneratedDelivery {
                     ContactEvent {
                         action: ACTIONS[c.action].1,
                         id: c.id,
-                        name: non_blank(&c.name),
+                        name: Some(c.name.trim().to_owned()),
                         phones: c.phones.iter().filter_map(|p| non_blank(p)).collect(),
                         linked_lead_ids: linked,
                         changed_at: c.updated_at.max(c.last_modified),
@@ -197,7 +197,7 @@ impl GeneratedDelivery {
                 .map(|l| LeadEvent {
                     action: ACTIONS[l.action].1,
                     id: l.id,
-                    name: non_blank(&l.name),
+                    name: Some(l.name.trim().to_owned()),
                     price: l.price.map(|(whole, _)| whole),
                     status_id: Some(l.status_id),
                     pipeline_id: Some(l.pipeline_id),
@@ -205,7 +205,7 @@ impl GeneratedDelivery {
                     changed_at: Some(l.last_modified),
                 })
                 .collect(),
-            skipped: 0,
+            ..Delivery::default()
         }
     }
 

@@ -17,8 +17,10 @@ pub(super) enum Segment<'a> {
 /// body's keys) and returns `false` when PHP would drop the pair (nothing before
 /// the first `[`).
 ///
-/// Like PHP, text after a closing bracket that does not open another one is ignored, and
-/// an opening bracket that never closes leaves the whole key as one literal name.
+/// Like PHP, text after a closing bracket that does not open another one is ignored.
+/// Unlike PHP, an opening bracket that never closes is an error: AmoCRM's keys are
+/// always balanced, so such a key is a body cut off mid-key (a relay's size limit, a
+/// broken connection), and storing what came before the cut would apply half an event.
 pub(super) fn split_key_into<'a>(
     raw: &'a str,
     segments: &mut Vec<Segment<'a>>,
@@ -35,10 +37,10 @@ pub(super) fn split_key_into<'a>(
     let mut rest = &raw[open..];
     while let Some(inner) = rest.strip_prefix('[') {
         let Some(close) = find(inner, b']') else {
-            if segments.len() == 1 {
-                segments[0] = Segment::Named(raw);
-            }
-            break;
+            return Err(PayloadError::Malformed(format!(
+                "key `{}` is cut off: a bracket never closes",
+                abbreviate(raw)
+            )));
         };
         if segments.len() == MAX_SEGMENTS {
             return Err(PayloadError::Malformed(format!(
@@ -114,17 +116,25 @@ mod tests {
     }
 
     #[test]
-    fn text_after_the_last_bracket_is_ignored_and_an_unclosed_bracket_is_literal() {
+    fn text_after_the_last_bracket_is_ignored() {
         assert_eq!(
             split_key("a[b]tail"),
             Ok(Some(vec![Named("a"), Named("b")]))
         );
-        assert_eq!(split_key("a[b][c"), Ok(Some(vec![Named("a"), Named("b")])));
-        assert_eq!(split_key("a[b"), Ok(Some(vec![Named("a[b")])));
         assert_eq!(
             split_key("a[b[c]"),
             Ok(Some(vec![Named("a"), Named("b[c")]))
         );
+    }
+
+    #[test]
+    fn a_key_cut_off_inside_a_bracket_is_malformed() {
+        for cut in ["a[b][c", "a[b", "contacts[add][0][", "a[b]["] {
+            assert!(
+                matches!(split_key(cut), Err(PayloadError::Malformed(m)) if m.contains("cut off")),
+                "{cut}"
+            );
+        }
     }
 
     #[test]

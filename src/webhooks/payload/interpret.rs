@@ -1,8 +1,10 @@
-//! Reads contact and lead events out of a delivery tree, using the api/v2 field
-//! names AmoCRM's webhooks still carry (`custom_fields`, `last_modified`, ...).
+//! Reads contact, company and lead events out of a delivery tree, using the api/v2
+//! field names AmoCRM's webhooks still carry (`custom_fields`, `last_modified`, ...).
 
 use super::tree::{Key, Node};
-use crate::webhooks::{Account, Action, ContactEvent, Delivery, LeadEvent};
+use crate::webhooks::{
+    Account, Action, CompanyEvent, ContactEvent, Delivery, EventKind, LeadEvent,
+};
 
 /// Action groups in the order their events are emitted; within a group, items keep
 /// their index order. The tree does not remember which group came first in the body,
@@ -21,11 +23,37 @@ pub(super) fn delivery(root: &Node) -> Delivery {
         account: account(root.get("account")),
         ..Delivery::default()
     };
-    if let Some(contacts) = root.get("contacts") {
-        delivery.contacts = events(contacts, &mut delivery.skipped, contact);
-    }
-    if let Some(leads) = root.get("leads") {
-        delivery.leads = events(leads, &mut delivery.skipped, lead);
+    for (key, node) in root.entries() {
+        let entity = match key {
+            Key::Name(name) => name.as_ref(),
+            Key::Index(_) => "",
+        };
+        match entity {
+            "account" => {}
+            // Companies come under `contacts` with `[type]=company`.
+            "contacts" => {
+                for item in events(node, "contacts", &mut delivery, contact_or_company) {
+                    match item {
+                        Item::Contact(contact) => delivery.contacts.push(contact),
+                        Item::Company(company) => delivery.companies.push(company),
+                    }
+                }
+            }
+            "companies" => {
+                let companies = events(node, "companies", &mut delivery, company);
+                delivery.companies.extend(companies);
+            }
+            "leads" => {
+                let leads = events(node, "leads", &mut delivery, lead);
+                delivery.leads.extend(leads);
+            }
+            other => {
+                for (action, group) in groups(node) {
+                    let kind = EventKind::of(other, action);
+                    delivery.ignored.extend(items(group).map(|_| kind));
+                }
+            }
+        }
     }
     delivery
 }
@@ -43,38 +71,88 @@ pub(super) fn account_of(subdomain: Option<&str>, id: Option<&str>) -> Account {
     }
 }
 
-/// Every item of every known action group of one entity; items that cannot be
-/// used, and all items of groups this service does not know, are counted as skipped.
+/// An entity's action groups by name (`message=x`, a bare value, is one nameless group).
+fn groups<'n, 'a>(entity: &'n Node<'a>) -> Vec<(&'n str, &'n Node<'a>)> {
+    match entity {
+        Node::Leaf(_) => vec![("", entity)],
+        Node::Map(_) => entity
+            .entries()
+            .map(|(key, group)| match key {
+                Key::Name(name) => (name.as_ref(), group),
+                Key::Index(_) => ("", group),
+            })
+            .collect(),
+    }
+}
+
+/// A group's items; a bare value counts as one.
+fn items<'n, 'a>(group: &'n Node<'a>) -> Box<dyn Iterator<Item = &'n Node<'a>> + 'n> {
+    match group {
+        Node::Leaf(_) => Box::new(std::iter::once(group)),
+        Node::Map(_) => Box::new(group.children()),
+    }
+}
+
+/// Every item of every known action group of one entity; items without a usable id
+/// are counted as skipped, and items of groups this service does not apply (notes,
+/// Digital Pipeline events) as ignored, by kind.
 fn events<T>(
     entity: &Node,
-    skipped: &mut usize,
+    name: &str,
+    delivery: &mut Delivery,
     parse: impl Fn(Action, &Node) -> Option<T>,
 ) -> Vec<T> {
     let mut events = Vec::new();
-    for (name, action) in ACTIONS {
-        for item in entity.get(name).into_iter().flat_map(Node::children) {
+    for (action_name, action) in ACTIONS {
+        for item in entity.get(action_name).into_iter().flat_map(Node::children) {
             match parse(action, item) {
                 Some(event) => events.push(event),
-                None => *skipped += 1,
+                None => delivery.skipped += 1,
             }
         }
     }
-    for (key, group) in entity.entries() {
-        let known = matches!(key, Key::Name(name) if Action::parse(name).is_some());
-        if !known {
-            *skipped += group.children().count();
+    for (action, group) in groups(entity) {
+        if Action::parse(action).is_none() {
+            let kind = EventKind::of(name, action);
+            delivery.ignored.extend(items(group).map(|_| kind));
         }
     }
     events
+}
+
+enum Item {
+    Contact(ContactEvent),
+    Company(CompanyEvent),
+}
+
+fn contact_or_company(action: Action, item: &Node) -> Option<Item> {
+    let is_company = item
+        .text("type")
+        .is_some_and(|kind| kind.trim().eq_ignore_ascii_case("company"));
+    if is_company {
+        company(action, item).map(Item::Company)
+    } else {
+        contact(action, item).map(Item::Contact)
+    }
 }
 
 fn contact(action: Action, item: &Node) -> Option<ContactEvent> {
     Some(ContactEvent {
         action,
         id: item.text("id").and_then(positive_id)?,
-        name: item.text("name").and_then(non_blank),
+        name: name(item),
         phones: phones(item.get("custom_fields")),
         linked_lead_ids: linked_lead_ids(item.get("linked_leads_id")),
+        changed_at: changed_at(item),
+    })
+}
+
+fn company(action: Action, item: &Node) -> Option<CompanyEvent> {
+    Some(CompanyEvent {
+        action,
+        id: item.text("id").and_then(positive_id)?,
+        name: name(item),
+        responsible_user_id: item.text("responsible_user_id").and_then(positive_id),
         changed_at: changed_at(item),
     })
 }
@@ -83,13 +161,19 @@ fn lead(action: Action, item: &Node) -> Option<LeadEvent> {
     Some(LeadEvent {
         action,
         id: item.text("id").and_then(positive_id)?,
-        name: item.text("name").and_then(non_blank),
+        name: name(item),
         price: item.text("price").and_then(price),
         status_id: item.text("status_id").and_then(integer),
         pipeline_id: item.text("pipeline_id").and_then(integer),
         main_contact_id: main_contact_id(item),
         changed_at: changed_at(item),
     })
+}
+
+/// The name as AmoCRM holds it, trimmed: `Some("")` when AmoCRM sent an empty name
+/// (chat-made leads), `None` when the event carries no name at all (short forms).
+fn name(item: &Node) -> Option<String> {
+    item.text("name").map(|name| name.trim().to_owned())
 }
 
 /// Values of the `PHONE` custom fields: `[values][m][value]`, or a bare `[values][m]`.

@@ -87,8 +87,9 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Builds the tree from decoded form pairs, borrowing from them. A repeated leaf keeps
-/// its last value, as in PHP.
+/// Builds the tree from decoded form pairs, borrowing from them. A repeated key keeps
+/// its last value, as in PHP, also when one is a value and the other nested keys:
+/// AmoCRM sends note bodies with both `[note][type]=3` and `[note][type][message_uuid]`.
 pub(super) fn from_pairs<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<Node<'a>, PayloadError> {
@@ -176,23 +177,18 @@ fn insert<'a>(
     let mut map = root;
     for segment in parents {
         let key = resolve(map, segment)?;
-        map = match map.entry(key).or_insert_with(|| Node::Map(Map::new())) {
-            Node::Map(child) => child,
-            Node::Leaf(_) => return Err("nests under a key that already holds a value"),
+        let node = map.entry(key).or_insert_with(|| Node::Map(Map::new()));
+        if let Node::Leaf(_) = node {
+            *node = Node::Map(Map::new());
+        }
+        let Node::Map(child) = node else {
+            return Err("nests under a value");
         };
+        map = child;
     }
     let key = resolve(map, last)?;
-    match map.get_mut(&key) {
-        Some(Node::Map(_)) => Err("sets a value on a key that already holds nested keys"),
-        Some(Node::Leaf(old)) => {
-            *old = value;
-            Ok(())
-        }
-        None => {
-            map.insert(key, Node::Leaf(value));
-            Ok(())
-        }
-    }
+    map.insert(key, Node::Leaf(value));
+    Ok(())
 }
 
 /// `[]` takes the index after the largest one present, as PHP does.
@@ -290,14 +286,11 @@ mod tests {
     }
 
     #[test]
-    fn a_key_that_is_both_a_value_and_a_map_is_malformed_in_either_order() {
-        for pairs in [[("a", "1"), ("a[b]", "2")], [("a[b]", "2"), ("a", "1")]] {
-            let result = tree(&pairs);
-            assert!(
-                matches!(&result, Err(PayloadError::Malformed(m)) if m.contains("`a")),
-                "{pairs:?} gave {result:?}"
-            );
-        }
+    fn a_key_that_is_both_a_value_and_a_map_keeps_the_last_as_php_does() {
+        let root = tree(&[("a", "1"), ("a[b]", "2")]).unwrap();
+        assert_eq!(root.get("a").and_then(|a| a.text("b")), Some("2"));
+        let root = tree(&[("a[b]", "2"), ("a", "1")]).unwrap();
+        assert_eq!(root.text("a"), Some("1"));
     }
 
     #[test]

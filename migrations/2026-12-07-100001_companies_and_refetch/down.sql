@@ -1,0 +1,2 @@
+DROP TABLE mirror_refetch;
+DROP TABLE companies;
