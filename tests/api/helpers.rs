@@ -467,3 +467,15 @@ impl CapturedLogs {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
 }
+
+/// The `amosync_webhook_events_ignored_total` sample of `kind` in a scrape (0 when
+/// absent). The counter is process-wide and tests run alongside each other, so
+/// tests compare a scrape before with one after.
+pub fn ignored_events(metrics: &str, kind: &str) -> f64 {
+    let series = format!("amosync_webhook_events_ignored_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}

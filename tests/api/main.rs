@@ -23,6 +23,7 @@ mod oauth;
 mod openapi;
 mod outage;
 mod rate_share;
+mod real_deliveries;
 mod reconcile;
 mod webhook_events;
 mod webhook_subscription;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, TestApp, WEBHOOK_SECRET};
+use crate::helpers::{ignored_events, spawn_app, TestApp, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const ACCOUNT: &str = "account[subdomain]=example&account[id]=29000001";
@@ -255,7 +255,7 @@ async fn event_kinds_not_applied_are_counted_by_a_bounded_kind() {
     processed(&app, 1).await;
     let after = app.get_text("/metrics").await;
     for kind in kinds {
-        let (was, is) = (ignored(&before, kind), ignored(&after, kind));
+        let (was, is) = (ignored_events(&before, kind), ignored_events(&after, kind));
         assert!(is >= was + 1.0, "{kind}: {was} then {is}\n{after}");
     }
     assert!(
@@ -263,14 +263,4 @@ async fn event_kinds_not_applied_are_counted_by_a_bounded_kind() {
         "a sender's own names never become labels"
     );
     assert_eq!(app.count("leads"), 0, "nothing applied");
-}
-
-/// The `amosync_webhook_events_ignored_total` sample of `kind` (0 when absent).
-fn ignored(metrics: &str, kind: &str) -> f64 {
-    let series = format!("amosync_webhook_events_ignored_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
 }
