@@ -134,8 +134,9 @@ impl std::str::FromStr for DedupMode {
 pub const DEFAULT_TRUSTED_PROXIES: &str =
     "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
 
-/// What the webhook subscribes to unless `WEBHOOK_EVENTS` says otherwise.
-pub const DEFAULT_WEBHOOK_EVENTS: [&str; 9] = [
+/// What the webhook subscribes to unless `WEBHOOK_EVENTS` says otherwise. Company
+/// events fill the companies mirror (AmoCRM sends them under `contacts[...]`).
+pub const DEFAULT_WEBHOOK_EVENTS: [&str; 13] = [
     "add_contact",
     "update_contact",
     "delete_contact",
@@ -145,6 +146,10 @@ pub const DEFAULT_WEBHOOK_EVENTS: [&str; 9] = [
     "delete_lead",
     "restore_lead",
     "status_lead",
+    "add_company",
+    "update_company",
+    "delete_company",
+    "restore_company",
 ];
 
 impl Settings {

@@ -20,6 +20,10 @@ Operator routes (no bearer):
   POST   /_fake/leads                     {name, price?, status_id?, pipeline_id?, contact_ids?}
   PATCH  /_fake/leads/{id}                the same fields, all optional; a new status fires status_lead
   DELETE /_fake/leads/{id}, POST /_fake/leads/{id}/restore
+  POST   /_fake/companies                 {name}                    fires add_company (sent under contacts[...])
+  PATCH  /_fake/companies/{id}            {name}                    fires update_company
+  DELETE /_fake/companies/{id}, POST /_fake/companies/{id}/restore
+  POST   /_fake/leads/{id}/notes          {text}                    fires note_lead (also /_fake/contacts/{id}/notes)
   POST   /_fake/fail                      {\"status\": 503} or {\"status\": null}
   POST   /_fake/latency                   {\"ms\": 150}
   POST   /_fake/oauth/code                a single-use authorization code

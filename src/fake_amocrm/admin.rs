@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::companies::NoteTarget;
 use super::state::{
     plain_phones, Contact, Lead, LeadPatch, Shared, State, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID,
 };
@@ -36,6 +37,16 @@ struct NewLead {
     pipeline_id: Option<i64>,
     #[serde(default)]
     contact_ids: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Note {
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +144,26 @@ fn run(
         }
         ("DELETE", ["leads", one]) => gone(s.set_lead_deleted(id(one)?, true)),
         ("POST", ["leads", one, "restore"]) => gone(s.set_lead_deleted(id(one)?, false)),
+        ("POST", ["companies"]) => {
+            let id = s.create_company(parse::<Named>(body)?.name);
+            json_reply(StatusCode::CREATED, json!({"id": id}))
+        }
+        ("PATCH", ["companies", one]) => {
+            let name = parse::<Named>(body)?.name;
+            gone(s.rename_company(id(one)?, name))
+        }
+        ("DELETE", ["companies", one]) => gone(s.set_company_deleted(id(one)?, true)),
+        ("POST", ["companies", one, "restore"]) => gone(s.set_company_deleted(id(one)?, false)),
+        ("POST", [entity @ ("contacts" | "leads"), one, "notes"]) => {
+            let text = parse::<Note>(body)?.text;
+            let id = id(one)?;
+            let target = match *entity {
+                "contacts" => NoteTarget::Contact(id),
+                _ => NoteTarget::Lead(id),
+            };
+            let note = s.add_note(target, &text).ok_or_else(missing)?;
+            json_reply(StatusCode::CREATED, json!({"id": note}))
+        }
         ("POST", ["fail"]) => {
             s.fail = parse::<Fail>(body)?.status;
             no_content()

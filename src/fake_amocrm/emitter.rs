@@ -26,6 +26,7 @@ pub(super) enum Action {
     Delete,
     Restore,
     Status,
+    Note,
 }
 
 impl Action {
@@ -36,13 +37,17 @@ impl Action {
             Action::Delete => "delete",
             Action::Restore => "restore",
             Action::Status => "status",
+            Action::Note => "note",
         }
     }
 }
 
 /// One change, with its payload fields taken when it happened.
 pub(super) struct Event {
+    /// The body's top-level key (`contacts` for companies too).
     pub entity: &'static str,
+    /// The subscription's noun: `contact`, `lead`, `company`.
+    noun: &'static str,
     pub action: Action,
     pub fields: Fields,
 }
@@ -51,15 +56,23 @@ impl Event {
     pub fn new(entity: &'static str, action: Action, fields: Fields) -> Self {
         Event {
             entity,
+            noun: entity.trim_end_matches('s'),
             action,
             fields,
         }
     }
 
+    /// A company event: subscribed as `*_company`, sent under `contacts`.
+    pub fn company(action: Action, fields: Fields) -> Self {
+        Event {
+            noun: "company",
+            ..Event::new("contacts", action, fields)
+        }
+    }
+
     /// The webhook setting that subscribes to it, e.g. `add_contact` or `status_lead`.
     fn setting(&self) -> String {
-        let singular = self.entity.trim_end_matches('s');
-        format!("{}_{singular}", self.action.as_str())
+        format!("{}_{}", self.action.as_str(), self.noun)
     }
 }
 

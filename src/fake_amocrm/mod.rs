@@ -14,6 +14,7 @@
 //! The state lock is never held across an await; webhook deliveries run on their own tasks.
 
 mod admin;
+mod companies;
 mod config;
 mod emitter;
 mod input;
@@ -37,6 +38,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
+pub use companies::NoteTarget;
 pub use config::FakeConfig;
 pub use emitter::Delivery;
 pub use state::LeadPatch;
@@ -228,6 +230,26 @@ impl FakeAmo {
 
     pub fn restore_lead(&self, id: i64) -> bool {
         self.shared.lock().set_lead_deleted(id, false)
+    }
+
+    /// Creates a company as a user would, firing `add_company` (sent under `contacts`).
+    pub fn create_company(&self, name: &str) -> i64 {
+        self.shared.lock().create_company(name.to_owned())
+    }
+
+    /// Fires `update_company`; `false` when there is no such live company.
+    pub fn rename_company(&self, id: i64, name: &str) -> bool {
+        self.shared.lock().rename_company(id, name.to_owned())
+    }
+
+    /// Fires `delete_company` (`true`) or `restore_company` (`false`).
+    pub fn set_company_deleted(&self, id: i64, deleted: bool) -> bool {
+        self.shared.lock().set_company_deleted(id, deleted)
+    }
+
+    /// Adds a note to a contact or lead, firing `note_contact` / `note_lead`.
+    pub fn add_note(&self, target: NoteTarget, text: &str) -> Option<i64> {
+        self.shared.lock().add_note(target, text)
     }
 
     /// Live contacts, in id order.

@@ -3,13 +3,16 @@
 //! The body is form-urlencoded with PHP-style bracket keys, `{entity}[{action}][{i}][{field}]`;
 //! every value is a string. Fields keep their old names (`date_create`, `last_modified`,
 //! `custom_fields[j][values][m][enum]` holding the numeric enum id, `linked_leads_id`), next to
-//! the newer `created_at`/`updated_at`. A delete carries only the id. One body may hold several
-//! entities and groups; the account keys close it.
+//! the newer `created_at`/`updated_at`. A delete carries only the id. Companies come under
+//! `contacts` with `[type]=company`, notes nested twice, date fields as a bare `[values][0]`,
+//! `[code]` only on fields that have one. One body may hold several entities and groups; the
+//! account keys close it.
 
+use super::companies::Company;
 use super::emitter::Event;
 use super::state::{
-    Contact, Lead, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS, PHONE_FIELD_ID,
-    RESPONSIBLE_USER_ID,
+    Contact, Lead, CLOSED_DATE_FIELD_ID, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS,
+    PHONE_FIELD_ID, RESPONSIBLE_USER_ID,
 };
 
 /// Key suffixes (`[id]`, `[custom_fields][0][values][0][value]`, ...) with their values.
@@ -31,6 +34,13 @@ fn common(fields: &mut Fields, id: i64, name: &str, created: i64, updated: i64, 
     push(fields, "[created_at]", created);
     push(fields, "[updated_at]", updated);
     push(fields, "[account_id]", account);
+}
+
+/// A new field list that starts with the common keys; `times` is (created, updated).
+fn headed(id: i64, name: &str, (created, updated): (i64, i64), account: i64) -> Fields {
+    let mut fields = Fields::new();
+    common(&mut fields, id, name, created, updated, account);
+    fields
 }
 
 /// One custom field; `values` pairs a value with its enum id, if the field has enums.
@@ -55,15 +65,7 @@ fn custom_field(
 }
 
 pub(super) fn contact_fields(c: &Contact, lead_ids: &[i64], account_id: i64) -> Fields {
-    let mut fields = Fields::new();
-    common(
-        &mut fields,
-        c.id,
-        &c.name,
-        c.created_at,
-        c.updated_at,
-        account_id,
-    );
+    let mut fields = headed(c.id, &c.name, (c.created_at, c.updated_at), account_id);
     push(&mut fields, "[group_id]", 0);
     push(&mut fields, "[type]", "contact");
     let mut j = 0;
@@ -84,6 +86,37 @@ pub(super) fn contact_fields(c: &Contact, lead_ids: &[i64], account_id: i64) -> 
     for id in lead_ids {
         push(&mut fields, &format!("[linked_leads_id][{id}][ID]"), id);
     }
+    fields
+}
+
+pub(super) fn company_fields(c: &Company, account_id: i64) -> Fields {
+    let mut fields = headed(c.id, &c.name, (c.created_at, c.updated_at), account_id);
+    push(&mut fields, "[type]", "company");
+    fields
+}
+
+/// A note, nested twice as AmoCRM sends it: `{entity}[note][i][note][…]`, with the
+/// numeric `note_type` (4: a common note) and `element_type` (1 contact, 2 lead).
+pub(super) fn note_fields(
+    id: i64,
+    element_id: i64,
+    element_type: i64,
+    text: &str,
+    account_id: i64,
+) -> Fields {
+    let mut fields = Fields::new();
+    push(&mut fields, "[note][id]", id);
+    push(&mut fields, "[note][element_id]", element_id);
+    push(&mut fields, "[note][element_type]", element_type);
+    push(&mut fields, "[note][note_type]", 4);
+    push(&mut fields, "[note][text]", text);
+    push(
+        &mut fields,
+        "[note][responsible_user_id]",
+        RESPONSIBLE_USER_ID,
+    );
+    push(&mut fields, "[note][created_user_id]", RESPONSIBLE_USER_ID);
+    push(&mut fields, "[note][account_id]", account_id);
     fields
 }
 
@@ -111,9 +144,18 @@ pub(super) fn lead_fields(l: &Lead, old: Option<(i64, i64)>, account_id: i64) ->
         account_id,
     );
     fields.extend(rest.into_iter().skip(2));
+    let mut j = 0;
     if let Some(comment) = &l.comment {
         let field = (LEAD_COMMENT_FIELD_ID, "Комментарий", None);
-        custom_field(&mut fields, 0, field, &[(comment, None)]);
+        custom_field(&mut fields, j, field, &[(comment, None)]);
+        j += 1;
+    }
+    // Date fields come bare: `[values][0]=<unix>`, without a `[value]` level.
+    if let Some(closed_at) = l.closed_at {
+        let at = format!("[custom_fields][{j}]");
+        push(&mut fields, &format!("{at}[id]"), CLOSED_DATE_FIELD_ID);
+        push(&mut fields, &format!("{at}[name]"), "Дата закрытия");
+        push(&mut fields, &format!("{at}[values][0]"), closed_at);
     }
     fields
 }

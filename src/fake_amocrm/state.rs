@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::companies::Company;
 use super::emitter::{Action, Event};
 use super::limits::Limiter;
 use super::oauth::Tokens;
@@ -19,6 +20,8 @@ use super::{payload, Delivery, FakeConfig};
 pub(super) const PHONE_FIELD_ID: i64 = 111;
 pub(super) const NOTE_FIELD_ID: i64 = 333;
 pub(super) const LEAD_COMMENT_FIELD_ID: i64 = 444;
+/// A date field of leads: set when the lead is won or lost.
+pub(super) const CLOSED_DATE_FIELD_ID: i64 = 555;
 /// Phone enum codes with the enum ids of this fake account.
 pub(super) const PHONE_ENUMS: [(&str, i64); 6] = [
     ("WORK", 222),
@@ -108,6 +111,9 @@ pub(super) struct State {
     pub contacts: Vec<Contact>,
     pub leads: Vec<Lead>,
     pub webhooks: Vec<Webhook>,
+    pub companies: Vec<Company>,
+    /// Notes added so far (they are only ever announced, never listed).
+    pub notes: usize,
     pub webhook_seq: i64,
     pub contact_creates: usize,
     pub lead_creates: usize,
@@ -148,6 +154,8 @@ impl State {
             contacts: Vec::new(),
             leads: Vec::new(),
             webhooks: Vec::new(),
+            companies: Vec::new(),
+            notes: 0,
             webhook_seq: 0,
             contact_creates: 0,
             lead_creates: 0,
@@ -327,8 +335,15 @@ impl State {
             (Action::Delete, _) | (_, None) => vec![("[id]".to_owned(), id.to_string())],
             (_, Some(c)) => payload::contact_fields(c, &self.leads_of(id), self.account_id),
         };
-        // A closed channel means the fake is shutting down; the event has nowhere to go.
         let _ = tx.send(Event::new("contacts", action, fields));
+    }
+
+    /// Queues an event for the emitter, when it runs.
+    pub fn send(&self, event: Event) {
+        if let Some(tx) = &self.events {
+            // A closed channel means the fake is shutting down; the event has nowhere to go.
+            let _ = tx.send(event);
+        }
     }
 
     pub fn notify_lead(&mut self, action: Action, id: i64, old: Option<(i64, i64)>) {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use amosync::fake_amocrm::{FakeAmo, NoteTarget};
+
 use crate::helpers::{ignored_events, spawn_app, TestApp, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -263,4 +265,53 @@ async fn event_kinds_not_applied_are_counted_by_a_bounded_kind() {
         "a sender's own names never become labels"
     );
     assert_eq!(app.count("leads"), 0, "nothing applied");
+}
+
+#[tokio::test]
+async fn what_the_fake_amocrm_emits_for_companies_notes_and_closed_leads_is_mirrored() {
+    let app = spawn_app().await;
+    let destination = format!("{}/webhooks/amocrm/{WEBHOOK_SECRET}", app.address);
+    let settings = [
+        "add_company",
+        "update_company",
+        "note_lead",
+        "add_lead",
+        "update_lead",
+    ];
+    let subscribed = app
+        .client
+        .post(format!("{}/api/v4/webhooks", app.amo.base_url()))
+        .bearer_auth(FakeAmo::TOKEN)
+        .json(&json!({"destination": destination, "settings": settings}))
+        .send()
+        .await
+        .expect("subscribe at the fake");
+    assert!(subscribed.status().is_success());
+    let before = app.get_text("/metrics").await;
+
+    let company = app.amo.create_company("ООО Ромашка");
+    assert!(app.amo.rename_company(company, "ООО Ромашка и партнёры"));
+    let lead = app.amo.create_lead("Крупный заказ", &[]);
+    app.amo
+        .add_note(NoteTarget::Lead(lead), "Перезвонить")
+        .expect("a live lead");
+    assert!(app.amo.update_lead_status(lead, 142));
+
+    app.wait_for(
+        &format!(
+            "SELECT COUNT(*) AS n FROM companies WHERE amocrm_id = {company} \
+             AND name = 'ООО Ромашка и партнёры'"
+        ),
+        1,
+    )
+    .await;
+    app.wait_for(
+        &format!("SELECT COUNT(*) AS n FROM leads WHERE amocrm_id = {lead} AND status_id = 142"),
+        1,
+    )
+    .await;
+    assert_eq!(app.count("contacts"), 0, "a company is never a contact");
+    let after = app.get_text("/metrics").await;
+    let kind = "leads[note]";
+    assert!(ignored_events(&after, kind) > ignored_events(&before, kind));
 }

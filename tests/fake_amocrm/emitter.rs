@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use amosync::fake_amocrm::NoteTarget;
+
 use crate::helpers::*;
 
 const CONTACT_EVENTS: [&str; 3] = ["add_contact", "update_contact", "delete_contact"];
@@ -253,4 +255,67 @@ async fn a_hook_failing_more_than_the_limit_is_disabled_and_others_keep_receivin
         .collect();
     assert_eq!(disabled, vec![json!(true), json!(false)]);
     assert_eq!(healthy.hits().len(), 4);
+}
+
+#[tokio::test]
+async fn companies_arrive_under_contacts_with_their_type_and_notes_nested_twice() {
+    let amo = FakeAmo::start().await;
+    let hook = Receiver::start(200).await;
+    let settings = ["add_company", "delete_company", "note_lead", "add_contact"];
+    subscribe(&amo, &hook.url, &settings).await;
+    let company = amo.create_company("ООО Ромашка");
+    let add = form(&hook.wait_for(1).await[0].body);
+    let at = |key: &str| field(&add, &format!("contacts[add][0][{key}]")).map(str::to_owned);
+    assert_eq!(at("id"), Some(company.to_string()));
+    assert_eq!(
+        (at("name").as_deref(), at("type").as_deref()),
+        (Some("ООО Ромашка"), Some("company"))
+    );
+    assert!(add.iter().all(|(k, _)| !k.starts_with("companies")));
+
+    assert!(amo.set_company_deleted(company, true));
+    let delete = form(&hook.wait_for(2).await[1].body);
+    assert_eq!(
+        contact_keys(&delete),
+        vec!["contacts[delete][0][id]", "contacts[delete][0][type]"]
+    );
+
+    let lead = amo.add_lead("С примечанием", &[]);
+    let note = amo
+        .add_note(NoteTarget::Lead(lead), "Перезвонить")
+        .expect("a live lead");
+    let pairs = form(&hook.wait_for(3).await[2].body);
+    let at = |key: &str| field(&pairs, &format!("leads[note][0][note][{key}]")).map(str::to_owned);
+    assert_eq!(at("id"), Some(note.to_string()));
+    assert_eq!(
+        (
+            at("element_id"),
+            at("element_type").as_deref(),
+            at("note_type").as_deref()
+        ),
+        (Some(lead.to_string()), Some("2"), Some("4"))
+    );
+    assert_eq!(at("text").as_deref(), Some("Перезвонить"));
+    assert_account(&pairs);
+}
+
+#[tokio::test]
+async fn a_closed_leads_date_field_comes_bare_and_only_coded_fields_carry_a_code() {
+    let amo = FakeAmo::start().await;
+    let hook = Receiver::start(200).await;
+    subscribe(&amo, &hook.url, &["update_lead"]).await;
+    let lead = amo.add_lead("Выиграна", &[]);
+    assert!(amo.update_lead_status(lead, 142));
+    let pairs = form(&hook.wait_for(1).await[0].body);
+    let at = |key: &str| {
+        field(
+            &pairs,
+            &format!("leads[update][0][custom_fields][0][{key}]"),
+        )
+    };
+    assert_eq!(at("id"), Some("555"));
+    let closed = at("values][0").expect("a bare date value");
+    assert!(closed.parse::<i64>().is_ok(), "{closed}");
+    assert_eq!(at("values][0][value"), None);
+    assert_eq!(at("code"), None, "a user field has no code");
 }
