@@ -160,3 +160,22 @@ pub enum PayloadError {
     #[error("malformed body: {0}")]
     Malformed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+
+    #[test]
+    fn kinds_outside_the_vocabulary_read_other_so_labels_stay_bounded() {
+        assert_eq!(EventKind::of("leads", "note").to_string(), "leads[note]");
+        assert_eq!(EventKind::of("message", "add").to_string(), "message[add]");
+        assert_eq!(
+            EventKind::of("leads", "drop table").to_string(),
+            "leads[other]"
+        );
+        assert_eq!(
+            EventKind::of("x".repeat(99).as_str(), "add").to_string(),
+            "other[add]"
+        );
+    }
+}

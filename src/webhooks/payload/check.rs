@@ -5,8 +5,9 @@
 //!
 //! It answers for the common case and leaves every other one to the full parse,
 //! so the two can never disagree: a body that uses `[]` (whose meaning depends on
-//! the keys before it), hits a limit, or has a conflict is `Unsure`, and the full
-//! parse names the first problem exactly as it always has.
+//! the keys before it), hits a limit, is cut off inside a key, or has a key that is a
+//! value and nested keys at once (the full parse keeps the last, as PHP does) is
+//! `Unsure`, and the full parse decides and names any problem.
 
 use super::brackets::{split_key_into, Segment};
 use super::tree::MAX_VALUES;
