@@ -603,7 +603,8 @@ mod tests {
         assert!(s.webhook_secret.is_none());
         assert_eq!(s.webhook_destination(), None);
         assert_eq!(s.amo_subdomain.as_deref(), Some("example"));
-        assert_eq!(s.webhook_events.len(), 9);
+        assert_eq!(s.webhook_events.len(), 13);
+        assert!(s.webhook_events.iter().any(|e| e == "update_company"));
         let mut vars = BASE.to_vec();
         vars.push(("WEBHOOK_SECRET", "too-short"));
         assert!(matches!(
