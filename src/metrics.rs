@@ -1,16 +1,19 @@
-//! Prometheus metrics: the HTTP middleware (actix-web-prom), AmoCRM call timings, and
+//! Prometheus metrics: the HTTP middleware (`http`), AmoCRM call timings, and
 //! gauges of the queues and the pool that are refreshed when `/metrics` is scraped.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
 use crate::repositories::{PoolState, QueueStats};
+
+mod http;
+
+pub use http::{method_label, record as record_http, status_label, UNMATCHED};
 
 const NAMESPACE: &str = "amosync";
 
@@ -177,7 +180,7 @@ pub fn endpoint_label(what: &str) -> String {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    http: PrometheusMetrics,
+    http: http::HttpMetrics,
     sync_jobs: IntGaugeVec,
     oldest_pending_job: Gauge,
     inbox_pending: IntGauge,
@@ -198,12 +201,7 @@ impl From<prometheus::Error> for MetricsError {
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let http = PrometheusMetricsBuilder::new(NAMESPACE)
-            .registry(registry.clone())
-            // 404s for made-up paths (scanners) all share one label value.
-            .mask_unmatched_patterns("UNMATCHED")
-            .build()
-            .map_err(|e| MetricsError(e.to_string()))?;
+        let http = http::HttpMetrics::register(&registry)?;
         let sync_jobs = IntGaugeVec::new(
             Opts::new(
                 "sync_jobs",
@@ -259,11 +257,6 @@ impl Metrics {
             inbox_lag,
             pool,
         })
-    }
-
-    /// The request middleware; its counters live in this registry.
-    pub fn middleware(&self) -> PrometheusMetrics {
-        self.http.clone()
     }
 
     pub fn record_queues(&self, stats: &QueueStats) {

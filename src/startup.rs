@@ -295,9 +295,7 @@ impl Application {
         let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
         let amo_status = web::Data::new(AmoStatus(Arc::clone(&amo_for_hooks)));
         let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
-        let metrics = Metrics::new()?;
-        let http_metrics = metrics.middleware();
-        let metrics = web::Data::new(metrics);
+        let metrics = web::Data::new(Metrics::new()?);
         let metrics_token = web::Data::new(MetricsToken(settings.metrics_token.clone()));
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
@@ -329,7 +327,7 @@ impl Application {
                 .wrap(from_fn(controllers::compression::unmark))
                 .wrap(from_fn(telemetry::request_context))
                 // Outermost: the latency includes every middleware.
-                .wrap(http_metrics.clone())
+                .wrap(from_fn(crate::metrics::record_http))
                 .configure(controllers::routes)
                 .default_service(web::to(controllers::not_found))
         })
