@@ -146,7 +146,7 @@ async fn main() {
         ("AMO_BASE_URL", fake.base_url()),
         ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.into()),
         ("AMO_MAX_RPS", rps.to_string()),
-        ("API_TOKENS", format!("bench:{API_TOKEN}")),
+        ("API_TOKENS", format!("bench:write+admin:{API_TOKEN}")),
         // The subscription only has to exist for the webhook check; the fake sends
         // no deliveries (webhooks_enabled is off), so nothing listens there.
         ("SERVER_URL", "http://127.0.0.1:9".into()),

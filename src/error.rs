@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::amo::AmoError;
 use crate::domain::FieldError;
 use crate::services::ServiceError;
+use crate::settings::Scope;
 use crate::webhooks::PayloadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -38,6 +39,9 @@ pub enum ApiError {
     /// 403: the request is understood but not allowed (e.g. another AmoCRM account).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// 403: the token is valid but lacks the scope this route needs.
+    #[error("the token lacks the {needed} scope")]
+    InsufficientScope { needed: Scope },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     /// 422: an `Idempotency-Key` already used for a different request.
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InsufficientScope { .. } => "insufficient_scope",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::AlreadyExists { .. } => "already_exists",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
@@ -131,6 +136,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::NotFound => "Not found",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::InsufficientScope { .. } => "Insufficient scope",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::AlreadyExists { .. } => "Already exists",
             ApiError::IdempotencyKeyReused => "Idempotency key reused",
@@ -159,6 +165,10 @@ impl ApiError {
             }
             ApiError::NotFound => "no such resource".into(),
             ApiError::Forbidden(why) => why.clone(),
+            ApiError::InsufficientScope { needed } => format!(
+                "this token lacks the `{needed}` scope; an operator grants it in API_TOKENS \
+                 (name:scope1+scope2:token)"
+            ),
             ApiError::MethodNotAllowed { .. } => {
                 "this method is not supported on this resource".into()
             }
@@ -224,7 +234,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists { .. }
             | ApiError::NotConfigured(_)
@@ -262,8 +272,18 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow } = self {
             res.insert_header((header::ALLOW, *allow));
         }
-        if matches!(self, ApiError::Unauthorized) {
-            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            // RFC 6750 §3.1: the error and the scope the request needs.
+            ApiError::InsufficientScope { needed } => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(r#"Bearer error="insufficient_scope", scope="{needed}""#),
+                ));
+            }
+            _ => {}
         }
         res.body(serde_json::to_string(&body).unwrap_or_default())
     }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -106,8 +106,10 @@ pub struct WebhookAccepted {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookList {
-    /// Whether amosync's own destination is among them.
+    /// Whether amosync's own hook is subscribed.
     pub subscribed: bool,
+    /// amosync's own hook (none or one), its secret masked. Other integrations' hooks
+    /// carry their own secrets and are never shown.
     pub webhooks: Vec<controllers::HookBody>,
 }
 
@@ -152,15 +154,30 @@ pub struct WebhookList {
 )]
 pub struct ApiDoc;
 
-/// `bearer`: a token from `API_TOKENS` (or `METRICS_TOKEN` for `/metrics`).
+/// `bearer`: a token from `API_TOKENS` (or `METRICS_TOKEN` for `/metrics`). Each
+/// operation lists the scope it needs as the requirement's roles (OpenAPI 3.1 allows
+/// role names for schemes other than OAuth2).
 struct BearerScheme;
+
+/// What the scopes mean, for readers of the document.
+pub const SCOPES_DESCRIPTION: &str = "A token from API_TOKENS, written \
+    name:scope1+scope2:token. Each operation names the scope it needs: `write` posts \
+    contacts and leads (also the drop-in routes), `read` reads the mirror's contacts and \
+    leads, `admin` lists and retries sync jobs and manages amosync's webhook. A token \
+    written without scopes (name:token) holds `write` only. A token lacking the scope \
+    gets 403 insufficient_scope. /metrics takes METRICS_TOKEN instead.";
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(SCOPES_DESCRIPTION))
+                    .build(),
+            ),
         );
     }
 }

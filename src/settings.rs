@@ -11,7 +11,10 @@ use url::Url;
 
 use crate::domain::Region;
 
+mod api_tokens;
 mod report;
+
+pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
 
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,13 +33,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
     }
-}
-
-/// One API client: a name for logs and the bearer token it presents.
-#[derive(Debug, Clone)]
-pub struct ApiClientToken {
-    pub client_id: String,
-    pub token: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -372,8 +368,8 @@ fn amo_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<Url, SettingsEr
     parse_url("AMO_DOMAIN", &format!("https://{host}"))
 }
 
-/// `API_TOKENS=token` or `API_TOKENS=crm-form:token,partner:token2`; the part
-/// before `:` names the client in logs, so tokens themselves never appear there.
+/// `API_TOKENS=forms:write:token,crm:read+admin:token2` (see `api_tokens`); the name
+/// before the first `:` names the client in logs, so tokens themselves never appear there.
 fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToken>, SettingsError> {
     let raw = get("API_TOKENS").ok_or(SettingsError::Missing("API_TOKENS"))?;
     let mut tokens = Vec::new();
@@ -383,20 +379,7 @@ fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToke
         .filter(|e| !e.is_empty())
         .enumerate()
     {
-        let (client_id, token) = match entry.split_once(':') {
-            Some((id, token)) => (id.trim().to_owned(), token.trim().to_owned()),
-            None => (format!("client-{}", index + 1), entry.to_owned()),
-        };
-        if token.len() < 16 {
-            return Err(SettingsError::Invalid {
-                name: "API_TOKENS",
-                reason: format!("the token of {client_id} is shorter than 16 characters"),
-            });
-        }
-        tokens.push(ApiClientToken {
-            client_id,
-            token: Secret(token),
-        });
+        tokens.push(api_tokens::parse_entry(entry, index)?);
     }
     if tokens.is_empty() {
         return Err(SettingsError::Missing("API_TOKENS"));

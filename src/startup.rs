@@ -154,6 +154,11 @@ impl Application {
         db: Db,
         amo: Arc<dyn AmoTransport>,
     ) -> Result<Application, StartupError> {
+        for client in settings.api_tokens.iter().filter(|t| t.legacy) {
+            slog::warn!(logger, "API token written without scopes: it may only post contacts and leads";
+                "client.id" => &client.client_id,
+                "hint" => "grant more in API_TOKENS as name:write+read:token (scopes: write, read, admin)");
+        }
         let amo_for_hooks = Arc::clone(&amo);
         let sync = SyncSettings {
             inline_budget: settings.sync_inline_budget,

@@ -51,7 +51,7 @@ fn a_valid_environment_is_printed_with_every_secret_masked() {
         "DATABASE_URL=mysql://amo:***@127.0.0.1:3306/amosync",
         "AMO_BASE_URL=https://example.amocrm.ru/",
         "AMO_ACCESS_TOKEN=***",
-        "API_TOKENS=forms:***",
+        "API_TOKENS=forms:write:***",
         "WEBHOOK_SECRET=***",
         "METRICS_TOKEN=***",
         "PORT=3000",

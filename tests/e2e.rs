@@ -110,7 +110,7 @@ async fn start_stack() -> Stack {
             .env("DATABASE_URL", format!("{server_url}/{db_name}"))
             .env("AMO_BASE_URL", format!("http://127.0.0.1:{fake_port}"))
             .env("AMO_ACCESS_TOKEN", "fake-amo-access-token")
-            .env("API_TOKENS", format!("e2e:{API_TOKEN}"))
+            .env("API_TOKENS", format!("e2e:write+read+admin:{API_TOKEN}"))
             .env("WEBHOOK_SECRET", SECRET)
             .env("SERVER_URL", format!("http://127.0.0.1:{nginx_port}"))
             .env("BIND_ADDR", "127.0.0.1")

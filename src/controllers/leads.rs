@@ -132,12 +132,13 @@ impl From<Lead> for LeadBody {
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key still in flight (idempotency_in_progress)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["write"]))
 )]
 pub async fn create_lead(
     service: web::Data<LeadService>,
@@ -160,11 +161,12 @@ pub async fn create_lead(
     responses(
         (status = 200, description = "The lead", body = LeadBody),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such lead (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn get_lead(
     service: web::Data<LeadService>,
@@ -202,10 +204,11 @@ pub struct LeadListQuery {
     responses(
         (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<LeadBody>),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["read"]))
 )]
 pub async fn list_leads(
     service: web::Data<LeadService>,

@@ -50,11 +50,12 @@ fn shape<T>(saved: Saved<T>, id_of: impl Fn(&T) -> i64) -> (i64, Saved<()>) {
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["write"]))
 )]
 pub async fn create_contact_legacy(
     service: web::Data<ContactService>,
@@ -79,11 +80,12 @@ pub async fn create_contact_legacy(
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["write"]))
 )]
 pub async fn create_lead_legacy(
     service: web::Data<LeadService>,

@@ -25,6 +25,8 @@ use actix_web::{web, HttpResponse};
 
 use crate::domain::FieldError;
 use crate::error::ApiError;
+use crate::settings::Scope::{Admin, Read, Write};
+use auth::needs;
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -64,67 +66,82 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/api/v1")
-                // Registered first, so it runs inside auth and knows the client.
-                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .service(
                     web::resource("/contacts")
-                        .route(web::post().to(contacts::create_contact))
-                        .route(web::get().to(contacts::list_contacts))
+                        .route(needs(
+                            Write,
+                            idempotent(web::post().to(contacts::create_contact)),
+                        ))
+                        .route(needs(Read, web::get().to(contacts::list_contacts)))
                         .default_service(not_allowed("POST, GET")),
                 )
                 .service(
                     web::resource("/contacts/{id}")
-                        .route(web::get().to(contacts::get_contact))
+                        .route(needs(Read, web::get().to(contacts::get_contact)))
                         .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/leads")
-                        .route(web::post().to(leads::create_lead))
-                        .route(web::get().to(leads::list_leads))
+                        .route(needs(Write, idempotent(web::post().to(leads::create_lead))))
+                        .route(needs(Read, web::get().to(leads::list_leads)))
                         .default_service(not_allowed("POST, GET")),
                 )
                 .service(
                     web::resource("/leads/{id}")
-                        .route(web::get().to(leads::get_lead))
+                        .route(needs(Read, web::get().to(leads::get_lead)))
                         .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/sync/jobs")
-                        .route(web::get().to(sync_jobs::list_jobs))
+                        .route(needs(Admin, web::get().to(sync_jobs::list_jobs)))
                         .default_service(not_allowed("GET")),
                 )
                 .service(
                     web::resource("/sync/jobs/{id}/retry")
-                        .route(web::post().to(sync_jobs::retry_job))
+                        .route(needs(
+                            Admin,
+                            idempotent(web::post().to(sync_jobs::retry_job)),
+                        ))
                         .default_service(not_allowed("POST")),
                 )
                 .service(
                     web::resource("/amocrm/webhooks")
-                        .route(web::get().to(webhooks::list_webhooks))
-                        .route(web::post().to(webhooks::subscribe_webhook))
-                        .route(web::delete().to(webhooks::unsubscribe_webhook))
+                        .route(needs(Admin, web::get().to(webhooks::list_webhooks)))
+                        .route(needs(
+                            Admin,
+                            idempotent(web::post().to(webhooks::subscribe_webhook)),
+                        ))
+                        .route(needs(
+                            Admin,
+                            web::delete().to(webhooks::unsubscribe_webhook),
+                        ))
                         .default_service(not_allowed("GET, POST, DELETE")),
                 )
                 .default_service(web::to(not_found)),
         )
+        // The earlier Node service's routes: creating, so `write`.
         .service(
             web::scope("/contacts")
-                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .service(
                     web::resource("/create")
-                        .route(web::post().to(legacy::create_contact_legacy))
+                        .route(needs(
+                            Write,
+                            idempotent(web::post().to(legacy::create_contact_legacy)),
+                        ))
                         .default_service(not_allowed("POST")),
                 ),
         )
         .service(
             web::scope("/leads")
-                .wrap(from_fn(idempotency::idempotent))
                 .wrap(from_fn(auth::require_api_token))
                 .service(
                     web::resource("/create")
-                        .route(web::post().to(legacy::create_lead_legacy))
+                        .route(needs(
+                            Write,
+                            idempotent(web::post().to(legacy::create_lead_legacy)),
+                        ))
                         .default_service(not_allowed("POST")),
                 ),
         );
@@ -139,4 +156,10 @@ fn not_allowed(allow: &'static str) -> actix_web::Route {
     web::to(
         move || async move { Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow }) },
     )
+}
+
+/// A POST route with `Idempotency-Key` replays (`idempotency::idempotent`), inside
+/// the scope check: a key is claimed only by a client allowed to make the request.
+fn idempotent(route: actix_web::Route) -> actix_web::Route {
+    route.wrap(from_fn(idempotency::idempotent))
 }

@@ -60,10 +60,11 @@ pub struct JobListQuery {
     responses(
         (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<JobBody>),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn list_jobs(
     service: web::Data<JobService>,
@@ -101,10 +102,11 @@ pub async fn list_jobs(
     responses(
         (status = 200, description = "The re-queued job", body = JobBody),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn retry_job(
     service: web::Data<JobService>,

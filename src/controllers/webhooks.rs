@@ -71,20 +71,22 @@ pub struct WebhookSecret(pub Option<String>);
 
 #[utoipa::path(
     get, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
-    summary = "The account's webhooks (amosync's secret masked)",
+    summary = "amosync's own webhook in AmoCRM, its secret masked (no other integration's hook)",
     responses(
         (status = 200, description = "Webhooks in AmoCRM", body = WebhookList),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn list_webhooks(
     subscription: web::Data<WebhookSubscription>,
     secret: web::Data<WebhookSecret>,
 ) -> Result<HttpResponse, ApiError> {
-    let (hooks, subscribed) = subscription.list().await?;
-    let hooks: Vec<_> = hooks
+    let ours = subscription.ours().await?;
+    let subscribed = ours.is_some();
+    let hooks: Vec<_> = ours
         .into_iter()
         .map(|h| masked(h, secret.0.as_deref()))
         .collect();
@@ -99,11 +101,12 @@ pub async fn list_webhooks(
         (status = 201, description = "Subscribed now", body = HookBody),
         (status = 200, description = "Was already subscribed", body = HookBody),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn subscribe_webhook(
     subscription: web::Data<WebhookSubscription>,
@@ -123,10 +126,11 @@ pub async fn subscribe_webhook(
     responses(
         (status = 204, description = "Unsubscribed (or was not subscribed)"),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn unsubscribe_webhook(
     subscription: web::Data<WebhookSubscription>,

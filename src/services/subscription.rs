@@ -104,6 +104,16 @@ impl WebhookSubscription {
         Ok((hooks, ours))
     }
 
+    /// amosync's own hook, if AmoCRM has it. API clients see only this one: other
+    /// integrations' destinations carry their own secrets.
+    pub async fn ours(&self) -> Result<Option<AmoWebhook>, ServiceError> {
+        let Some(destination) = self.destination.as_deref() else {
+            return Ok(None);
+        };
+        let hooks = self.amo.list_webhooks().await.map_err(ServiceError::amo)?;
+        Ok(hooks.into_iter().find(|h| h.destination == destination))
+    }
+
     /// Subscribes unless an identical hook exists. A hook with our destination but
     /// other events is replaced (AmoCRM has no update for hooks).
     pub async fn subscribe(&self) -> Result<Subscribed, ServiceError> {

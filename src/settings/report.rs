@@ -69,10 +69,11 @@ impl Settings {
             ("AMO_DEDUP", self.amo_dedup.as_str().to_owned()),
             (
                 "API_TOKENS",
-                // Client names are what logs show; the tokens stay hidden.
+                // Client names are what logs show, scopes what each may do (as held:
+                // a token written without scopes shows `write`); the tokens stay hidden.
                 self.api_tokens
                     .iter()
-                    .map(|t| format!("{}:{MASK}", t.client_id))
+                    .map(|t| format!("{}:{}:{MASK}", t.client_id, t.scopes))
                     .collect::<Vec<_>>()
                     .join(","),
             ),
@@ -172,7 +173,7 @@ mod tests {
             value("DATABASE_URL").as_deref(),
             Some("mysql://amo:***@db:3306/amosync")
         );
-        assert_eq!(value("API_TOKENS").as_deref(), Some("forms:***"));
+        assert_eq!(value("API_TOKENS").as_deref(), Some("forms:write:***"));
         assert_eq!(value("METRICS_TOKEN").as_deref(), Some("***"));
         assert_eq!(value("PORT").as_deref(), Some("3000"));
         assert_eq!(value("AMO_DEDUP").as_deref(), Some("auto"));

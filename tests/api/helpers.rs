@@ -147,7 +147,7 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("DATABASE_URL", db.url()),
         ("AMO_BASE_URL", amo.base_url()),
         ("AMO_ACCESS_TOKEN", FakeAmo::TOKEN.to_owned()),
-        ("API_TOKENS", format!("tests:{API_TOKEN}")),
+        ("API_TOKENS", format!("tests:write+read+admin:{API_TOKEN}")),
         ("BIND_ADDR", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("HTTP_WORKERS", "2".to_owned()),

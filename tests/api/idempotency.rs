@@ -128,7 +128,7 @@ async fn keys_belong_to_one_api_client() {
     let app = spawn_app_with(|env| {
         env.insert(
             "API_TOKENS".into(),
-            format!("tests:{API_TOKEN},other:{other}"),
+            format!("tests:write+read+admin:{API_TOKEN},other:{other}"),
         );
     })
     .await;

@@ -25,6 +25,7 @@ mod outage;
 mod rate_share;
 mod real_deliveries;
 mod reconcile;
+mod scopes;
 mod webhook_events;
 mod webhook_subscription;
 mod webhooks;

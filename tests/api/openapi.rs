@@ -63,16 +63,35 @@ async fn the_openapi_document_is_3_1_and_lists_every_route() {
 #[tokio::test]
 async fn client_routes_need_the_bearer_scheme_and_errors_are_problem_json() {
     let (_app, doc) = document().await;
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"],
-        json!({"type": "http", "scheme": "bearer"})
+        (&scheme["type"], &scheme["scheme"]),
+        (&json!("http"), &json!("bearer"))
     );
+    let explained = scheme["description"].as_str().unwrap_or_default();
+    for scope in ["`write`", "`read`", "`admin`", "insufficient_scope"] {
+        assert!(explained.contains(scope), "{scope} in {explained}");
+    }
     let problem_ref = "#/components/schemas/ProblemDetails";
     for (method, path) in ROUTES {
         let op = &doc["paths"][path][method];
         let protected = path.starts_with("/api/") || path.ends_with("/create");
         if protected {
-            assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+            // Exactly one scope each (tests/api/scopes.rs checks it is the one enforced).
+            let scopes = op["security"][0]["bearer"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                op["security"].as_array().map(Vec::len),
+                Some(1),
+                "{method} {path}"
+            );
+            assert!(
+                scopes.len() == 1
+                    && ["write", "read", "admin"].contains(&scopes[0].as_str().unwrap_or_default()),
+                "{method} {path}: {scopes:?}"
+            );
             assert!(
                 op["responses"]["401"].is_object(),
                 "{method} {path} lacks 401"
