@@ -10,6 +10,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
+pub mod redact;
 pub mod repositories;
 pub mod schema;
 pub mod services;

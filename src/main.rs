@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use amosync::amo::{AmoEntity, OAuthTokens};
+use amosync::redact::Redactor;
 use amosync::repositories::Db;
 use amosync::repositories::{
     DuplicateRepository, MysqlDuplicateRepository, MysqlJobRepository, MysqlMirrorFactRepository,
@@ -123,7 +124,8 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let (logger, _guard) = amosync::telemetry::init(settings.log_level);
+    let redactor = Redactor::from_settings(&settings);
+    let (logger, _guard) = amosync::telemetry::init_redacting(settings.log_level, redactor.clone());
     let blocking = amosync::startup::blocking_threads(settings.db_pool_size);
     // This runtime runs the background workers (the HTTP workers have runtimes of
     // their own): its blocking threads, where their queries and parsing run, yield
@@ -142,7 +144,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings, logger.clone()).await,
             Command::Migrate => migrate(settings, logger.clone()).await,
-            Command::Webhooks { action } => webhooks(settings, action).await,
+            Command::Webhooks { action } => webhooks(settings, action, &redactor).await,
             Command::Auth {
                 action: AuthAction::Exchange { code },
             } => exchange(settings, logger.clone(), &code).await,
@@ -150,7 +152,7 @@ fn main() -> ExitCode {
             Command::Sync {
                 action: Some(action),
                 ..
-            } => sync(settings, logger.clone(), action).await,
+            } => sync(settings, logger.clone(), action, &redactor).await,
             Command::Sync { .. } => {
                 Err("give --full or a subcommand (see amosync sync --help)".into())
             }
@@ -161,7 +163,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             slog::crit!(logger, "amosync stopped"; "error" => err.clone());
-            eprintln!("amosync: {err}");
+            eprintln!("amosync: {}", redactor.redact(&err));
             ExitCode::FAILURE
         }
     }
@@ -186,7 +188,11 @@ async fn migrate(settings: Settings, logger: slog::Logger) -> Result<(), String>
     Ok(())
 }
 
-async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), String> {
+async fn webhooks(
+    settings: Settings,
+    action: WebhookAction,
+    redactor: &Redactor,
+) -> Result<(), String> {
     let db = Db::new(
         settings.database_url.expose(),
         2,
@@ -199,18 +205,7 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
         settings.webhook_events.clone(),
     )
     .with_facts(Arc::new(MysqlMirrorFactRepository::new(db)));
-    let secret = settings
-        .webhook_secret
-        .as_ref()
-        .map(|s| s.expose().to_owned())
-        .unwrap_or_default();
-    let mask = |text: &str| {
-        if secret.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(&secret, "***")
-        }
-    };
+    let mask = |text: &str| redactor.redact(text).into_owned();
     match action {
         WebhookAction::Subscribe => {
             match subscription.subscribe().await.map_err(|e| e.to_string())? {
@@ -252,7 +247,12 @@ async fn webhooks(settings: Settings, action: WebhookAction) -> Result<(), Strin
     Ok(())
 }
 
-async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> Result<(), String> {
+async fn sync(
+    settings: Settings,
+    logger: slog::Logger,
+    action: SyncAction,
+    redactor: &Redactor,
+) -> Result<(), String> {
     let db = open_db(&settings, &logger).await?;
     let duplicates = MysqlDuplicateRepository::new(db.clone());
     let jobs = JobService::new(Arc::new(MysqlJobRepository::new(db)));
@@ -286,7 +286,8 @@ async fn sync(settings: Settings, logger: slog::Logger, action: SyncAction) -> R
                     job.record_id,
                     job.status,
                     job.attempts,
-                    job.last_error.unwrap_or_default()
+                    // Rows stored before AmoCRM's errors were scrubbed may still quote a secret.
+                    redactor.redact(&job.last_error.unwrap_or_default())
                 );
             }
         }

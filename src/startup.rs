@@ -16,6 +16,7 @@ use crate::controllers::{
 };
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsError};
+use crate::redact::Redactor;
 use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlDuplicateRepository,
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
@@ -71,7 +72,8 @@ pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, A
         request_timeout: settings.amo_request_timeout,
         max_rps: settings.amo_max_rps,
         access_probe: settings.amo_access_probe,
-    })?;
+    })?
+    .with_redactor(Redactor::from_settings(settings));
     Ok(match settings.oauth() {
         Some(client) => {
             let store = Arc::new(MysqlTokenStore::new(db.clone()));

@@ -11,6 +11,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpRequest};
 use slog::{o, Drain, Logger};
 
+use crate::redact::Redactor;
+
 mod buffered;
 
 pub use buffered::LogOutput;
@@ -21,7 +23,16 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Builds the root logger on stdout. Keep the output alive until exit: dropping it
 /// writes out the lines still buffered.
 pub fn init(level: slog::Level) -> (Logger, LogOutput<std::io::Stdout>) {
-    init_on(std::io::stdout(), level)
+    init_on(std::io::stdout(), level, Redactor::default())
+}
+
+/// `init`, with `redactor`'s secrets masked in every line written: whatever text a
+/// record carries (a remote error quoting a token back), no configured secret leaves.
+pub fn init_redacting(
+    level: slog::Level,
+    redactor: Redactor,
+) -> (Logger, LogOutput<std::io::Stdout>) {
+    init_on(std::io::stdout(), level, redactor)
 }
 
 /// `init` on any output. Each record is serialised by the thread that logs it and
@@ -29,9 +40,10 @@ pub fn init(level: slog::Level) -> (Logger, LogOutput<std::io::Stdout>) {
 pub fn init_on<W: std::io::Write + Send + 'static>(
     out: W,
     level: slog::Level,
+    redactor: Redactor,
 ) -> (Logger, LogOutput<W>) {
     let output = LogOutput::new(out);
-    let writer = output.line_writer();
+    let writer = output.line_writer().redacting(redactor);
     let torn = writer.partial_line();
     let drain = JsonLines {
         json: std::sync::Mutex::new(json_lines(writer).set_flush(true).build()),
@@ -250,7 +262,7 @@ mod tests {
     #[test]
     fn the_service_logs_one_json_object_per_line_at_its_level_and_no_lower() {
         let out = Captured::default();
-        let (logger, output) = init_on(out.clone(), slog::Level::Info);
+        let (logger, output) = init_on(out.clone(), slog::Level::Info, Redactor::default());
         let child = logger.new(o!("request_id" => "r-1"));
         slog::debug!(child, "not wanted");
         slog::info!(child, "request"; "http.status" => 200_u16, "client.id" => Some("shop"));
@@ -290,7 +302,7 @@ mod tests {
     #[test]
     fn a_record_that_fails_half_way_leaves_no_part_of_itself_in_the_log() {
         let out = Captured::default();
-        let (logger, output) = init_on(out.clone(), slog::Level::Info);
+        let (logger, output) = init_on(out.clone(), slog::Level::Info, Redactor::default());
         slog::info!(logger, "broken"; "fine" => "written first", "bad" => Unwritable);
         slog::info!(logger, "next");
         drop(output);
@@ -299,6 +311,19 @@ mod tests {
         assert_eq!(lines.len(), 1, "{text}");
         let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
         assert_eq!(line["msg"], "next");
+    }
+
+    #[test]
+    fn configured_secrets_never_reach_the_output() {
+        let out = Captured::default();
+        let secret = "webhook-secret-0123456789abcdef";
+        let (logger, output) = init_on(out.clone(), slog::Level::Info, Redactor::new([secret]));
+        let echoed = format!("AmoCRM answered 400: hook https://x/webhooks/amocrm/{secret}");
+        slog::warn!(logger, "request failed"; "error" => echoed);
+        drop(output);
+        let text = String::from_utf8(out.0.lock().expect("captured").clone()).expect("utf-8");
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("/webhooks/amocrm/***"), "{text}");
     }
 
     #[test]

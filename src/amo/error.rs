@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use crate::redact::Redactor;
+
+/// One refusal in AmoCRM's `validation-errors`: which item, which field, what rule.
+/// AmoCRM's `detail` is not kept: it may quote the refused value back (a name, a phone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ValidationIssue {
     pub request_id: Option<String>,
     pub code: String,
     pub path: String,
-    pub detail: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,6 +72,33 @@ impl AmoError {
         )
     }
 
+    /// The same error with `redactor`'s secrets masked in every text it carries.
+    pub fn redacted(self, redactor: &Redactor) -> AmoError {
+        let mask = |text: String| redactor.redact(&text).into_owned();
+        match self {
+            AmoError::Validation { issues } => AmoError::Validation {
+                issues: issues
+                    .into_iter()
+                    .map(|i| ValidationIssue {
+                        request_id: i.request_id.map(mask),
+                        code: mask(i.code),
+                        path: mask(i.path),
+                    })
+                    .collect(),
+            },
+            AmoError::NotFound { detail } => AmoError::NotFound {
+                detail: mask(detail),
+            },
+            AmoError::BadRequest { status, detail } => AmoError::BadRequest {
+                status,
+                detail: mask(detail),
+            },
+            AmoError::Network(why) => AmoError::Network(mask(why)),
+            AmoError::InvalidResponse(why) => AmoError::InvalidResponse(mask(why)),
+            other => other,
+        }
+    }
+
     /// A short stable name for logs and stored sync errors.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -90,7 +120,7 @@ impl AmoError {
 fn summarize(issues: &[ValidationIssue]) -> String {
     issues
         .iter()
-        .map(|i| format!("{} {} ({})", i.path, i.code, i.detail))
+        .map(|i| format!("{} {}", i.path, i.code).trim().to_owned())
         .collect::<Vec<_>>()
         .join("; ")
 }

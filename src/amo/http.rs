@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 mod matching;
+mod scrub;
 mod status;
 
 use self::matching::{match_created, phone_value_matches};
@@ -27,6 +28,7 @@ use super::{
     NewAmoContact, NewAmoLead, MAX_IDS_PER_READ,
 };
 use crate::domain::{Phone, Region};
+use crate::redact::Redactor;
 
 /// AmoCRM's maximum page size: fewer requests against a 7 req/s budget.
 const PAGE_LIMIT: &str = "250";
@@ -69,6 +71,8 @@ pub struct HttpAmoTransport {
     tokens: Arc<dyn TokenSource>,
     /// Holds calls back while AmoCRM refuses the account or token.
     access: AccessGuard,
+    /// Masks the service's secrets in what AmoCRM's errors say.
+    redactor: Redactor,
     logger: slog::Logger,
 }
 
@@ -113,6 +117,7 @@ impl HttpAmoTransport {
             limiter: Arc::new(RateLimiter::per_second(config.max_rps)),
             tokens: Arc::new(StaticToken(config.access_token.clone())),
             access: AccessGuard::new(config.access_probe),
+            redactor: Redactor::new([&config.access_token]),
             logger: slog::Logger::root(slog::Discard, slog::o!()),
             config,
             client,
@@ -133,6 +138,12 @@ impl HttpAmoTransport {
     /// The HTTP client, for the token endpoint.
     pub fn http_client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Masks these secrets (see `Redactor::from_settings`) in every error's text.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// Logs the moments AmoCRM access is lost through `logger`.
@@ -162,7 +173,11 @@ impl HttpAmoTransport {
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, AmoError> {
         self.access.check()?;
-        let outcome = self.send(method, url, body).await;
+        // An error's text is stored, logged and shown to clients from here on.
+        let outcome = self
+            .send(method, url, body)
+            .await
+            .map_err(|e| e.redacted(&self.redactor));
         if self.access.record(&outcome) {
             // One line when access is lost, not one per held-back call.
             slog::error!(self.logger, "AmoCRM refused access; holding calls back";
@@ -682,10 +697,19 @@ impl AmoTransport for HttpAmoTransport {
     }
 }
 
+/// serde's message quotes the value it did not expect (a name, a phone from AmoCRM's
+/// data): the error keeps where it happened and what kind of mistake it was.
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AmoError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| AmoError::InvalidResponse(format!("body does not parse: {e}")))
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let kind = match e.inner().classify() {
+            serde_json::error::Category::Data => "a value of the wrong type or shape",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Eof => "a truncated body",
+            serde_json::error::Category::Io => "a read error",
+        };
+        AmoError::InvalidResponse(format!("body does not parse: {kind} at {}", e.path()))
+    })
 }
 
 /// reqwest errors never carry headers, so the token cannot leak; the URL (with its

@@ -156,6 +156,12 @@ impl FakeAmo {
         self.shared.lock().fail = status;
     }
 
+    /// Every `/api/v4` write (POST, PATCH, DELETE) answers 400 with `problem` as its
+    /// body, until `None`: AmoCRM refusing a request, in whatever words a test needs.
+    pub fn reject_writes_with(&self, problem: Option<serde_json::Value>) {
+        self.shared.lock().reject_writes = problem.map(|p| p.to_string());
+    }
+
     /// Seeds a contact; no webhook hears of it.
     pub fn add_contact(&self, name: &str, phones: &[&str]) -> i64 {
         self.seed_contact(name, phones, None)

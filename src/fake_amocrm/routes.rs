@@ -7,12 +7,13 @@
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::limits::Verdict;
 use super::params::{page_of, ListParams, RowKeys};
 use super::state::{Contact, Shared, State};
-use super::wire::{contact_json, failure, hal, lead_json, no_content, problem, BAD_LOGIN};
+use super::wire::{contact_json, failure, hal, lead_json, no_content, problem, respond, BAD_LOGIN};
 use super::{admin, links, oauth, webhooks, writes};
 
 pub(super) async fn dispatch(
@@ -46,13 +47,14 @@ pub(super) async fn dispatch(
 
 async fn api(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> HttpResponse {
     let config = &shared.config;
-    let (latency, fail, verdict) = {
+    let (latency, fail, rejection, verdict) = {
         let mut s = shared.lock();
         s.requests += 1;
         let verdict = s
             .limiter
             .check(Instant::now(), config.rps_limit, config.block_after_429s);
-        (s.latency, s.fail, verdict)
+        let rejection = s.reject_writes.clone().filter(|_| req.method() != "GET");
+        (s.latency, s.fail, rejection, verdict)
     };
     tokio::time::sleep(latency).await;
     match verdict {
@@ -62,6 +64,9 @@ async fn api(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> Htt
     }
     if let Some(status) = fail {
         return failure(status);
+    }
+    if let Some(body) = rejection {
+        return respond(StatusCode::BAD_REQUEST, "application/problem+json", body);
     }
     let bearer = req.headers().get(AUTHORIZATION).map(|v| v.to_str());
     if !oauth::bearer_ok(shared, bearer.and_then(Result::ok)) {

@@ -108,6 +108,8 @@ pub(super) struct State {
     pub account_id: i64,
     pub latency: Duration,
     pub fail: Option<u16>,
+    /// Writes (anything but GET) answer 400 with this problem body.
+    pub reject_writes: Option<String>,
     pub contacts: Vec<Contact>,
     pub leads: Vec<Lead>,
     pub webhooks: Vec<Webhook>,
@@ -151,6 +153,7 @@ impl State {
             account_id: config.account_id,
             latency: config.latency,
             fail: None,
+            reject_writes: None,
             contacts: Vec::new(),
             leads: Vec::new(),
             webhooks: Vec::new(),

@@ -95,7 +95,6 @@ mod tests {
             request_id: Some(request_id.into()),
             code: "NotSupportedChoice".into(),
             path: "name".into(),
-            detail: "bad".into(),
         }
     }
 

@@ -16,6 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::redact::Redactor;
+
 const FLUSH_DELAY: Duration = Duration::from_millis(50);
 const FLUSH_BYTES: usize = 64 * 1024;
 /// About 25,000 access lines (~330 bytes each): what a stalled stdout may hold up
@@ -135,6 +137,7 @@ impl<W: Write + Send + 'static> LogOutput<W> {
             line: Vec::new(),
             shared: Arc::clone(&self.shared),
             torn: PartialLine::default(),
+            redactor: Redactor::default(),
         }
     }
 }
@@ -155,9 +158,16 @@ pub struct LineWriter<W: Write + Send + 'static> {
     line: Vec<u8>,
     shared: Arc<Shared<W>>,
     torn: PartialLine,
+    redactor: Redactor,
 }
 
 impl<W: Write + Send + 'static> LineWriter<W> {
+    /// Masks `redactor`'s secrets in each line before it is handed on.
+    pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
     /// The handle that tells this writer a record failed half-way.
     pub fn partial_line(&self) -> PartialLine {
         self.torn.clone()
@@ -189,6 +199,7 @@ impl<W: Write + Send + 'static> Write for LineWriter<W> {
         if self.line.is_empty() {
             return Ok(());
         }
+        self.redactor.redact_bytes(&mut self.line);
         let pushed = self.shared.push(&self.line);
         self.line.clear();
         // One huge record must not keep its buffer for the life of the process.

@@ -71,6 +71,18 @@ impl TestDb {
         rows.first().map(|r| r.n).expect("one row")
     }
 
+    /// The text column `s` of every row `sql` returns (`SELECT … AS s`), NULLs left out.
+    pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            s: Option<String>,
+        }
+        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
+        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut conn).expect("query");
+        rows.into_iter().filter_map(|r| r.s).collect()
+    }
+
     /// Kills every server connection to this database, as a database restart would.
     pub fn kill_connections(&self) -> usize {
         #[derive(diesel::QueryableByName)]

@@ -7,6 +7,7 @@ mod fake_amo {
 }
 mod helpers;
 
+mod amo_errors;
 mod auth_and_health;
 mod batching;
 mod contacts;

@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
+use super::scrub::scrub;
 use crate::amo::wire;
 use crate::amo::{AmoError, ValidationIssue};
 
 /// A server asking for a longer pause is better retried by the caller's own schedule.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// Enough of an unexpected body to diagnose it, never a whole HTML page.
-const DETAIL_PREFIX_CHARS: usize = 200;
 
 /// A successful answer: a body to parse, or AmoCRM's way of saying "nothing found".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +32,19 @@ pub(super) fn map_status(
         429 => Err(AmoError::RateLimited {
             retry_after: parse_retry_after(retry_after),
         }),
+        // What AmoCRM says about a refused request may quote the request back (names,
+        // phones, our webhook URL with its secret), and this text is stored, logged and
+        // shown to clients: only AmoCRM's own words are kept (`scrub`), and of a
+        // validation error only its code and field path.
         400..=499 => {
             let problem = serde_json::from_slice::<wire::ProblemDto>(body).ok();
             let detail = problem
                 .as_ref()
-                .and_then(|p| p.detail.clone().or_else(|| p.title.clone()))
-                .unwrap_or_else(|| body_prefix(body));
+                .and_then(|p| p.detail.as_deref().or(p.title.as_deref()))
+                .map(scrub)
+                .filter(|d| !d.is_empty())
+                // Not a problem body (an HTML error page): nothing of it is kept.
+                .unwrap_or_else(|| "no details".to_owned());
             if status == 400 {
                 let issues = problem
                     .and_then(|p| p.validation_errors)
@@ -67,9 +73,8 @@ fn flatten_issues(items: Vec<wire::ValidationItemDto>) -> Vec<ValidationIssue> {
             let request_id = item.request_id;
             item.errors.into_iter().map(move |e| ValidationIssue {
                 request_id: request_id.clone(),
-                code: e.code.unwrap_or_default(),
-                path: e.path.unwrap_or_default(),
-                detail: e.detail.unwrap_or_default(),
+                code: scrub(&e.code.unwrap_or_default()),
+                path: scrub(&e.path.unwrap_or_default()),
             })
         })
         .collect()
@@ -79,19 +84,6 @@ fn flatten_issues(items: Vec<wire::ValidationItemDto>) -> Vec<ValidationIssue> {
 fn parse_retry_after(raw: Option<&str>) -> Option<Duration> {
     let secs: u64 = raw?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
-}
-
-fn body_prefix(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "empty body".into();
-    }
-    let mut prefix: String = text.chars().take(DETAIL_PREFIX_CHARS).collect();
-    if prefix.len() < text.len() {
-        prefix.push('…');
-    }
-    prefix
 }
 
 #[cfg(test)]
@@ -122,13 +114,13 @@ mod tests {
     }
 
     #[test]
-    fn other_4xx_carry_the_problem_detail_or_a_short_body_prefix() {
+    fn other_4xx_carry_the_problem_detail_but_nothing_of_an_html_page() {
         let problem = br#"{"title":"Bad Request","status":400,"detail":"Empty body"}"#;
         assert!(matches!(map_status(400, None, problem),
             Err(AmoError::BadRequest { status: 400, detail }) if detail == "Empty body"));
         assert!(matches!(map_status(404, None, br#"{"title":"Not Found"}"#),
             Err(AmoError::NotFound { detail }) if detail == "Not Found"));
-        let html = format!("<html>{}</html>", "x".repeat(5000));
+        let html = format!("<html>{} +79161234567</html>", "x".repeat(5000));
         let Err(AmoError::BadRequest {
             status: 405,
             detail,
@@ -136,7 +128,32 @@ mod tests {
         else {
             panic!("expected BadRequest");
         };
-        assert!(detail.starts_with("<html>") && detail.chars().count() <= DETAIL_PREFIX_CHARS + 1);
+        assert_eq!(detail, "no details");
+    }
+
+    #[test]
+    fn what_amocrm_echoes_from_the_request_is_not_kept() {
+        let body = r#"{"validation-errors":[{"request_id":"0","errors":[
+            {"code":"NotSupportedChoice","path":"custom_fields_values.0.values.0.value",
+             "detail":"The value \"+79161234567\" of Иван Петров is not valid"}]}],
+            "title":"Bad Request","status":400,"detail":"Request validation failed"}"#;
+        let Err(error) = map_status(400, None, body.as_bytes()) else {
+            panic!("expected an error");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("custom_fields_values.0.values.0.value NotSupportedChoice"),
+            "{text}"
+        );
+        for echoed in ["79161234567", "Иван", "not valid"] {
+            assert!(!text.contains(echoed), "{echoed} in {text}");
+        }
+        let problem = br#"{"title":"Bad Request","status":400,
+            "detail":"Hook 'https://amosync.example.com/webhooks/amocrm/s3cr3t-0123456789abcdef' is unreachable"}"#;
+        let Err(AmoError::BadRequest { detail, .. }) = map_status(400, None, problem) else {
+            panic!("expected BadRequest");
+        };
+        assert_eq!(detail, r#"Hook "…" is unreachable"#);
     }
 
     #[test]
