@@ -276,7 +276,7 @@ impl Settings {
             trusted_proxies: trusted_proxies(
                 &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
             )?,
-            metrics_token: get("METRICS_TOKEN").map(Secret),
+            metrics_token: metrics_token(&get)?,
         })
     }
 }
@@ -401,6 +401,23 @@ fn amo_access_token(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, Set
             "AMO_ACCESS_TOKEN (or AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI for OAuth)",
         )),
     }
+}
+
+/// A scraper's bearer token: as long as an API token at least.
+fn metrics_token(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
+    let Some(token) = get("METRICS_TOKEN") else {
+        return Ok(None);
+    };
+    if token.chars().count() < api_tokens::MIN_TOKEN_CHARS {
+        return Err(SettingsError::Invalid {
+            name: "METRICS_TOKEN",
+            reason: format!(
+                "use at least {} random characters (e.g. openssl rand -hex 24)",
+                api_tokens::MIN_TOKEN_CHARS
+            ),
+        });
+    }
+    Ok(Some(Secret(token)))
 }
 
 fn webhook_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
@@ -608,6 +625,22 @@ mod tests {
         );
         assert_eq!(s.webhook_events, ["add_contact", "update_lead"]);
         assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_short_metrics_token_is_refused() {
+        let mut vars = BASE.to_vec();
+        vars.push(("METRICS_TOKEN", "short-token"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "METRICS_TOKEN",
+                ..
+            })
+        ));
+        vars.pop();
+        vars.push(("METRICS_TOKEN", "scrape-token-0123456789"));
+        assert!(settings(&vars).expect("valid").metrics_token.is_some());
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! `GET /metrics`: Prometheus text, with the queue and pool gauges read at scrape time.
+//!
+//! Metrics tell an outsider how busy the service is, how far behind, how many
+//! records it holds: without `METRICS_TOKEN` they are served to internal networks
+//! only (loopback, private, link-local; behind a proxy, the client's address from
+//! `X-Forwarded-For` as `TRUSTED_PROXIES` allows). With it, every scrape needs it.
+
+use std::net::IpAddr;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use slog::Logger;
 use subtle::ConstantTimeEq;
 
@@ -10,21 +17,35 @@ use crate::metrics::Metrics;
 use crate::openapi::ProblemDetails;
 use crate::repositories::{queue_stats, Db};
 use crate::settings::Secret;
-use crate::telemetry::request_logger;
+use crate::telemetry::{is_internal, request_logger, ClientIp};
 
 /// `METRICS_TOKEN`: when set, scrapers must present it as a bearer token.
 pub struct MetricsToken(pub Option<Secret>);
 
 impl MetricsToken {
-    fn admits(&self, authorization: Option<&str>) -> bool {
+    /// `Ok` to serve; otherwise the refusal (401 for a missing or wrong token, 403
+    /// for a client outside the internal networks when no token is configured).
+    fn admits(&self, authorization: Option<&str>, client: Option<IpAddr>) -> Result<(), ApiError> {
         let Some(expected) = &self.0 else {
-            return true;
+            return match client {
+                Some(ip) if is_internal(&ip) => Ok(()),
+                _ => Err(ApiError::Forbidden(
+                    "metrics are served to internal networks only; remote scrapers need \
+                     METRICS_TOKEN"
+                        .into(),
+                )),
+            };
         };
-        let Some((scheme, token)) = authorization.and_then(|v| v.trim().split_once(' ')) else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer")
-            && bool::from(token.trim().as_bytes().ct_eq(expected.expose().as_bytes()))
+        let presented = authorization
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match presented {
+            Some(token) if bool::from(token.as_bytes().ct_eq(expected.expose().as_bytes())) => {
+                Ok(())
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
     }
 }
 
@@ -34,6 +55,7 @@ impl MetricsToken {
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
         (status = 401, description = "METRICS_TOKEN is set and was not presented", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "No METRICS_TOKEN is set and the client is outside the internal networks", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
 )]
@@ -48,9 +70,8 @@ pub async fn get_metrics(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !token.admits(authorization) {
-        return Err(ApiError::Unauthorized);
-    }
+    let client = req.extensions().get::<ClientIp>().map(|ip| ip.0);
+    token.admits(authorization, client)?;
     // A database outage must not blind the scraper to everything else: the queue
     // gauges keep their last values and the failure is logged.
     match queue_stats(&db).await {
@@ -72,16 +93,43 @@ pub async fn get_metrics(
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> Option<IpAddr> {
+        s.parse().ok()
+    }
+
     #[test]
-    fn only_the_configured_bearer_token_opens_metrics() {
+    fn without_a_token_only_internal_networks_scrape() {
         let open = MetricsToken(None);
-        assert!(open.admits(None));
+        assert!(open.admits(None, ip("10.0.0.5")).is_ok());
+        assert!(open.admits(None, ip("127.0.0.1")).is_ok());
+        assert!(matches!(
+            open.admits(Some("Bearer anything-at-all-123"), ip("203.0.113.7")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(open.admits(None, None).is_err());
+    }
+
+    #[test]
+    fn with_a_token_every_scrape_needs_it() {
         let closed = MetricsToken(Some(Secret::new("scrape-token-0123")));
-        assert!(closed.admits(Some("Bearer scrape-token-0123")));
-        assert!(closed.admits(Some("bearer scrape-token-0123")));
-        assert!(!closed.admits(Some("Bearer scrape-token-012")));
-        assert!(!closed.admits(Some("Basic scrape-token-0123")));
-        assert!(!closed.admits(Some("scrape-token-0123")));
-        assert!(!closed.admits(None));
+        let remote = ip("203.0.113.7");
+        assert!(closed
+            .admits(Some("Bearer scrape-token-0123"), remote)
+            .is_ok());
+        assert!(closed
+            .admits(Some("bearer scrape-token-0123"), remote)
+            .is_ok());
+        for wrong in [
+            Some("Bearer scrape-token-012"),
+            Some("Basic scrape-token-0123"),
+            Some("scrape-token-0123"),
+            None,
+        ] {
+            assert!(matches!(
+                closed.admits(wrong, remote),
+                Err(ApiError::Unauthorized)
+            ));
+            assert!(closed.admits(wrong, ip("127.0.0.1")).is_err(), "{wrong:?}");
+        }
     }
 }

@@ -221,3 +221,51 @@ async fn invented_methods_and_paths_do_not_grow_the_metrics() {
     assert!(text.contains(r#"method="OTHER""#), "{text}");
     assert!(text.contains(r#"endpoint="UNMATCHED""#), "{text}");
 }
+
+/// A scrape from loopback (a trusted proxy) on behalf of `forwarded_for`.
+async fn scrape_for(app: &TestApp, forwarded_for: &str, token: Option<&str>) -> u16 {
+    let mut request = app
+        .client
+        .get(app.url("/metrics"))
+        .header("x-forwarded-for", forwarded_for);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("reply").status().as_u16()
+}
+
+#[tokio::test]
+async fn without_metrics_token_only_internal_networks_may_scrape() {
+    let app = spawn_app().await;
+    assert_eq!(scrape_for(&app, "10.20.30.40", None).await, 200);
+    assert_eq!(scrape_for(&app, "203.0.113.7", None).await, 403);
+    let refused = app
+        .send(
+            app.client
+                .get(app.url("/metrics"))
+                .header("x-forwarded-for", "203.0.113.7")
+                .bearer_auth("a-guessed-token-0123456789"),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.problem_code(), "forbidden");
+
+    // Whoever cannot be a proxy cannot claim to forward for someone either.
+    let direct = spawn_app_with(|env| {
+        env.insert("TRUSTED_PROXIES".into(), "none".into());
+    })
+    .await;
+    assert_eq!(scrape_for(&direct, "203.0.113.7", None).await, 200);
+}
+
+#[tokio::test]
+async fn with_metrics_token_remote_scrapers_get_in_with_it() {
+    const TOKEN: &str = "remote-scrape-token-0123456789";
+    let app = spawn_app_with(|env| {
+        env.insert("METRICS_TOKEN".into(), TOKEN.into());
+    })
+    .await;
+    assert_eq!(scrape_for(&app, "203.0.113.7", Some(TOKEN)).await, 200);
+    assert_eq!(scrape_for(&app, "203.0.113.7", None).await, 401);
+    assert_eq!(scrape_for(&app, "10.0.0.9", None).await, 401);
+}
