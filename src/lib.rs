@@ -3,6 +3,7 @@
 
 pub mod amo;
 pub mod controllers;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod fake_amocrm;

@@ -10,11 +10,10 @@ use amosync::redact::Redactor;
 use amosync::repositories::Db;
 use amosync::repositories::{
     DuplicateRepository, MysqlDuplicateRepository, MysqlJobRepository, MysqlMirrorFactRepository,
-    MysqlTokenStore,
 };
 use amosync::services::{JobService, Subscribed, WebhookSubscription};
 use amosync::settings::Settings;
-use amosync::startup::{amo_transport, importer, Application};
+use amosync::startup::{amo_transport, importer, token_store, Application};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -88,10 +87,14 @@ enum SyncAction {
 #[derive(Subcommand)]
 enum AuthAction {
     /// Trade an authorisation code (from the integration's redirect) for tokens,
-    /// stored in the database; refreshes happen by themselves from then on.
+    /// stored in the database, encrypted; refreshes happen by themselves from then on.
+    /// The code is read from AMO_AUTH_CODE, or else from standard input (paste it when
+    /// asked): never from the command line, where the process list shows it to every
+    /// user of the machine and the shell's history keeps it.
     Exchange {
-        #[arg(long)]
-        code: String,
+        /// Refused, see above.
+        #[arg(long, hide = true)]
+        code: Option<String>,
     },
 }
 
@@ -146,8 +149,15 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(settings, logger.clone()).await,
             Command::Webhooks { action } => webhooks(settings, action, &redactor).await,
             Command::Auth {
-                action: AuthAction::Exchange { code },
-            } => exchange(settings, logger.clone(), &code).await,
+                action: AuthAction::Exchange { code: Some(_) },
+            } => Err(
+                "the code is not taken from the command line (other users see it in \
+                      the process list); pass it in AMO_AUTH_CODE or on standard input"
+                    .into(),
+            ),
+            Command::Auth {
+                action: AuthAction::Exchange { code: None },
+            } => exchange(settings, logger.clone()).await,
             Command::Sync { full: true, .. } => full_import(settings, logger.clone()).await,
             Command::Sync {
                 action: Some(action),
@@ -348,21 +358,53 @@ async fn full_import(settings: Settings, logger: slog::Logger) -> Result<(), Str
     Ok(())
 }
 
-async fn exchange(settings: Settings, logger: slog::Logger, code: &str) -> Result<(), String> {
+/// The authorisation code: `AMO_AUTH_CODE`, or one line of standard input.
+async fn auth_code() -> Result<String, String> {
+    if let Some(code) = std::env::var("AMO_AUTH_CODE")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+    {
+        return Ok(code.trim().to_owned());
+    }
+    let line = tokio::task::spawn_blocking(|| {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            eprint!("authorisation code (from the integration's redirect): ");
+        }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("could not read the code from standard input: {e}"))?;
+    let code = line.trim().to_owned();
+    if code.is_empty() {
+        return Err(
+            "no authorisation code: set AMO_AUTH_CODE or write it on standard input".into(),
+        );
+    }
+    Ok(code)
+}
+
+async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), String> {
     let client = settings.oauth().ok_or(
         "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, and no AMO_ACCESS_TOKEN",
     )?;
+    let code = auth_code().await?;
     let db = open_db(&settings, &logger).await?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let transport = amo_transport(&settings, &db).map_err(|e| e.to_string())?;
+    let store = token_store(&settings, &db)
+        .map_err(|e| e.to_string())?
+        .ok_or("OAuth mode needs TOKEN_ENCRYPTION_KEY")?;
     let tokens = OAuthTokens::new(
         client,
-        Arc::new(MysqlTokenStore::new(db)),
+        Arc::new(store),
         transport.http_client(),
         transport.limiter(),
     );
     tokens
-        .exchange(code)
+        .exchange(&code)
         .await
         .map_err(|e| format!("AmoCRM refused the code: {e}"))?;
     println!("tokens stored; amosync refreshes them from now on");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::crypto::{EncryptionKey, TokenCipher};
 use crate::domain::Region;
 
 mod api_tokens;
@@ -87,6 +88,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
     pub metrics_token: Option<Secret>,
+    /// `TOKEN_ENCRYPTION_KEY` (and `_PREVIOUS`): seals the OAuth tokens in the
+    /// database. Required in OAuth mode; a long-lived token is never stored.
+    pub token_cipher: Option<TokenCipher>,
 }
 
 /// Where a new contact's phone (or a new lead's name) is looked up before amosync
@@ -277,6 +281,7 @@ impl Settings {
                 &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
             )?,
             metrics_token: metrics_token(&get)?,
+            token_cipher: token_cipher(&get)?,
         })
     }
 }
@@ -400,6 +405,36 @@ fn amo_access_token(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, Set
         None => Err(SettingsError::Missing(
             "AMO_ACCESS_TOKEN (or AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI for OAuth)",
         )),
+    }
+}
+
+/// The OAuth tokens' encryption keys; OAuth mode (no `AMO_ACCESS_TOKEN`) needs one.
+fn token_cipher(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<TokenCipher>, SettingsError> {
+    let key = |name: &'static str| {
+        get(name)
+            .map(|raw| {
+                EncryptionKey::from_base64(&raw)
+                    .map_err(|reason| SettingsError::Invalid { name, reason })
+            })
+            .transpose()
+    };
+    let current = key("TOKEN_ENCRYPTION_KEY")?;
+    let previous = key("TOKEN_ENCRYPTION_KEY_PREVIOUS")?;
+    match (current, previous) {
+        (Some(current), previous) => Ok(Some(TokenCipher::new(current, previous))),
+        (None, Some(_)) => Err(SettingsError::Invalid {
+            name: "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+            reason:
+                "set TOKEN_ENCRYPTION_KEY too: the previous key only opens, the current one seals"
+                    .into(),
+        }),
+        (None, None) if get("AMO_ACCESS_TOKEN").is_none() => Err(SettingsError::Missing(
+            "TOKEN_ENCRYPTION_KEY (OAuth mode keeps AmoCRM's tokens in the database, \
+             encrypted with it; 32 random bytes in base64: openssl rand -base64 32)",
+        )),
+        (None, None) => Ok(None),
     }
 }
 
@@ -567,6 +602,11 @@ mod tests {
             ("AMO_CLIENT_SECRET", "s"),
             ("AMO_REDIRECT_URI", "https://x.example/cb"),
         ]);
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Missing(name)) if name.starts_with("TOKEN_ENCRYPTION_KEY")
+        ));
+        vars.push(("TOKEN_ENCRYPTION_KEY", KEY));
         let oauth = settings(&vars)
             .expect("OAuth mode")
             .oauth()
@@ -625,6 +665,36 @@ mod tests {
         );
         assert_eq!(s.webhook_events, ["add_contact", "update_lead"]);
         assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    const KEY: &str = "q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng=";
+
+    #[test]
+    fn encryption_keys_are_checked_and_the_previous_one_needs_a_current_one() {
+        assert!(settings(BASE).expect("long-lived").token_cipher.is_none());
+        let mut vars = BASE.to_vec();
+        vars.push(("TOKEN_ENCRYPTION_KEY", "too-short"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid { name: "TOKEN_ENCRYPTION_KEY", reason })
+                if reason.contains("openssl rand -base64 32")
+        ));
+        vars.pop();
+        vars.push(("TOKEN_ENCRYPTION_KEY_PREVIOUS", KEY));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+                ..
+            })
+        ));
+        vars.push((
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ));
+        let s = settings(&vars).expect("valid");
+        assert!(s.token_cipher.is_some());
+        assert!(!format!("{s:?}").contains(KEY));
     }
 
     #[test]

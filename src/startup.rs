@@ -21,7 +21,7 @@ use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlDuplicateRepository,
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
     MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlRefetchRepository,
-    MysqlSenderRepository, MysqlTokenStore, RepoError, RetryPolicy,
+    MysqlSenderRepository, MysqlTokenStore, RepoError, Resealed, RetryPolicy, TokenStoreError,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
@@ -60,6 +60,21 @@ pub enum StartupError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("stored AmoCRM tokens: {0}")]
+    Tokens(#[from] TokenStoreError),
+}
+
+/// OAuth mode's token store, sealing with the configured keys; `None` with a
+/// long-lived token, which is never stored.
+pub fn token_store(settings: &Settings, db: &Db) -> Result<Option<MysqlTokenStore>, AmoError> {
+    if settings.oauth().is_none() {
+        return Ok(None);
+    }
+    // Settings refuse OAuth mode without a key; this only guards the invariant.
+    let cipher = settings.token_cipher.clone().ok_or_else(|| {
+        AmoError::Network("OAuth mode needs TOKEN_ENCRYPTION_KEY to store tokens".into())
+    })?;
+    Ok(Some(MysqlTokenStore::new(db.clone(), cipher)))
 }
 
 /// The AmoCRM client the settings describe; in OAuth mode its tokens live in `db`.
@@ -74,14 +89,17 @@ pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, A
         access_probe: settings.amo_access_probe,
     })?
     .with_redactor(Redactor::from_settings(settings));
-    Ok(match settings.oauth() {
-        Some(client) => {
-            let store = Arc::new(MysqlTokenStore::new(db.clone()));
-            let tokens =
-                OAuthTokens::new(client, store, transport.http_client(), transport.limiter());
+    Ok(match (settings.oauth(), token_store(settings, db)?) {
+        (Some(client), Some(store)) => {
+            let tokens = OAuthTokens::new(
+                client,
+                Arc::new(store),
+                transport.http_client(),
+                transport.limiter(),
+            );
             transport.with_tokens(Arc::new(tokens))
         }
-        None => transport,
+        _ => transport,
     })
 }
 
@@ -125,6 +143,13 @@ impl Application {
         let applied = db.migrate().await?;
         if !applied.is_empty() {
             slog::info!(logger, "migrations applied"; "migrations" => applied.join(","));
+        }
+        // A stored pair the keys cannot open stops start-up here, with the reason.
+        if let Some(store) = token_store(&settings, &db)? {
+            if store.reseal().await? == Resealed::Now {
+                slog::info!(logger, "stored AmoCRM tokens sealed with the current key";
+                    "key.id" => settings.token_cipher.as_ref().map(|c| c.current_key_id().to_owned()));
+            }
         }
         let amo = amo_transport(&settings, &db)?
             .with_logger(logger.new(slog::o!("component" => "amocrm")));

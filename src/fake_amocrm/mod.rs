@@ -156,6 +156,11 @@ impl FakeAmo {
         self.shared.lock().fail = status;
     }
 
+    /// Every OAuth access and refresh token this fake has issued.
+    pub fn issued_oauth_tokens(&self) -> Vec<String> {
+        self.shared.lock().tokens.issued()
+    }
+
     /// Every `/api/v4` write (POST, PATCH, DELETE) answers 400 with `problem` as its
     /// body, until `None`: AmoCRM refusing a request, in whatever words a test needs.
     pub fn reject_writes_with(&self, problem: Option<serde_json::Value>) {

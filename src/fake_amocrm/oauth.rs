@@ -54,6 +54,15 @@ impl Tokens {
         code
     }
 
+    /// Every access and refresh token issued so far, live or not.
+    pub fn issued(&self) -> Vec<String> {
+        self.access
+            .keys()
+            .chain(self.refresh.keys())
+            .cloned()
+            .collect()
+    }
+
     fn is_live(&self, access: &str, now: Instant) -> bool {
         self.access.get(access).is_some_and(|expiry| now < *expiry)
     }

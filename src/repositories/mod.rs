@@ -42,7 +42,7 @@ pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{queue_stats, QueueStats};
-pub use tokens::MysqlTokenStore;
+pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]
 pub use contacts::MockContactRepository;
