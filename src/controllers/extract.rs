@@ -42,25 +42,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookBodyLimit(pub usize);
 
-/// A raw body of at most `WebhookBodyLimit` bytes, for webhooks, which are stored verbatim.
-pub struct RawBody(pub Vec<u8>);
-
-impl FromRequest for RawBody {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<WebhookBodyLimit>>()
-            .map(|l| l.0)
-            .unwrap_or(1024 * 1024);
-        let declared = check_declared_length(req, limit);
-        let body = read_limited(payload.take(), limit);
-        Box::pin(async move {
-            declared?;
-            Ok(RawBody(body.await?.to_vec()))
-        })
-    }
+/// A raw body of at most `WebhookBodyLimit` bytes, for webhooks, which are stored
+/// verbatim. A function, not an extractor: the handler reads it only once the secret
+/// in the path is known to be right.
+pub async fn read_raw_body(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>, ApiError> {
+    let limit = req
+        .app_data::<web::Data<WebhookBodyLimit>>()
+        .map(|l| l.0)
+        .unwrap_or(1024 * 1024);
+    check_declared_length(req, limit)?;
+    Ok(read_limited(payload, limit).await?.to_vec())
 }
 
 /// Reads the body, failing with 413 as soon as it grows past `limit`.

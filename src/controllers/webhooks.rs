@@ -6,14 +6,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
-use super::extract::RawBody;
+use super::extract::read_raw_body;
 use crate::amo::AmoWebhook;
 use crate::error::ApiError;
 use crate::openapi::{ProblemDetails, WebhookAccepted, WebhookForm, WebhookList};
 use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
 
 /// Stores the delivery and answers 200 at once; a wrong secret is a plain 404, so
-/// the URL reveals nothing, and nothing is stored.
+/// the URL reveals nothing, and nothing is stored. The secret is checked before a
+/// byte of the body is read: without it nobody makes amosync read or wait for one.
 #[utoipa::path(
     post, path = "/webhooks/amocrm/{secret}", tag = "webhooks",
     summary = "AmoCRM's webhook delivery: stored, then applied in the background",
@@ -33,13 +34,17 @@ pub async fn receive_webhook(
     receiver: web::Data<WebhookReceiver>,
     secret: web::Path<String>,
     req: HttpRequest,
-    body: RawBody,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    if !receiver.knows(&secret) {
+        return Err(ApiError::NotFound);
+    }
+    let body = read_raw_body(&req, payload.into_inner()).await?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let id = receiver.accept(&secret, content_type, body.0).await?;
+    let id = receiver.accept(&secret, content_type, body).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "inbox_id": id })))
 }
 

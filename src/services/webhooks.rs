@@ -59,6 +59,13 @@ impl WebhookReceiver {
         }
     }
 
+    /// Whether `presented` is the webhook secret (compared in constant time).
+    pub fn knows(&self, presented: &str) -> bool {
+        self.secret
+            .as_deref()
+            .is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(presented.as_bytes())))
+    }
+
     /// Checks and stores one delivery; `Ok` only once it is durable. Applying it
     /// happens later, in the worker, so AmoCRM's 2-second budget is never at risk.
     pub async fn accept(
@@ -67,11 +74,7 @@ impl WebhookReceiver {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<i64, ServiceError> {
-        let known = self
-            .secret
-            .as_deref()
-            .is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(presented_secret.as_bytes())));
-        if !known {
+        if !self.knows(presented_secret) {
             return Err(ServiceError::NotFound);
         }
         let _acking = self.intake.acking();

@@ -362,3 +362,41 @@ async fn concurrent_deliveries_are_committed_together_and_each_ack_names_its_own
     )
     .await;
 }
+
+/// Sends only the head of a POST to `path` announcing `length` bytes, and returns
+/// the status line if one comes within two seconds.
+async fn status_before_the_body(app: &TestApp, path: &str, length: usize) -> Option<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {FORM}\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let read = reader.read_line(&mut line);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+        Ok(Ok(n)) if n > 0 => Some(line.trim_end().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_before_the_body_is_read() {
+    let app = spawn_app().await;
+    let wrong = "/webhooks/amocrm/not-the-secret-0123456789abcdefghij";
+    let status = status_before_the_body(&app, wrong, 900_000).await;
+    assert_eq!(
+        status.as_deref(),
+        Some("HTTP/1.1 404 Not Found"),
+        "the stranger was made to send its body first"
+    );
+    // With the right secret the body is awaited, as it should be.
+    let right = format!("/webhooks/amocrm/{WEBHOOK_SECRET}");
+    assert_eq!(status_before_the_body(&app, &right, 1_000).await, None);
+    assert_eq!(app.count("webhook_inbox"), 0);
+}
