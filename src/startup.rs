@@ -354,6 +354,7 @@ impl Application {
                 .app_data(webhook_limit.clone())
                 .app_data(metrics.clone())
                 .app_data(metrics_token.clone())
+                .wrap(from_fn(controllers::headers::protective))
                 .wrap(from_fn(controllers::compression::skip_small))
                 .wrap(Compress::default())
                 .wrap(from_fn(controllers::compression::unmark))

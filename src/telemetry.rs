@@ -171,14 +171,24 @@ pub fn request_logger(req: &HttpRequest, fallback: &Logger) -> Logger {
         .unwrap_or_else(|| fallback.clone())
 }
 
-/// Takes the id nginx set (`X-Request-Id`) when it looks like one, otherwise makes one.
+/// Takes the id nginx (or a client) set in `X-Request-Id` when it looks like one,
+/// otherwise makes one. It is echoed and logged, so only 1 to 128 characters of the
+/// set ids are made of (letters, digits, `._~:+/=-`) are kept, as nginx's map does:
+/// no quotes, spaces or markup reach a log line or a client's screen.
 fn request_id_of(req: &ServiceRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| valid_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(new_request_id)
+}
+
+pub fn valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~:+/=-".contains(&b))
 }
 
 /// A random (v4) UUID from a thread-local generator: a request id must be unique,
@@ -347,6 +357,16 @@ mod tests {
         let text = String::from_utf8(out.0.lock().expect("captured").clone()).expect("utf-8");
         assert!(!text.contains(secret), "{text}");
         assert!(text.contains("/webhooks/amocrm/***"), "{text}");
+    }
+
+    #[test]
+    fn request_ids_keep_to_a_safe_charset_and_length() {
+        for good in ["abc-123", "0f8e2a", "Root=1-5f:a/b+c=", &"x".repeat(128)] {
+            assert!(valid_request_id(good), "{good}");
+        }
+        for bad in ["", "a b", "<script>", "a\"b", "тест", &"x".repeat(129)] {
+            assert!(!valid_request_id(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod compression;
 pub(crate) mod contacts;
 pub(crate) mod docs;
 mod extract;
+pub(crate) mod headers;
 pub(crate) mod health;
 mod idempotency;
 pub(crate) mod leads;

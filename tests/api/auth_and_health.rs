@@ -120,6 +120,48 @@ async fn every_response_carries_a_request_id_and_keeps_the_one_nginx_sent() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     assert_eq!(generated.len(), 32, "a fresh uuid: {generated}");
+    // An id that is not one is replaced, not echoed or logged.
+    for odd in ["<script>alert(1)</script>", "two words", &"x".repeat(129)] {
+        let res = app
+            .client
+            .get(app.url("/health"))
+            .header("x-request-id", odd)
+            .send()
+            .await
+            .expect("reply");
+        let echoed = res
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(echoed.len(), 32, "{odd} was replaced by {echoed}");
+    }
+}
+
+#[tokio::test]
+async fn answers_are_not_sniffed_or_cached() {
+    let app = spawn_app().await;
+    for (path, token) in [
+        ("/api/v1/contacts/1", Some(API_TOKEN)),
+        ("/api/v1/contacts", None),
+        ("/health", None),
+        ("/nowhere", None),
+    ] {
+        let mut request = app.client.get(app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let res = request.send().await.expect("reply");
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+    }
 }
 
 #[tokio::test]
