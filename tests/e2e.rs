@@ -1,6 +1,10 @@
 //! End to end: the real `amosync` binary behind the repo's nginx config, talking to
 //! the `amosync-fake-amocrm` binary, on a fresh database. Needs `nginx` on PATH and
-//! the database server named by `TEST_DATABASE_URL`.
+//! the database server named by `TEST_DATABASE_URL`. `security` holds the checks of
+//! nginx's own defences (logs, limits, methods, TLS) and of the binary's memory.
+
+#[path = "e2e/security.rs"]
+mod security;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -28,17 +32,34 @@ struct Stack {
     server_url: String,
     db_name: String,
     nginx: String,
+    /// amosync itself, not through nginx.
+    app: String,
     fake: String,
     client: reqwest::Client,
 }
 
+/// Index of amosync in `Stack::children`.
+const AMOSYNC: usize = 1;
+
+/// What a test changes in a stack: amosync's environment and nginx's config.
+#[derive(Default)]
+struct StackOptions {
+    env: Vec<(&'static str, String)>,
+    nginx: Option<fn(String) -> String>,
+}
+
+/// Stops the nginx started with `conf`.
+fn stop_nginx(conf: &std::path::Path) {
+    let _ = Command::new("nginx")
+        .arg("-c")
+        .arg(conf)
+        .args(["-s", "stop"])
+        .status();
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("nginx")
-            .arg("-c")
-            .arg(&self.nginx_conf)
-            .args(["-s", "stop"])
-            .status();
+        stop_nginx(&self.nginx_conf);
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
@@ -71,6 +92,10 @@ fn log_file(dir: &std::path::Path, name: &str) -> Stdio {
 }
 
 async fn start_stack() -> Stack {
+    start_stack_with(StackOptions::default()).await
+}
+
+async fn start_stack_with(options: StackOptions) -> Stack {
     let server_url = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
         .trim_end_matches('/')
@@ -116,6 +141,7 @@ async fn start_stack() -> Stack {
             .env("BIND_ADDR", "127.0.0.1")
             .env("PORT", app_port.to_string())
             .env("LOG_LEVEL", "info")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&dir, "amosync.log"))
             .stderr(log_file(&dir, "amosync.err"))
             .spawn()
@@ -137,13 +163,14 @@ async fn start_stack() -> Stack {
         )
         .replace("/tmp/nginx-", &format!("{}/nginx-", dir.display()))
         .replace(
-            "access_log /dev/stdout json;",
-            &format!("access_log {}/nginx-access.log json;", dir.display()),
+            "/dev/stdout",
+            &format!("{}/nginx-access.log", dir.display()),
         )
-        .replace(
-            "error_log /dev/stderr warn;",
-            &format!("error_log {}/nginx-error.log warn;", dir.display()),
-        );
+        .replace("/dev/stderr", &format!("{}/nginx-error.log", dir.display()));
+    let conf = match options.nginx {
+        Some(tweak) => tweak(conf),
+        None => conf,
+    };
     let nginx_conf = dir.join("nginx.conf");
     std::fs::write(&nginx_conf, conf).expect("write nginx.conf");
 
@@ -155,6 +182,7 @@ async fn start_stack() -> Stack {
         server_url,
         db_name,
         nginx: format!("http://127.0.0.1:{nginx_port}"),
+        app: format!("http://127.0.0.1:{app_port}"),
         fake: format!("http://127.0.0.1:{fake_port}"),
         client,
     };

@@ -6,6 +6,8 @@ mod fake_amo {
     pub use amosync::fake_amocrm::{FakeAmo, FakeConfig};
 }
 mod helpers;
+#[path = "../common/noise.rs"]
+mod noise;
 
 mod amo_errors;
 mod auth_and_health;

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp, WEBHOOK_SECRET};
+use crate::noise::{http_series, random_requests};
 
 async fn scrape(app: &TestApp) -> String {
     let res = app
@@ -153,55 +154,13 @@ async fn with_metrics_token_set_metrics_need_that_bearer_token() {
     assert!(text.contains("amosync_sync_jobs"), "{text}");
 }
 
-/// Sends `count` requests with invented methods and paths, 64 at a time.
-async fn random_requests(app: &TestApp, count: usize, rng: &mut fastrand::Rng) {
-    use futures::StreamExt;
-    let requests: Vec<_> = (0..count)
-        .map(|_| {
-            let method: String = match rng.u8(0..4) {
-                0 => "GET".into(),
-                1 => "POST".into(),
-                _ => (0..rng.usize(3..10)).map(|_| rng.uppercase()).collect(),
-            };
-            let path: String = (0..rng.usize(1..4))
-                .map(|_| {
-                    let segment: String =
-                        (0..rng.usize(1..12)).map(|_| rng.alphanumeric()).collect();
-                    format!("/{segment}")
-                })
-                .collect();
-            let path = match rng.u8(0..4) {
-                0 => format!("/api/v1{path}"),
-                1 => format!("/webhooks/amocrm{path}"),
-                _ => path,
-            };
-            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method token");
-            app.client.request(method, app.url(&path)).send()
-        })
-        .collect();
-    let replies: Vec<_> = futures::stream::iter(requests)
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    assert!(
-        replies.iter().all(Result::is_ok),
-        "every request is answered"
-    );
-}
-
-fn http_series(text: &str) -> usize {
-    text.lines()
-        .filter(|line| line.starts_with("amosync_http_requests_total{"))
-        .count()
-}
-
 #[tokio::test]
 async fn invented_methods_and_paths_do_not_grow_the_metrics() {
     let app = spawn_app().await;
     let mut rng = fastrand::Rng::with_seed(22);
-    random_requests(&app, 1_000, &mut rng).await;
+    random_requests(&app.client, &app.address, 1_000, &mut rng).await;
     let warm = scrape(&app).await;
-    random_requests(&app, 10_000, &mut rng).await;
+    random_requests(&app.client, &app.address, 10_000, &mut rng).await;
     let text = scrape(&app).await;
     let (before, after) = (http_series(&warm), http_series(&text));
     // Endpoints × {GET, POST, OTHER} × the few statuses these requests can get.
