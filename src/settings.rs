@@ -358,7 +358,18 @@ fn database_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, Setting
 /// `https://{AMO_DOMAIN}`, where a bare subdomain means `{it}.amocrm.ru`.
 fn amo_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<Url, SettingsError> {
     if let Some(raw) = get("AMO_BASE_URL") {
-        return parse_url("AMO_BASE_URL", &raw);
+        let url = parse_url("AMO_BASE_URL", &raw)?;
+        if url.scheme() == "http" && !is_local_host(&url) {
+            return Err(SettingsError::Invalid {
+                name: "AMO_BASE_URL",
+                reason: "plain http would send the AmoCRM token in clear: use https://, \
+                         or leave AMO_BASE_URL empty for https://{AMO_DOMAIN} (http is only \
+                         for a local fake: loopback, a private address or a one-word host \
+                         such as a compose service)"
+                    .into(),
+            });
+        }
+        return Ok(url);
     }
     let domain = get("AMO_DOMAIN").ok_or(SettingsError::Missing("AMO_BASE_URL or AMO_DOMAIN"))?;
     let host = domain
@@ -390,6 +401,17 @@ fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToke
         return Err(SettingsError::Missing("API_TOKENS"));
     }
     Ok(tokens)
+}
+
+/// A host a fake AmoCRM runs on: loopback, a private address, `localhost` or a name
+/// without dots (a compose service). Never a real account's `*.amocrm.ru`.
+fn is_local_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => crate::telemetry::is_internal(&IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => crate::telemetry::is_internal(&IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => name == "localhost" || !name.contains('.'),
+        None => false,
+    }
 }
 
 /// A long-lived token, or (OAuth mode, token empty) the three integration settings.
@@ -542,6 +564,36 @@ mod tests {
         ("AMO_ACCESS_TOKEN", "secret-access-token"),
         ("API_TOKENS", "0123456789abcdef0123"),
     ];
+
+    #[test]
+    fn plain_http_is_only_for_a_local_fake() {
+        for local in [
+            "http://127.0.0.1:8090",
+            "http://fake-amocrm:8090",
+            "http://localhost:8090",
+            "http://10.0.0.5",
+            "https://example.amocrm.ru",
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("AMO_BASE_URL", local));
+            assert!(settings(&vars).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://example.amocrm.ru",
+            "http://example.kommo.com/",
+            "http://203.0.113.7",
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("AMO_BASE_URL", remote));
+            assert!(
+                matches!(
+                    settings(&vars).err(),
+                    Some(SettingsError::Invalid { name: "AMO_BASE_URL", reason }) if reason.contains("https://")
+                ),
+                "{remote}"
+            );
+        }
+    }
 
     #[test]
     fn node_service_variables_are_enough() {

@@ -20,19 +20,19 @@ impl Settings {
                 "SERVER_URL",
                 self.server_url
                     .as_ref()
-                    .map_or_else(|| "(not set)".to_owned(), without_password),
+                    .map_or_else(|| "(not set)".to_owned(), masked_url),
             ),
             (
                 "DATABASE_URL",
                 Url::parse(self.database_url.expose())
-                    .map(|u| without_password(&u))
+                    .map(|u| masked_url(&u))
                     // Settings only accept mysql:// URLs, which parse; never echo one that does not.
                     .unwrap_or_else(|_| MASK.to_owned()),
             ),
             ("DB_POOL_SIZE", self.db_pool_size.to_string()),
             ("DB_CHECKOUT_TIMEOUT_MS", millis(self.db_checkout_timeout)),
             ("DB_WAIT_SECS", secs(self.db_wait)),
-            ("AMO_BASE_URL", without_password(&self.amo_base_url)),
+            ("AMO_BASE_URL", masked_url(&self.amo_base_url)),
             (
                 "AMO_ACCESS_TOKEN",
                 if self.amo_access_token.expose().is_empty() {
@@ -53,9 +53,11 @@ impl Settings {
             ),
             (
                 "AMO_REDIRECT_URI",
-                self.amo_redirect_uri
-                    .clone()
-                    .unwrap_or_else(|| "(not set)".into()),
+                self.amo_redirect_uri.as_deref().map_or_else(
+                    || "(not set)".into(),
+                    // Not necessarily a URL amosync parsed; never echoed if it does not parse.
+                    |raw| Url::parse(raw).map_or_else(|_| MASK.to_owned(), |u| masked_url(&u)),
+                ),
             ),
             (
                 "AMO_ACCOUNT_ID",
@@ -116,13 +118,29 @@ impl Settings {
     }
 }
 
-fn without_password(url: &Url) -> String {
+/// The URL with its password and every query value and fragment masked: a query
+/// often carries a key (`?token=…`, a database's `ssl-key` path), and the report is
+/// meant to be pasted into tickets.
+fn masked_url(url: &Url) -> String {
     let mut url = url.clone();
     if url.password().is_some() {
         // Only fails for URLs that cannot carry credentials, which have none to hide.
         let _ = url.set_password(Some(MASK));
     }
-    url.to_string()
+    if url.query().is_some() {
+        let names: Vec<String> = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|name| (name.as_str(), MASK)));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some(MASK));
+    }
+    // `***` is written percent-encoded in a query; shown as typed.
+    url.to_string().replace("%2A%2A%2A", MASK)
 }
 
 #[cfg(test)]
@@ -131,13 +149,15 @@ mod tests {
 
     use super::*;
 
-    const SECRETS: [&str; 6] = [
+    const SECRETS: [&str; 8] = [
         "db-pass-Zq8",
         "amo-access-token-value",
         "client-token-aaaaaaaaaaaa",
         "webhook-secret-0123456789abcdefghijkl",
         "oauth-client-secret-value",
         "metrics-token-value-1234",
+        "query-key-in-server-url",
+        "query-key-in-redirect",
     ];
 
     #[test]
@@ -153,6 +173,14 @@ mod tests {
             ("WEBHOOK_SECRET", SECRETS[3].into()),
             ("AMO_CLIENT_SECRET", SECRETS[4].into()),
             ("METRICS_TOKEN", SECRETS[5].into()),
+            (
+                "SERVER_URL",
+                format!("https://hooks.example.com/?key={}#x", SECRETS[6]),
+            ),
+            (
+                "AMO_REDIRECT_URI",
+                format!("https://app.example.com/cb?state={}", SECRETS[7]),
+            ),
         ]
         .into_iter()
         .collect();
@@ -175,6 +203,14 @@ mod tests {
         );
         assert_eq!(value("API_TOKENS").as_deref(), Some("forms:write:***"));
         assert_eq!(value("METRICS_TOKEN").as_deref(), Some("***"));
+        assert_eq!(
+            value("SERVER_URL").as_deref(),
+            Some("https://hooks.example.com/?key=***#***")
+        );
+        assert_eq!(
+            value("AMO_REDIRECT_URI").as_deref(),
+            Some("https://app.example.com/cb?state=***")
+        );
         assert_eq!(value("PORT").as_deref(), Some("3000"));
         assert_eq!(value("AMO_DEDUP").as_deref(), Some("auto"));
     }
