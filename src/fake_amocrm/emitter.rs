@@ -244,11 +244,18 @@ fn record(shared: &Shared, delivery: Delivery) {
     state.record_delivery(delivery);
 }
 
-/// The destination's query string often carries a shared secret, so it stays out of the log.
+/// A destination's query string and last path segment often carry a shared secret
+/// (amosync's ends in `/webhooks/amocrm/{secret}`), so the log shows neither.
 fn log_attempt(d: &Delivery) {
     let target = url::Url::parse(&d.destination).map_or_else(
         |_| "<invalid url>".to_owned(),
-        |u| format!("{}{}", u.origin().ascii_serialization(), u.path()),
+        |u| {
+            format!(
+                "{}{}",
+                u.origin().ascii_serialization(),
+                masked_path(u.path())
+            )
+        },
     );
     let outcome = match (d.status, &d.error) {
         (Some(status), _) => status.to_string(),
@@ -259,4 +266,29 @@ fn log_attempt(d: &Delivery) {
         "webhook hook.id={} attempt={} destination={target} outcome={outcome}",
         d.webhook_id, d.attempt
     );
+}
+
+/// `/webhooks/amocrm/s3cr3t` -> `/webhooks/amocrm/***`; `/` stays.
+fn masked_path(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(cut) if cut + 1 < trimmed.len() => format!("{}***", &trimmed[..=cut]),
+        _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_path;
+
+    #[test]
+    fn the_last_path_segment_of_a_destination_is_masked() {
+        assert_eq!(
+            masked_path("/webhooks/amocrm/s3cr3t"),
+            "/webhooks/amocrm/***"
+        );
+        assert_eq!(masked_path("/hook/s3cr3t/"), "/hook/***");
+        assert_eq!(masked_path("/"), "/");
+        assert_eq!(masked_path(""), "");
+    }
 }
