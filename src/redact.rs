@@ -61,7 +61,8 @@ impl Redactor {
     }
 
     /// Every secret of the configuration: API and metrics tokens, the AmoCRM token and
-    /// client secret, the webhook secret, the database password, the encryption keys.
+    /// client secret, the webhook secret, the database password. (The token encryption
+    /// keys are kept as ciphers only, never as text that could be logged.)
     pub fn from_settings(settings: &Settings) -> Redactor {
         let mut secrets: Vec<String> = settings
             .api_tokens
