@@ -110,7 +110,7 @@ export AMOSYNC_WEBHOOK_SECRET="schemathesis-webhook-$(od -An -N16 -tx1 /dev/uran
     exec env -i PATH="$PATH" RUST_BACKTRACE=1 \
         DATABASE_URL="mysql://$DB_USER@$DB_HOST:$DB_PORT/$DB_NAME" \
         AMO_BASE_URL="http://127.0.0.1:$FAKE_PORT" AMO_ACCESS_TOKEN=fake-amo-access-token \
-        API_TOKENS="schemathesis:$TOKEN" WEBHOOK_SECRET="$AMOSYNC_WEBHOOK_SECRET" \
+        API_TOKENS="schemathesis:write+read+admin:$TOKEN" WEBHOOK_SECRET="$AMOSYNC_WEBHOOK_SECRET" \
         SERVER_URL="http://127.0.0.1:$APP_PORT" BIND_ADDR=127.0.0.1 PORT="$APP_PORT" \
         LOG_LEVEL=warn HTTP_WORKERS=2 \
         "$BIN/amosync" serve
