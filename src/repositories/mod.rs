@@ -41,7 +41,7 @@ pub use mirror::{
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use senders::{MysqlSenderRepository, SenderRepository};
-pub use stats::{queue_stats, QueueStats};
+pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]
@@ -97,6 +97,19 @@ impl From<DieselError> for RepoError {
             }
             _ => RepoError::Query(err.to_string()),
         }
+    }
+}
+
+impl RepoError {
+    /// The server answered and refused the account or the database (wrong user or
+    /// password, no grant, no such database): waiting will not change that.
+    pub fn is_access_refused(&self) -> bool {
+        let RepoError::Unavailable(message) = self else {
+            return false;
+        };
+        ["Access denied", "Unknown database"]
+            .iter()
+            .any(|needle| message.contains(needle))
     }
 }
 
