@@ -133,3 +133,28 @@ fn is_transient_mysql_message(message: &str) -> bool {
     ];
     TRANSIENT.iter().any(|needle| message.contains(needle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RepoError;
+
+    #[test]
+    fn a_refused_account_or_database_is_told_from_a_server_still_booting() {
+        for refused in [
+            "timed out waiting for connection: Access denied for user 'amo'@'localhost' (using password: YES)",
+            "Unknown database 'amosync'",
+        ] {
+            assert!(RepoError::Unavailable(refused.into()).is_access_refused(), "{refused}");
+        }
+        for passing in [
+            "timed out waiting for connection: Can't connect to server on '127.0.0.1' (111)",
+            "Lost connection to server during query",
+        ] {
+            assert!(
+                !RepoError::Unavailable(passing.into()).is_access_refused(),
+                "{passing}"
+            );
+        }
+        assert!(!RepoError::Query("Access denied".into()).is_access_refused());
+    }
+}
