@@ -32,6 +32,21 @@ impl Stack {
             .collect()
     }
 
+    /// The first access-log line `wanted` accepts, waiting up to 5 s for it: nginx
+    /// writes the line in its log phase, which may end after the client has its answer.
+    async fn access_line(&self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.access_lines().into_iter().find(|l| wanted(l)) {
+                return Some(line);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn nginx_address(&self) -> String {
         self.nginx.trim_start_matches("http://").to_owned()
     }
@@ -118,9 +133,8 @@ async fn invented_methods_stop_at_nginx_and_every_answer_has_one_request_id() {
     let body: Value = res.json().await.expect("problem json");
     assert_eq!(body["code"], "method_not_allowed");
     let refused = stack
-        .access_lines()
-        .into_iter()
-        .find(|line| line["method"] == "FOOBAR")
+        .access_line(|line| line["method"] == "FOOBAR")
+        .await
         .expect("the request is logged");
     assert_eq!(
         refused["upstream"], "",
