@@ -140,6 +140,7 @@ pub struct WebhookList {
         controllers::metrics::get_metrics,
         controllers::docs::openapi_json,
         controllers::docs::docs_ui,
+        controllers::docs::docs_slash,
     ),
     components(schemas(ProblemDetails, FieldProblem)),
     modifiers(&BearerScheme, &LeadContactChoice, &BlankQueryIsAbsent),
