@@ -86,6 +86,8 @@ up() {
     export AMO_ACCESS_TOKEN="fake-amo-access-token" AMO_ACCOUNT_ID=29000001 API_TOKENS WEBHOOK_SECRET
     export SERVER_URL="http://127.0.0.1:$NGINX_PORT" BIND_ADDR=127.0.0.1 PORT="$APP_PORT" LOG_LEVEL=info
     unset AMO_DOMAIN
+    # .env.example's sample token, on loopback: a local demo (amosync refuses it otherwise).
+    export AMOSYNC_DEMO=true
     start_bg amosync "$BIN/amosync" serve
     wait_for "http://127.0.0.1:$APP_PORT/health" "amosync"
 

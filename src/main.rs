@@ -120,6 +120,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // What faces clients or AmoCRM: the service, the webhook it registers, and the
+    // check an operator runs before either.
+    let exposed = matches!(
+        cli.command,
+        None | Some(Command::Serve)
+            | Some(Command::CheckConfig)
+            | Some(Command::Webhooks {
+                action: WebhookAction::Subscribe
+            })
+    );
+    if exposed {
+        if let Err(refusals) = settings.check_exposure() {
+            for refusal in refusals {
+                eprintln!("amosync: refused: {refusal}");
+            }
+            return ExitCode::from(2);
+        }
+    }
     if matches!(cli.command, Some(Command::CheckConfig)) {
         // Before the logger exists: stdout carries only the report.
         for (name, value) in settings.redacted() {
