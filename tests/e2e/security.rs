@@ -32,6 +32,19 @@ impl Stack {
             .collect()
     }
 
+    /// The first access line `wanted` picks, waited for: nginx writes it after the
+    /// answer has gone out, so a busy machine's reader can be ahead of it.
+    async fn access_line(&self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self.access_lines().into_iter().find(|line| wanted(line));
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn nginx_address(&self) -> String {
         self.nginx.trim_start_matches("http://").to_owned()
     }
@@ -118,9 +131,8 @@ async fn invented_methods_stop_at_nginx_and_every_answer_has_one_request_id() {
     let body: Value = res.json().await.expect("problem json");
     assert_eq!(body["code"], "method_not_allowed");
     let refused = stack
-        .access_lines()
-        .into_iter()
-        .find(|line| line["method"] == "FOOBAR")
+        .access_line(|line| line["method"] == "FOOBAR")
+        .await
         .expect("the request is logged");
     assert_eq!(
         refused["upstream"], "",
