@@ -165,6 +165,8 @@ SERVER_URL=http://127.0.0.1:$NGINX_PORT
 BIND_ADDR=127.0.0.1
 PORT=$APP_PORT
 LOG_LEVEL=info
+# .env.example's sample token, on loopback: a local demo (amosync refuses it otherwise).
+AMOSYNC_DEMO=true
 ENV
 }
 

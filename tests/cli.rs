@@ -1,4 +1,5 @@
-//! The `amosync` command line run as an operator would: the real binary, a controlled
+//! The `amosync` command line run as an operator would (and the refusals of
+//! `serve`, `check-config` and `webhooks subscribe`): the real binary, a controlled
 //! environment, and no `.env` file in its working directory.
 
 #[path = "support/mod.rs"]
@@ -214,6 +215,80 @@ fn sync_jobs_refuses_an_unknown_status() {
     );
 }
 
+/// The values the demo stack and `.env.example` publish.
+const SAMPLE_API_TOKENS: &str = "local-dev:change-me-local-dev-token-0001";
+const SAMPLE_WEBHOOK_SECRET: &str = "compose-first-run-webhook-secret-0001";
+
+/// `valid_env` with these variables replaced.
+fn env_with(changes: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env: Vec<_> = valid_env()
+        .into_iter()
+        .filter(|(k, _)| !changes.iter().any(|(name, _)| name == k))
+        .collect();
+    env.extend(changes.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
+}
+
+fn refused(out: &Output, names: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for name in names {
+        assert!(stderr.contains(name), "{name} not named in\n{stderr}");
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is printed as if it were valid"
+    );
+}
+
+#[test]
+fn serve_refuses_the_published_sample_values_unless_the_demo_switch_is_set() {
+    // A database that does not answer: without the check, serve would wait for it.
+    let env = env_with(&[
+        ("AMO_BASE_URL", "http://127.0.0.1:9"),
+        ("DATABASE_URL", "mysql://root@127.0.0.1:1/amosync"),
+        ("DB_WAIT_SECS", "1"),
+        ("API_TOKENS", SAMPLE_API_TOKENS),
+        ("WEBHOOK_SECRET", SAMPLE_WEBHOOK_SECRET),
+    ]);
+    let out = amosync(&["serve"], &env);
+    refused(&out, &["API_TOKENS", "WEBHOOK_SECRET", "AMOSYNC_DEMO=true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("change-me-local-dev-token-0001"),
+        "{stderr}"
+    );
+
+    let mut demo = env.clone();
+    demo.push(("AMOSYNC_DEMO", "true".into()));
+    // Past the refusal: the report is printed (the unreachable database then fails it).
+    let out = check_config(&demo);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!stderr.contains("amosync: refused:"), "{stderr}");
+    assert!(stdout.lines().any(|l| l == "AMOSYNC_DEMO=true"), "{stdout}");
+}
+
+#[test]
+fn a_real_account_refuses_samples_and_a_private_server_url_whatever_the_demo_switch() {
+    let env = env_with(&[
+        ("AMO_ACCESS_TOKEN", "change-me"),
+        ("API_TOKENS", SAMPLE_API_TOKENS),
+        ("SERVER_URL", "http://nginx"),
+        ("AMOSYNC_DEMO", "true"),
+    ]);
+    let out = check_config(&env);
+    refused(
+        &out,
+        &[
+            "API_TOKENS",
+            "AMO_ACCESS_TOKEN",
+            "SERVER_URL",
+            "public https:// URL",
+            "does not apply to a real AmoCRM account",
+        ],
+    );
+}
+
 #[test]
 fn every_sync_option_has_help() {
     for (command, flag) in [
@@ -305,4 +380,14 @@ async fn a_second_full_import_with_nothing_new_imports_nothing() {
         second.contains("contacts: 0 imported"),
         "a re-run reports nothing new:\n{second}"
     );
+}
+
+#[test]
+fn webhooks_subscribe_never_registers_a_private_server_url_in_a_real_account() {
+    let env = env_with(&[
+        ("SERVER_URL", "http://localhost:8088"),
+        ("AMO_CONNECT_TIMEOUT_SECS", "1"),
+        ("DATABASE_URL", "mysql://root@127.0.0.1:1/amosync"),
+    ]);
+    refused(&amosync(&["webhooks", "subscribe"], &env), &["SERVER_URL"]);
 }

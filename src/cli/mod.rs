@@ -148,6 +148,27 @@ pub fn run() -> ExitCode {
     };
     let redactor = Redactor::from_settings(&settings);
     let command = cli.command.unwrap_or(Command::Serve);
+    // What faces clients or AmoCRM: the service, the webhook it registers, and the
+    // check an operator runs before either.
+    let exposed = matches!(
+        command,
+        Command::Serve
+            | Command::CheckConfig
+            | Command::Webhooks {
+                action: WebhookAction::Subscribe
+            }
+    );
+    if exposed {
+        if let Err(refusals) = settings.check_exposure() {
+            for refusal in refusals {
+                eprintln!(
+                    "amosync: refused: {}",
+                    redactor.redact(&refusal.to_string())
+                );
+            }
+            return ExitCode::from(2);
+        }
+    }
     let result = match command {
         // Before any logger exists: stdout carries only the report.
         Command::CheckConfig => commands::check_config(&settings),
