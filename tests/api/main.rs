@@ -19,6 +19,7 @@ mod idempotency;
 mod inbox;
 mod input_errors;
 mod leads;
+mod leases;
 mod legacy_routes;
 mod log_secrets;
 mod metrics;
