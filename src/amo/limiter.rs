@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -20,6 +21,20 @@ pub struct RateLimiter {
     paused_until: Mutex<Option<Instant>>,
     /// Callers inside `acquire` right now.
     waiting: AtomicUsize,
+    /// Callers inside `acquire_first`: the others hold back until they have booked.
+    first: AtomicUsize,
+    /// Wakes the others when a caller of `acquire_first` has booked.
+    first_booked: Notify,
+}
+
+/// Counts a caller of `acquire_first` until it leaves, also when it is cancelled.
+struct First<'a>(&'a RateLimiter);
+
+impl Drop for First<'_> {
+    fn drop(&mut self) {
+        self.0.first.fetch_sub(1, Ordering::SeqCst);
+        self.0.first_booked.notify_waiters();
+    }
 }
 
 /// Counts a caller as waiting until it leaves `acquire`, also when it is cancelled.
@@ -60,6 +75,8 @@ impl RateLimiter {
             sent: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
             waiting: AtomicUsize::new(0),
+            first: AtomicUsize::new(0),
+            first_booked: Notify::new(),
         }
     }
 
@@ -112,9 +129,33 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         let _waiting = Waiting::enter(&self.waiting);
         loop {
+            let booked = self.first_booked.notified();
+            tokio::pin!(booked);
+            booked.as_mut().enable();
+            if self.first.load(Ordering::SeqCst) > 0 {
+                booked.await;
+                continue;
+            }
+            if self.try_book().await {
+                return;
+            }
+        }
+    }
+
+    /// Like `acquire`, ahead of every caller already waiting: for a call all the
+    /// others wait for (a token refresh), which must not queue behind them.
+    pub async fn acquire_first(&self) {
+        self.first.fetch_add(1, Ordering::SeqCst);
+        let _first = First(self);
+        while !self.try_book().await {}
+    }
+
+    /// Books a call if one fits now; otherwise waits until one may and says `false`.
+    async fn try_book(&self) -> bool {
+        {
             let budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             if budget.max == 0 {
-                return;
+                return true;
             }
             let pause = *self
                 .paused_until
@@ -122,7 +163,7 @@ impl RateLimiter {
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(until) = pause.filter(|until| *until > Instant::now()) {
                 tokio::time::sleep_until(until).await;
-                continue;
+                return false;
             }
             let wait_until = {
                 let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -132,13 +173,14 @@ impl RateLimiter {
                 }
                 if sent.len() < budget.max {
                     sent.push_back(now);
-                    return;
+                    return true;
                 }
                 sent.front().map(|oldest| *oldest + budget.window)
             };
             if let Some(at) = wait_until {
                 tokio::time::sleep_until(at).await;
             }
+            false
         }
     }
 
@@ -224,6 +266,26 @@ mod tests {
             unlimited.acquire().await;
         }
         assert_eq!(Instant::now(), started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_call_goes_before_every_caller_already_waiting() {
+        let limiter = Arc::new(RateLimiter::per_second(2));
+        let started = Instant::now();
+        // Ten callers: two windows' worth booked at once, the rest queued for four more.
+        let queued: Vec<_> = (0..10)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move { limiter.acquire().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        limiter.acquire_first().await;
+        // The next free slot, one window after the first two calls.
+        assert!(Instant::now() - started <= Duration::from_millis(1200));
+        for caller in queued {
+            caller.await.expect("queued caller");
+        }
     }
 
     #[tokio::test(start_paused = true)]
