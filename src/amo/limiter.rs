@@ -19,6 +19,8 @@ pub struct RateLimiter {
     sent: Mutex<VecDeque<Instant>>,
     /// Set from a 429's `Retry-After`: nobody sends before then.
     paused_until: Mutex<Option<Instant>>,
+    /// Added to the window after 429s: this link's jitter is larger than assumed.
+    widened: Mutex<Duration>,
     /// Callers inside `acquire` right now.
     waiting: AtomicUsize,
     /// Callers inside `acquire_first`: the others hold back until they have booked.
@@ -54,9 +56,13 @@ impl Drop for Waiting<'_> {
 }
 
 /// Calls leave a little later than they are booked (a new connection, a busy core), and
-/// AmoCRM counts arrivals: windows a tenth longer than a second keep arrivals under the
-/// limit too, not just departures.
-const JITTER_MARGIN: Duration = Duration::from_millis(100);
+/// AmoCRM counts arrivals: windows a little longer than a second keep arrivals under the
+/// limit too, not just departures. Only a call that is late by more than this against
+/// the call N places later can break the limit; every millisecond of it costs 0.1 % of
+/// the rate (100 ms cost 9 %), so it starts small and grows after each 429.
+const JITTER_MARGIN: Duration = Duration::from_millis(20);
+/// The most a run of 429s widens the margin to.
+const MAX_JITTER_MARGIN: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Budget {
@@ -74,6 +80,7 @@ impl RateLimiter {
             }),
             sent: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
+            widened: Mutex::new(Duration::ZERO),
             waiting: AtomicUsize::new(0),
             first: AtomicUsize::new(0),
             first_booked: Notify::new(),
@@ -153,10 +160,11 @@ impl RateLimiter {
     /// Books a call if one fits now; otherwise waits until one may and says `false`.
     async fn try_book(&self) -> bool {
         {
-            let budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             if budget.max == 0 {
                 return true;
             }
+            budget.window += *self.widened.lock().unwrap_or_else(PoisonError::into_inner);
             let pause = *self
                 .paused_until
                 .lock()
@@ -184,8 +192,15 @@ impl RateLimiter {
         }
     }
 
-    /// After a 429: hold every caller back for `delay`.
+    /// After a 429: hold every caller back for `delay`, and keep a wider margin from
+    /// now on (doubled per 429, up to `MAX_JITTER_MARGIN`).
     pub fn pause_for(&self, delay: Duration) {
+        {
+            let mut widened = self.widened.lock().unwrap_or_else(PoisonError::into_inner);
+            *widened = (*widened * 2)
+                .max(JITTER_MARGIN)
+                .min(MAX_JITTER_MARGIN - JITTER_MARGIN);
+        }
         let until = Instant::now() + delay;
         let mut paused = self
             .paused_until
@@ -232,6 +247,50 @@ mod tests {
         // 30 calls at 7 per second need a little over 4 seconds, not 30 / 14.
         assert!(times[29] - started >= Duration::from_secs(4));
         assert!(times[29] - started < Duration::from_secs(5));
+    }
+
+    /// Each call's booking time, for `calls` callers queued at once.
+    async fn booked(limiter: &Arc<RateLimiter>, calls: usize) -> Vec<Instant> {
+        let tasks: Vec<_> = (0..calls)
+            .map(|_| {
+                let limiter = Arc::clone(limiter);
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for task in tasks {
+            times.push(task.await.expect("task"));
+        }
+        times.sort();
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_burst_uses_at_least_97_percent_of_the_rate() {
+        let limiter = Arc::new(RateLimiter::per_second(7));
+        let times = booked(&limiter, 701).await;
+        // 700 intervals at 7 per second: 100 s at the full rate.
+        let span = (times[700] - times[0]).as_secs_f64();
+        let used = 100.0 / span;
+        assert!(used >= 0.97, "{:.1} % of the rate", used * 100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_429_widens_the_margin_up_to_a_bound() {
+        let limiter = Arc::new(RateLimiter::per_second(7));
+        for _ in 0..10 {
+            limiter.pause_for(Duration::ZERO);
+        }
+        let times = booked(&limiter, 71).await;
+        let span = times[70] - times[0];
+        // Ten windows of a second and the widest margin.
+        assert!(span >= Duration::from_secs(10) + MAX_JITTER_MARGIN * 10);
+        assert!(
+            span <= Duration::from_secs(10) + MAX_JITTER_MARGIN * 10 + Duration::from_millis(50)
+        );
     }
 
     #[tokio::test(start_paused = true)]
