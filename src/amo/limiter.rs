@@ -2,9 +2,10 @@
 //!
 //! AmoCRM allows about 7 requests per second per integration and blocks accounts
 //! that keep going over. A token bucket with a burst of N would let ~2N through in
-//! one second; a sliding window of send times never does.
-
-use std::collections::VecDeque;
+//! one second; calls spaced a window / N apart never do. Spaced, not sent N at once
+//! and then paused: calls sent together reach AmoCRM one after another (a busy core
+//! serves them in turn), and the last of one group can then land within a second of
+//! the first of the next; spaced calls each meet only their own delay.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -16,7 +17,8 @@ use tokio::time::Instant;
 pub struct RateLimiter {
     /// Calls per window; 0 means unlimited. Changes when instances share the limit.
     budget: Mutex<Budget>,
-    sent: Mutex<VecDeque<Instant>>,
+    /// When the last call was booked for: the next goes a window / N later.
+    last: Mutex<Option<Instant>>,
     /// Set from a 429's `Retry-After`: nobody sends before then.
     paused_until: Mutex<Option<Instant>>,
     /// Added to the window after 429s: this link's jitter is larger than assumed.
@@ -61,6 +63,8 @@ impl Drop for Waiting<'_> {
 /// the call N places later can break the limit; every millisecond of it costs 0.1 % of
 /// the rate (100 ms cost 9 %), so it starts small and grows after each 429.
 const JITTER_MARGIN: Duration = Duration::from_millis(20);
+/// How late a wake-up may be and still count as on time for its slot.
+const TIMER_SLACK: Duration = Duration::from_millis(5);
 /// The most a run of 429s widens the margin to.
 const MAX_JITTER_MARGIN: Duration = Duration::from_millis(200);
 
@@ -78,7 +82,7 @@ impl RateLimiter {
                 max: max_per_second as usize,
                 window: Duration::from_secs(1) + JITTER_MARGIN,
             }),
-            sent: Mutex::new(VecDeque::new()),
+            last: Mutex::new(None),
             paused_until: Mutex::new(None),
             widened: Mutex::new(Duration::ZERO),
             waiting: AtomicUsize::new(0),
@@ -132,7 +136,7 @@ impl RateLimiter {
         paused || self.waiting.load(Ordering::Relaxed) >= budget.max
     }
 
-    /// Waits until one more call fits in the window, and books it.
+    /// Waits for the next free slot, and books it.
     pub async fn acquire(&self) {
         let _waiting = Waiting::enter(&self.waiting);
         loop {
@@ -173,21 +177,20 @@ impl RateLimiter {
                 tokio::time::sleep_until(until).await;
                 return false;
             }
-            let wait_until = {
-                let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = {
+                let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
-                while sent.front().is_some_and(|at| *at + budget.window <= now) {
-                    sent.pop_front();
-                }
-                if sent.len() < budget.max {
-                    sent.push_back(now);
+                let spacing = budget.window / budget.max as u32;
+                let slot = last.map_or(now, |at| at + spacing);
+                if slot <= now {
+                    // Booked for its slot when the wake-up was merely late, so timer
+                    // delays do not add up; for now when the limiter was idle.
+                    *last = Some(if now - slot <= TIMER_SLACK { slot } else { now });
                     return true;
                 }
-                sent.front().map(|oldest| *oldest + budget.window)
+                slot
             };
-            if let Some(at) = wait_until {
-                tokio::time::sleep_until(at).await;
-            }
+            tokio::time::sleep_until(slot).await;
             false
         }
     }
@@ -358,7 +361,7 @@ mod tests {
             })
             .collect();
         tokio::task::yield_now().await;
-        // Two got their slot at once; two wait for the next window: as many as it serves.
+        // One got its slot at once; three wait for theirs: more than a window serves.
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(limiter.is_congested());
         for waiter in waiters {
