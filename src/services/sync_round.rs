@@ -169,6 +169,10 @@ impl RoundRunner<'_> {
                 plan = plans.next() => {
                     let Some(plan) = plan else { break };
                     self.take_plan(plan, keeper, &mut cleared, &mut report).await;
+                    // Without searches the plans come at once: one full batch is cheaper.
+                    if !search {
+                        continue;
+                    }
                     if cleared.contacts.len() >= CREATE_EARLY {
                         let batch = std::mem::take(&mut cleared.contacts);
                         creating.push(Box::pin(self.create_contacts(batch)));

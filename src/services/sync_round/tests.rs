@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::amo::MockAmoTransport;
-use crate::repositories::{MockContactRepository, MockLeadRepository};
+use crate::repositories::{FactAges, MockContactRepository, MockLeadRepository};
 use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
 use crate::settings::DedupMode;
 use mockall::predicate::eq;
@@ -383,11 +383,10 @@ fn pending(id: i64) -> Contact {
     }
 }
 
-#[tokio::test]
-async fn contacts_cleared_early_in_a_long_round_are_created_before_its_last_search() {
-    const CONTACTS: i64 = 120;
+/// Runs one round over `count` new contacts under `facts`; returns how many searches
+/// had been sent when each create went out, with its size.
+async fn creates_of_a_round(count: i64, facts: FactAges) -> Vec<(usize, usize)> {
     let searched = Arc::new(AtomicUsize::new(0));
-    // How many searches had been sent when each create went out, and its size.
     let creates = Arc::new(Mutex::new(Vec::<(usize, usize)>::new()));
     let mut amo = MockAmoTransport::new();
     let counter = Arc::clone(&searched);
@@ -402,16 +401,17 @@ async fn contacts_cleared_early_in_a_long_round_are_created_before_its_last_sear
         Ok((0..batch.len()).map(|i| Some(9_000 + i as i64)).collect())
     });
     let mut contacts = MockContactRepository::new();
+    contacts.expect_find_by_phone().returning(|_| Ok(None));
     contacts
         .expect_finish_sync()
-        .times(CONTACTS as usize)
+        .times(count as usize)
         .returning(|id, amocrm_id, _| {
             let mut row = pending(id);
             row.amocrm_id = Some(amocrm_id);
             Ok(row)
         });
     let leads = MockLeadRepository::new();
-    let authority = auto_with(lacking_one_fact()[0]);
+    let authority = auto_with(facts);
     let logger = Logger::root(slog::Discard, slog::o!());
     let runner = RoundRunner {
         amo: &amo,
@@ -422,23 +422,33 @@ async fn contacts_cleared_early_in_a_long_round_are_created_before_its_last_sear
         lifecycle: None,
         logger: &logger,
     };
-
     let round = Round {
-        contacts: (1..=CONTACTS).map(pending).collect(),
+        contacts: (1..=count).map(pending).collect(),
         leads: Vec::new(),
     };
     let report = runner.run(round).await;
-
     assert!(!report.halted && report.skipped.is_empty());
     let creates = creates.lock().expect("creates").clone();
     assert_eq!(
         creates.iter().map(|(_, n)| n).sum::<usize>(),
-        CONTACTS as usize
+        count as usize
     );
+    creates
+}
+
+#[tokio::test]
+async fn contacts_cleared_early_in_a_long_round_are_created_before_its_last_search() {
+    let creates = creates_of_a_round(120, lacking_one_fact()[0]).await;
     let (searched_then, first_batch) = creates[0];
     assert!(
-        searched_then < CONTACTS as usize,
-        "the first {first_batch} were created only after all {CONTACTS} searches"
+        searched_then < 120,
+        "the first {first_batch} were created only after all 120 searches"
     );
     assert!(creates.len() <= 3, "created in batches of 50: {creates:?}");
+}
+
+#[tokio::test]
+async fn a_round_without_searches_creates_its_contacts_in_one_request() {
+    let creates = creates_of_a_round(120, all_facts()).await;
+    assert_eq!(creates, vec![(0, 120)]);
 }
