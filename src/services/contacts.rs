@@ -65,10 +65,8 @@ async fn rows_by_phone(
     phones: Vec<String>,
 ) -> Result<Vec<Vec<Contact>>, RepoError> {
     let mut found: HashMap<String, Vec<Contact>> = HashMap::new();
-    for row in repo.with_phones(phones.clone()).await? {
-        if let Some(phone) = row.phone.clone() {
-            found.entry(phone).or_default().push(row);
-        }
+    for (phone, row) in repo.with_phones(phones.clone()).await? {
+        found.entry(phone).or_default().push(row);
     }
     Ok(phones
         .iter()
@@ -187,11 +185,17 @@ impl ContactService {
         &self.authority
     }
 
+    /// The contact `id`; an id folded into another row (AmoCRM held that person under
+    /// another phone) answers with that row, so no id amosync handed out turns 404.
     pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Contact, ServiceError> {
-        self.by_id
-            .submit(id)
-            .await?
-            .filter(|row| include_deleted || row.deleted_at.is_none())
+        let row = match self.by_id.submit(id).await? {
+            Some(row) => Some(row),
+            None => match self.repo.merged_into(id).await? {
+                Some(into) => self.by_id.submit(into).await?,
+                None => None,
+            },
+        };
+        row.filter(|row| include_deleted || row.deleted_at.is_none())
             .ok_or(ServiceError::NotFound)
     }
 
@@ -761,6 +765,7 @@ mod tests {
                 })
                 .collect())
         });
+        repo.expect_merged_into().returning(|_| Ok(None));
         let service = Arc::new(service(repo, MockAmoTransport::uncongested()));
         let reads: Vec<_> = [1, 2, 3, 2, 404, 7]
             .into_iter()
@@ -801,7 +806,7 @@ mod tests {
                     if id == 5 {
                         row.name = "Пётр".into();
                     }
-                    row
+                    ("+79161234567".to_owned(), row)
                 })
                 .collect())
         });

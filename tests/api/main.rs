@@ -22,6 +22,7 @@ mod leads;
 mod leases;
 mod legacy_routes;
 mod log_secrets;
+mod merges;
 mod metrics;
 mod oauth;
 mod openapi;
