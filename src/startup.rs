@@ -417,9 +417,13 @@ impl Application {
 
     /// On SIGTERM or SIGINT, shut down gracefully (see `ShutdownTrigger::shutdown`).
     pub fn stop_on_signals(&self) {
+        // The handlers are installed here, before the caller serves its first
+        // request; installed inside the task, a SIGTERM that came before the task's
+        // first poll would still kill the process outright.
+        let signals = Signals::install();
         let trigger = self.shutdown_trigger();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             trigger.shutdown().await;
         });
     }
@@ -443,24 +447,47 @@ impl ShutdownTrigger {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM (`docker stop`) and SIGINT (Ctrl-C), installed when made.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term) => {}
+                _ = next(self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
