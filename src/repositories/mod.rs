@@ -16,6 +16,7 @@ mod refetch;
 mod senders;
 mod stats;
 mod sync_state;
+mod tables;
 mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
@@ -42,6 +43,7 @@ pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{queue_stats, QueueStats};
+pub use tables::{table_sizes, TableSize};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]
