@@ -11,6 +11,7 @@ mod noise;
 
 mod amo_errors;
 mod auth_and_health;
+mod backup_restore;
 mod batching;
 mod contacts;
 mod dedup;
