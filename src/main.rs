@@ -1,6 +1,8 @@
 //! The `amosync` binary: `serve` (the default) runs the service, `migrate`
 //! applies the database migrations and exits, `check-config` validates the environment.
 
+mod cli_db;
+
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -53,6 +55,11 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         action: WebhookAction,
+    },
+    /// Inspect the database: `amosync db stats`.
+    Db {
+        #[command(subcommand)]
+        action: cli_db::DbAction,
     },
     /// Validate the environment and print the effective configuration, secrets masked
     /// (exit status 2 and the problem on stderr when it is invalid).
@@ -166,6 +173,10 @@ fn main() -> ExitCode {
             Command::Sync { .. } => {
                 Err("give --full or a subcommand (see amosync sync --help)".into())
             }
+            Command::Db { action } => match open_db(&settings, &logger).await {
+                Ok(db) => cli_db::run(&db, action).await,
+                Err(err) => Err(err),
+            },
             Command::CheckConfig => Ok(()),
         }
     });

@@ -114,6 +114,25 @@ static WEBHOOK_EVENTS_IGNORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric definition")
 });
 
+static RETENTION_PRUNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "retention_pruned_rows_total",
+            "Rows retention deleted, by table (processed webhook deliveries, done sync jobs)",
+        )
+        .namespace(NAMESPACE),
+        &["table"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Counts rows retention deleted from `table`.
+pub fn retention_pruned(table: &str, rows: usize) {
+    RETENTION_PRUNED
+        .with_label_values(&[table])
+        .inc_by(rows as u64);
+}
+
 /// Counts applied deliveries' event items of kinds amosync does not apply. The
 /// kinds come from `EventKind`'s fixed vocabulary, so the label set is bounded.
 pub fn webhook_events_ignored(kinds: &[crate::webhooks::EventKind]) {
@@ -287,6 +306,7 @@ impl Metrics {
             Box::new(MIRROR_AUTHORITATIVE.clone()),
             Box::new(CONTACT_DUPLICATES.clone()),
             Box::new(WEBHOOK_EVENTS_IGNORED.clone()),
+            Box::new(RETENTION_PRUNED.clone()),
             Box::new(sync_jobs.clone()),
             Box::new(oldest_pending_job.clone()),
             Box::new(inbox_pending.clone()),

@@ -289,6 +289,19 @@ impl Application {
             )
             .with_facts(facts.clone()),
         );
+        let retention = crate::services::Retention::new(
+            Arc::new(crate::repositories::MysqlRetentionRepository::new(
+                db.clone(),
+            )),
+            Arc::new(MysqlCursorRepository::new(db.clone())),
+            crate::services::RetentionConfig::new(
+                settings.inbox_retention_days,
+                settings.jobs_retention_days,
+                settings.retention_interval,
+            ),
+            logger.new(slog::o!("task" => "retention")),
+        );
+        workers.push(tokio::spawn(retention.run(Arc::clone(&lifecycle))));
         if !settings.reconcile_interval.is_zero() {
             let reconciler = Reconciler::new(
                 Arc::clone(&amo_for_hooks),

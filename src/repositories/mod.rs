@@ -13,6 +13,7 @@ mod leads;
 mod mirror;
 mod models;
 mod refetch;
+mod retention;
 mod senders;
 mod stats;
 mod sync_state;
@@ -41,6 +42,9 @@ pub use mirror::{
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
+pub use retention::{
+    pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
+};
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{queue_stats, QueueStats};
 pub use tables::{table_sizes, TableSize};
@@ -66,6 +70,8 @@ pub use leads::MockLeadRepository;
 pub use mirror::MockMirrorRepository;
 #[cfg(test)]
 pub use refetch::MockRefetchRepository;
+#[cfg(test)]
+pub use retention::MockRetentionRepository;
 #[cfg(test)]
 pub use senders::MockSenderRepository;
 

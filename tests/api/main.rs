@@ -29,6 +29,7 @@ mod outage;
 mod rate_share;
 mod real_deliveries;
 mod reconcile;
+mod retention;
 mod scopes;
 mod webhook_events;
 mod webhook_subscription;

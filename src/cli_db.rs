@@ -1,0 +1,40 @@
+//! `amosync db stats`: each table's approximate rows and bytes, and what retention
+//! has deleted from it so far (the same figures `/metrics` exposes per process).
+
+use amosync::repositories::{pruned_totals, table_sizes, Db};
+
+#[derive(clap::Subcommand)]
+pub enum DbAction {
+    /// Rows and bytes per table (InnoDB's estimates) and rows retention pruned.
+    Stats,
+}
+
+pub async fn run(db: &Db, action: DbAction) -> Result<(), String> {
+    match action {
+        DbAction::Stats => stats(db).await,
+    }
+}
+
+async fn stats(db: &Db) -> Result<(), String> {
+    let tables = table_sizes(db).await.map_err(|e| e.to_string())?;
+    let pruned = pruned_totals(db).await.map_err(|e| e.to_string())?;
+    println!(
+        "{:<24} {:>14} {:>16} {:>14}  last pruned (UTC)",
+        "table", "rows (approx.)", "bytes (approx.)", "rows pruned"
+    );
+    for t in &tables {
+        let total = pruned.iter().find(|p| p.table == t.table);
+        println!(
+            "{:<24} {:>14} {:>16} {:>14}  {}",
+            t.table,
+            t.rows,
+            t.bytes,
+            total.map_or(0, |p| p.pruned),
+            total.and_then(|p| p.last_pruned_at).map_or_else(
+                || "-".to_owned(),
+                |at| at.format("%Y-%m-%d %H:%M:%S").to_string()
+            ),
+        );
+    }
+    Ok(())
+}
