@@ -13,6 +13,7 @@ mod leads;
 mod mirror;
 mod models;
 mod refetch;
+mod restore;
 mod retention;
 mod senders;
 mod stats;
@@ -42,6 +43,7 @@ pub use mirror::{
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
+pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{
     pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
 };
@@ -70,6 +72,8 @@ pub use leads::MockLeadRepository;
 pub use mirror::MockMirrorRepository;
 #[cfg(test)]
 pub use refetch::MockRefetchRepository;
+#[cfg(test)]
+pub use restore::MockRestoreRepository;
 #[cfg(test)]
 pub use retention::MockRetentionRepository;
 #[cfg(test)]
