@@ -1,31 +1,35 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build: dependencies compile in their own cached layer; the runtime
-# image carries only the two binaries, the MariaDB/MySQL client library and curl.
+# Multi-stage build. cargo-chef turns the manifests into a recipe, and the
+# dependencies compile from it in a cached layer with a stub for every target
+# Cargo.toml declares, so a bench or binary added there needs no change here.
+# The runtime image carries only the two binaries, the MariaDB/MySQL client library
+# and curl. scripts/check-dockerfile replays the build stages without Docker (CI).
 
-FROM rust:1-bookworm AS build
+FROM rust:1.95.0-bookworm AS chef
 RUN apt-get update \
     && apt-get install -y --no-install-recommends default-libmysqlclient-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
+RUN cargo install cargo-chef --version 0.1.78 --locked
 WORKDIR /app
 
-# Dependency layer: rebuilt only when Cargo.toml or Cargo.lock change. Every target
-# Cargo.toml names gets a stub so the manifest resolves.
+# The recipe: manifests and targets only, so it changes when they do.
+FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > src/bin/amosync-fake-amocrm.rs \
-    && echo 'fn main() {}' > benches/webhooks.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked --bins \
-    && rm -rf src benches
+COPY src src
+COPY benches benches
+RUN cargo chef prepare --recipe-path recipe.json
 
+# Dependency layer (rebuilt only when the recipe changes), then the crate itself.
+FROM chef AS build
+COPY --from=planner /app/recipe.json recipe.json
+RUN cargo chef cook --release --locked --bins --recipe-path recipe.json
+COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
 COPY benches benches
-RUN touch src/main.rs src/lib.rs src/bin/amosync-fake-amocrm.rs \
-    && cargo build --release --locked --bins
+RUN cargo build --release --locked --bins
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:12.12-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmariadb3 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \

@@ -48,6 +48,11 @@ pub struct ReadyBody {
     /// Always `ready`.
     pub status: String,
     pub amocrm: AmoAccessBody,
+    /// `AMOSYNC_DEMO`: a demo that accepts the published sample values.
+    pub demo: bool,
+    /// Variables holding a published sample value (`API_TOKENS`, `WEBHOOK_SECRET`, …):
+    /// anyone can use them, so such an instance must not be reachable by others.
+    pub sample_values: Vec<String>,
     pub mirror: MirrorBody,
 }
 
@@ -140,6 +145,7 @@ pub struct WebhookList {
         controllers::metrics::get_metrics,
         controllers::docs::openapi_json,
         controllers::docs::docs_ui,
+        controllers::docs::docs_slash,
     ),
     components(schemas(ProblemDetails, FieldProblem)),
     modifiers(&BearerScheme, &LeadContactChoice, &BlankQueryIsAbsent),

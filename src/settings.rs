@@ -13,9 +13,11 @@ use crate::crypto::{EncryptionKey, TokenCipher};
 use crate::domain::Region;
 
 mod api_tokens;
+mod exposure;
 mod report;
 
 pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
+pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
 
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +99,9 @@ pub struct Settings {
     /// `TOKEN_ENCRYPTION_KEY` (and `_PREVIOUS`): seals the OAuth tokens in the
     /// database. Required in OAuth mode; a long-lived token is never stored.
     pub token_cipher: Option<TokenCipher>,
+    /// `AMOSYNC_DEMO=true`: a throw-away demo against a local fake may run with the
+    /// published sample values (see `exposure`).
+    pub demo: bool,
 }
 
 /// Where a new contact's phone (or a new lead's name) is looked up before amosync
@@ -293,7 +298,20 @@ impl Settings {
             )?,
             metrics_token: metrics_token(&get)?,
             token_cipher: token_cipher(&get)?,
+            demo: flag(&get, DEMO_SWITCH)?,
         })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); unset is `false`.
+fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, SettingsError> {
+    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some(_) => Err(SettingsError::Invalid {
+            name,
+            reason: "use true or false".into(),
+        }),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::services::{
     SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker,
     WorkerConfig,
 };
-use crate::settings::Settings;
+use crate::settings::{Exposure, Settings};
 use crate::telemetry;
 
 /// How long in-flight requests get to finish after SIGTERM: under Docker's default
@@ -185,6 +185,16 @@ impl Application {
             slog::warn!(logger, "API token written without scopes: it may only post contacts and leads";
                 "client.id" => &client.client_id,
                 "hint" => "grant more in API_TOKENS as name:write+read:token (scopes: write, read, admin)");
+        }
+        let exposure = Exposure {
+            demo: settings.demo,
+            sample_values: settings.sample_values(),
+        };
+        if exposure.demo || !exposure.sample_values.is_empty() {
+            slog::warn!(logger, "demo mode: published sample values are accepted, never expose this instance";
+                "demo" => exposure.demo,
+                "sample_values" => exposure.sample_values.join(","),
+                "hint" => "set your own API_TOKENS and WEBHOOK_SECRET and unset AMOSYNC_DEMO");
         }
         let amo_for_hooks = Arc::clone(&amo);
         let sync = SyncSettings {
@@ -368,6 +378,7 @@ impl Application {
         let root_logger = web::Data::new(logger.clone());
         let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
         let amo_status = web::Data::new(AmoStatus(Arc::clone(&amo_for_hooks)));
+        let exposure = web::Data::new(exposure);
         let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
         let metrics = web::Data::new(Metrics::new()?);
         let metrics_token = web::Data::new(MetricsToken(settings.metrics_token.clone()));
@@ -388,6 +399,7 @@ impl Application {
                 .app_data(receiver.clone())
                 .app_data(lifecycle_data.clone())
                 .app_data(amo_status.clone())
+                .app_data(exposure.clone())
                 .app_data(authority.clone())
                 .app_data(jobs.clone())
                 .app_data(idempotency.clone())

@@ -1,6 +1,9 @@
 //! Crash safety with the real binaries: `kill -9` of amosync in the middle of a burst,
 //! then a restart on the same database. Every submission that got a 2xx must end in
-//! AmoCRM exactly once. Needs the database server named by `TEST_DATABASE_URL`.
+//! AmoCRM exactly once. The database comes from `tests/support`.
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -36,40 +39,6 @@ impl Drop for Killed {
         for child in &mut self.0 {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-}
-
-/// A database of its own on the server named by `TEST_DATABASE_URL`, dropped at the end.
-struct TestDatabase {
-    server: String,
-    name: String,
-}
-
-impl TestDatabase {
-    fn create(prefix: &str) -> TestDatabase {
-        let server = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-            .trim_end_matches('/')
-            .to_owned();
-        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = MysqlConnection::establish(&server).expect("database server");
-        diesel::sql_query(format!("CREATE DATABASE `{name}`"))
-            .execute(&mut admin)
-            .expect("create db");
-        TestDatabase { server, name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = MysqlConnection::establish(&self.server) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", self.name))
-                .execute(&mut admin);
         }
     }
 }
@@ -193,7 +162,7 @@ fn scalar(db_url: &str, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let database = TestDatabase::create("amosync_crash");
+    let database = support::TestDb::create_named("amosync_crash").await;
     let db_url = database.url();
 
     let (fake_port, port) = (free_port(), free_port());
@@ -305,7 +274,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
 #[tokio::test]
 async fn a_sigterm_turns_ready_off_while_still_answering_then_exits_cleanly() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let database = TestDatabase::create("amosync_term");
+    let database = support::TestDb::create_named("amosync_term").await;
     let (fake_port, port) = (free_port(), free_port());
     let mut children = Killed(vec![fake_amocrm(fake_port, 0, 0)]);
     children.0.push(amosync(&database.url(), fake_port, port));
@@ -352,7 +321,7 @@ async fn a_sigterm_turns_ready_off_while_still_answering_then_exits_cleanly() {
 #[tokio::test]
 async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let database = TestDatabase::create("amosync_pair");
+    let database = support::TestDb::create_named("amosync_pair").await;
     let db_url = database.url();
 
     let (fake_port, a, b) = (free_port(), free_port(), free_port());

@@ -1,17 +1,18 @@
 //! End to end: the real `amosync` binary behind the repo's nginx config, talking to
-//! the `amosync-fake-amocrm` binary, on a fresh database. Needs `nginx` on PATH and
-//! the database server named by `TEST_DATABASE_URL`. `security` holds the checks of
-//! nginx's own defences (logs, limits, methods, TLS) and of the binary's memory.
+//! the `amosync-fake-amocrm` binary, on a fresh database (see `tests/support`). Needs
+//! `nginx` on PATH. `security` holds the checks of nginx's own defences (logs, limits,
+//! methods, TLS) and of the binary's memory.
 
 #[path = "e2e/security.rs"]
 mod security;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use serde_json::{json, Value};
 
 const API_TOKEN: &str = "e2e-client-token-0123456789";
@@ -27,10 +28,10 @@ fn free_port() -> u16 {
 /// Child processes and the database of one stack, torn down on drop.
 struct Stack {
     children: Vec<Child>,
+    /// Dropped after `Drop::drop` has stopped the processes using it.
+    _db: support::TestDb,
     dir: PathBuf,
     nginx_conf: PathBuf,
-    server_url: String,
-    db_name: String,
     nginx: String,
     /// amosync itself, not through nginx.
     app: String,
@@ -64,10 +65,6 @@ impl Drop for Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Ok(mut conn) = MysqlConnection::establish(&self.server_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", self.db_name))
-                .execute(&mut conn);
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -96,18 +93,13 @@ async fn start_stack() -> Stack {
 }
 
 async fn start_stack_with(options: StackOptions) -> Stack {
-    let server_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-        .trim_end_matches('/')
-        .to_owned();
-    let db_name = format!("amosync_e2e_{}", uuid::Uuid::new_v4().simple());
-    let mut conn =
-        MysqlConnection::establish(&server_url).expect("database server (set TEST_DATABASE_URL)");
-    diesel::sql_query(format!("CREATE DATABASE `{db_name}`"))
-        .execute(&mut conn)
-        .expect("create database");
-
-    let dir = std::env::temp_dir().join(&db_name);
+    support::require_program(
+        "nginx",
+        "the end-to-end tests run the real binaries behind the repo's nginx config",
+        "apt-get install nginx-light on Debian/Ubuntu, brew install nginx on macOS",
+    );
+    let db = support::TestDb::create_named("amosync_e2e").await;
+    let dir = std::env::temp_dir().join(db.name());
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (fake_port, app_port, nginx_port) = (free_port(), free_port(), free_port());
     let mut children = Vec::new();
@@ -132,7 +124,7 @@ async fn start_stack_with(options: StackOptions) -> Stack {
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", format!("{server_url}/{db_name}"))
+            .env("DATABASE_URL", db.url())
             .env("AMO_BASE_URL", format!("http://127.0.0.1:{fake_port}"))
             .env("AMO_ACCESS_TOKEN", "fake-amo-access-token")
             .env("API_TOKENS", format!("e2e:write+read+admin:{API_TOKEN}"))
@@ -179,8 +171,7 @@ async fn start_stack_with(options: StackOptions) -> Stack {
         children,
         dir: dir.clone(),
         nginx_conf: nginx_conf.clone(),
-        server_url,
-        db_name,
+        _db: db,
         nginx: format!("http://127.0.0.1:{nginx_port}"),
         app: format!("http://127.0.0.1:{app_port}"),
         fake: format!("http://127.0.0.1:{fake_port}"),

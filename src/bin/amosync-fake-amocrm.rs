@@ -31,7 +31,7 @@ Operator routes (no bearer):
 
 /// A fake AmoCRM (Kommo) API v4 server with OAuth, rate limits and a webhook emitter.
 #[derive(Debug, Parser)]
-#[command(name = "amosync-fake-amocrm", version, about, after_help = OPERATOR_ROUTES)]
+#[command(name = "amosync-fake-amocrm", version, after_help = OPERATOR_ROUTES)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "FAKE_AMO_BIND", default_value = "127.0.0.1")]

@@ -31,3 +31,16 @@ pub async fn docs_ui() -> HttpResponse {
         ))
         .body(DOCS_PAGE)
 }
+
+#[utoipa::path(
+    get, path = "/docs/", tag = "operations",
+    responses((status = 308, description = "To /docs, the page's one address",
+        headers(("Location" = String, description = "/docs"))))
+)]
+/// `/docs/` is what people type after seeing `/docs`; a permanent redirect keeps one
+/// address for the page (and for its relative `/openapi.json` fetch).
+pub async fn docs_slash() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs"))
+        .finish()
+}

@@ -187,11 +187,11 @@ impl<'de> serde::de::Visitor<'de> for OptionalInteger {
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() != 0.0 || !v.is_finite() {
+            return Err(E::custom("must be a whole number"));
+        }
         whole(v).map(Some).ok_or_else(|| {
-            E::invalid_value(
-                serde::de::Unexpected::Float(v),
-                &"an integer (write integers from 2^53 up without a fraction or exponent)",
-            )
+            E::custom("must be a whole number written without a fraction or exponent from 2^53 up")
         })
     }
 }
@@ -450,6 +450,16 @@ mod tests {
             r#"{"n":[7]}"#,
         ] {
             assert_eq!(fields(count(wrong).expect_err(wrong)), ["n"], "{wrong}");
+        }
+    }
+
+    #[test]
+    fn a_fraction_is_refused_as_not_a_whole_number() {
+        match count(r#"{"n":7.5}"#) {
+            Err(ApiError::Validation(list)) => {
+                assert_eq!(list[0].message, "must be a whole number")
+            }
+            other => panic!("expected a validation error, got {other:?}"),
         }
     }
 

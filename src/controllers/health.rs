@@ -13,6 +13,7 @@ use crate::lifecycle::Lifecycle;
 use crate::openapi::{HealthBody, ProblemDetails, ReadyBody};
 use crate::repositories::Db;
 use crate::services::MirrorAuthority;
+use crate::settings::Exposure;
 use crate::telemetry::request_logger;
 
 #[utoipa::path(
@@ -31,7 +32,8 @@ pub struct AmoStatus(pub Arc<dyn AmoTransport>);
 /// make the service unready (submissions are still stored and queued), but the body
 /// says so: `"amocrm": {"state": "refused", "reason": "forbidden", "since": …}`.
 /// `mirror` tells whether AmoCRM's phone search is skipped, and which fact is missing
-/// or stale when it is not.
+/// or stale when it is not. `demo` is `AMOSYNC_DEMO`; `sample_values` names the
+/// variables holding a published sample value (a demo: never to be exposed).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     summary = "Database reachable and migrated; AmoCRM access state",
@@ -43,6 +45,7 @@ pub struct AmoStatus(pub Arc<dyn AmoTransport>);
 pub async fn ready(
     lifecycle: web::Data<Lifecycle>,
     amo: web::Data<AmoStatus>,
+    exposure: web::Data<Exposure>,
     authority: web::Data<MirrorAuthority>,
     db: web::Data<Db>,
     req: HttpRequest,
@@ -57,6 +60,8 @@ pub async fn ready(
             Ok(HttpResponse::Ok().json(json!({
                 "status": "ready",
                 "amocrm": amo.0.access(),
+                "demo": exposure.demo,
+                "sample_values": exposure.sample_values,
                 "mirror": {
                     "dedup": authority.mode().as_str(),
                     "authoritative": mirror.authoritative,

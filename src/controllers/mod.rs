@@ -61,6 +61,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(not_allowed("GET")),
         )
         .service(
+            web::resource("/docs/")
+                .route(web::get().to(docs::docs_slash))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
             web::resource("/webhooks/amocrm/{secret}")
                 .route(web::post().to(webhooks::receive_webhook))
                 .default_service(not_allowed("POST")),

@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, ManageConnection, Pool};
 use diesel::sql_types::{Integer, Nullable, Text};
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use slog::Logger;
 
@@ -127,6 +127,8 @@ impl Db {
         loop {
             match self.run(ping).await {
                 Ok(()) => return Ok(()),
+                // A wrong password or user is not a booting server: say so now.
+                Err(err) if err.is_access_refused() => return Err(err),
                 Err(err) if started.elapsed() + pause < limit => {
                     slog::warn!(logger, "database not reachable yet, retrying";
                         "error" => err.to_string(), "retry_in_ms" => pause.as_millis() as u64);
@@ -136,6 +138,27 @@ impl Db {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Connects once and runs `SELECT 1`, giving up after `timeout`: `check-config`
+    /// must say at once whether the configured server and account work. On a timeout
+    /// the connecting thread is left behind (the client library has no deadline of its
+    /// own); the command exits right after.
+    pub fn probe(database_url: &str, timeout: Duration) -> Result<(), RepoError> {
+        let url = database_url.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = MysqlConnection::establish(&url)
+                .map_err(|e| RepoError::Unavailable(e.to_string()))
+                .and_then(|mut conn| ping(&mut conn));
+            let _ = tx.send(result);
+        });
+        rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            Err(RepoError::Unavailable(format!(
+                "the server did not answer within {} s",
+                timeout.as_secs()
+            )))
+        })
     }
 
     /// Applies pending migrations, serialised across instances by a MySQL named lock.

@@ -48,7 +48,7 @@ pub use retention::{
     pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
 };
 pub use senders::{MysqlSenderRepository, SenderRepository};
-pub use stats::{queue_stats, QueueStats};
+pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
 pub use tables::{table_sizes, TableSize};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
@@ -112,6 +112,19 @@ impl From<DieselError> for RepoError {
     }
 }
 
+impl RepoError {
+    /// The server answered and refused the account or the database (wrong user or
+    /// password, no grant, no such database): waiting will not change that.
+    pub fn is_access_refused(&self) -> bool {
+        let RepoError::Unavailable(message) = self else {
+            return false;
+        };
+        ["Access denied", "Unknown database"]
+            .iter()
+            .any(|needle| message.contains(needle))
+    }
+}
+
 /// The server closed or lost this connection: it is of no further use.
 fn is_connection_lost(message: &str) -> bool {
     ["gone away", "Lost connection", "server shutdown"]
@@ -131,4 +144,29 @@ fn is_transient_mysql_message(message: &str) -> bool {
         "server shutdown",
     ];
     TRANSIENT.iter().any(|needle| message.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepoError;
+
+    #[test]
+    fn a_refused_account_or_database_is_told_from_a_server_still_booting() {
+        for refused in [
+            "timed out waiting for connection: Access denied for user 'amo'@'localhost' (using password: YES)",
+            "Unknown database 'amosync'",
+        ] {
+            assert!(RepoError::Unavailable(refused.into()).is_access_refused(), "{refused}");
+        }
+        for passing in [
+            "timed out waiting for connection: Can't connect to server on '127.0.0.1' (111)",
+            "Lost connection to server during query",
+        ] {
+            assert!(
+                !RepoError::Unavailable(passing.into()).is_access_refused(),
+                "{passing}"
+            );
+        }
+        assert!(!RepoError::Query("Access denied".into()).is_access_refused());
+    }
 }

@@ -44,3 +44,26 @@ pub async fn queue_stats(db: &Db) -> Result<QueueStats, RepoError> {
     })
     .await
 }
+
+/// Records the mirror holds with an AmoCRM id, deleted ones included: what a full
+/// import compares before and after to tell new records from ones already there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct MirrorCounts {
+    #[diesel(sql_type = BigInt)]
+    pub contacts: i64,
+    #[diesel(sql_type = BigInt)]
+    pub leads: i64,
+}
+
+const MIRROR_COUNTS: &str = "SELECT \
+    (SELECT COUNT(amocrm_id) FROM contacts) AS contacts, \
+    (SELECT COUNT(amocrm_id) FROM leads) AS leads";
+
+pub async fn mirror_counts(db: &Db) -> Result<MirrorCounts, RepoError> {
+    db.run(|conn| {
+        diesel::sql_query(MIRROR_COUNTS)
+            .get_result(conn)
+            .map_err(RepoError::from)
+    })
+    .await
+}

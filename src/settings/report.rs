@@ -123,6 +123,7 @@ impl Settings {
             ),
             ("LOG_LEVEL", self.log_level.as_str().to_lowercase()),
             ("METRICS_TOKEN", set_or_not(self.metrics_token.is_some())),
+            (super::DEMO_SWITCH, self.demo.to_string()),
         ]
     }
 }

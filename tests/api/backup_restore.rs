@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::helpers::TestDb;
+use crate::support::TestDb;
 
 /// Runs a script of `scripts/` with the connection parts of `db`, as an operator would.
 pub fn run_script(db: &TestDb, script: &str, args: &[&str]) -> Output {

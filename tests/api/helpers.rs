@@ -1,7 +1,5 @@
-//! `spawn_app()`: a fresh database, the fake AmoCRM and the real application.
-//!
-//! The database server comes from `TEST_DATABASE_URL` (e.g. `mysql://root@127.0.0.1:3306`)
-//! or, when that is unset, from a MySQL container started with testcontainers.
+//! `spawn_app()`: a fresh database (see `tests/support`), the fake AmoCRM and the real
+//! application.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +9,7 @@ use amosync::amo::{AmoClientConfig, HttpAmoTransport};
 use amosync::repositories::Db;
 use amosync::settings::Settings;
 use amosync::startup::Application;
-use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use crate::fake_amo::FakeAmo;
 
@@ -22,129 +18,7 @@ pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
 /// The account the webhook fixtures come from.
 pub const AMO_ACCOUNT_ID: &str = "29000001";
 
-/// A database of its own for one test, dropped when the test ends.
-pub struct TestDb {
-    server_url: String,
-    name: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        let server_url = server_url().await;
-        let name = format!("amosync_test_{}", uuid::Uuid::new_v4().simple());
-        let (url, db) = (server_url.clone(), name.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn =
-                MysqlConnection::establish(&url).expect("connect to the test database server");
-            diesel::sql_query(format!(
-                "CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            ))
-            .execute(&mut conn)
-            .expect("create test database");
-        })
-        .await
-        .expect("create database task");
-        TestDb { server_url, name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}/{}", self.server_url, self.name)
-    }
-
-    /// Applies the migrations the way the app does at start-up.
-    pub async fn migrate(&self) {
-        Db::new(&self.url(), 1, Duration::from_secs(5))
-            .migrate()
-            .await
-            .expect("migrate");
-    }
-
-    /// Runs SQL against this test's database (for checks the API does not expose).
-    pub fn query_i64(&self, sql: &str) -> i64 {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
-        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut conn).expect("query");
-        rows.first().map(|r| r.n).expect("one row")
-    }
-
-    /// The text column `s` of every row `sql` returns (`SELECT … AS s`), NULLs left out.
-    pub fn query_strings(&self, sql: &str) -> Vec<String> {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-            s: Option<String>,
-        }
-        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
-        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut conn).expect("query");
-        rows.into_iter().filter_map(|r| r.s).collect()
-    }
-
-    /// Kills every server connection to this database, as a database restart would.
-    pub fn kill_connections(&self) -> usize {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            id: i64,
-        }
-        let mut conn = MysqlConnection::establish(&self.server_url).expect("connect");
-        let rows: Vec<Row> = diesel::sql_query(format!(
-            "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist \
-             WHERE db = '{}' AND id <> CONNECTION_ID()",
-            self.name
-        ))
-        .load(&mut conn)
-        .expect("list connections");
-        for row in &rows {
-            // A connection that ended by itself meanwhile is fine.
-            let _ = diesel::sql_query(format!("KILL CONNECTION {}", row.id)).execute(&mut conn);
-        }
-        rows.len()
-    }
-
-    pub fn execute(&self, sql: &str) {
-        let mut conn = MysqlConnection::establish(&self.url()).expect("connect");
-        diesel::sql_query(sql).execute(&mut conn).expect("execute");
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = MysqlConnection::establish(&self.server_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", self.name))
-                .execute(&mut conn);
-        }
-    }
-}
-
-async fn server_url() -> String {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return url.trim_end_matches('/').to_owned();
-    }
-    static CONTAINER: OnceCell<String> = OnceCell::const_new();
-    CONTAINER.get_or_init(start_container).await.clone()
-}
-
-/// Without `TEST_DATABASE_URL`, a throw-away MySQL 8.0 in Docker serves every test.
-async fn start_container() -> String {
-    use testcontainers::runners::AsyncRunner;
-    use testcontainers::ImageExt;
-    let container = testcontainers_modules::mysql::Mysql::default()
-        .with_tag("8.0")
-        .start()
-        .await
-        .expect("set TEST_DATABASE_URL, or make a Docker engine available for testcontainers");
-    let port = container
-        .get_host_port_ipv4(3306)
-        .await
-        .expect("mapped MySQL port");
-    // The container lives as long as the test process.
-    std::mem::forget(container);
-    format!("mysql://root@127.0.0.1:{port}")
-}
+pub use crate::support::TestDb;
 
 pub struct TestApp {
     pub address: String,

@@ -8,6 +8,8 @@ mod fake_amo {
 mod helpers;
 #[path = "../common/noise.rs"]
 mod noise;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod amo_errors;
 mod auth_and_health;

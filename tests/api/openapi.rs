@@ -8,7 +8,7 @@ use crate::helpers::spawn_app;
 
 /// Every route of `controllers::routes`. A route added there without a
 /// `#[utoipa::path]` (or listed here without existing) fails the test below.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/contacts"),
     ("get", "/api/v1/contacts"),
     ("get", "/api/v1/contacts/{id}"),
@@ -28,6 +28,7 @@ const ROUTES: [(&str, &str); 19] = [
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
+    ("get", "/docs/"),
 ];
 
 async fn document() -> (crate::helpers::TestApp, Value) {
@@ -146,6 +147,21 @@ async fn the_docs_page_renders_the_document_without_loading_anything_else() {
     for outside in ["<script src", "<link", "http://", "https://", "@import"] {
         assert!(!html.contains(outside), "the page loads {outside}");
     }
+}
+
+#[tokio::test]
+async fn the_docs_page_with_a_trailing_slash_redirects_to_the_page() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = client.get(app.url("/docs/")).send().await.expect("docs/");
+    assert_eq!(res.status().as_u16(), 308);
+    assert_eq!(
+        res.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("/docs")
+    );
 }
 
 #[tokio::test]

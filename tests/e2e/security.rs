@@ -32,6 +32,22 @@ impl Stack {
             .collect()
     }
 
+    /// The first access line `matches` accepts, waited for: nginx writes a
+    /// request's line only after the answer has left, so a reader that looks at
+    /// once can miss it.
+    async fn access_line_where(&self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.access_lines().into_iter().find(|line| matches(line)) {
+                return Some(line);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn nginx_address(&self) -> String {
         self.nginx.trim_start_matches("http://").to_owned()
     }
@@ -62,6 +78,10 @@ async fn nginx_writes_the_webhook_secret_in_no_log_line() {
             .send()
     };
     assert_eq!(status(deliver(DELIVERY.into()).await).await, 200);
+    stack
+        .access_line_where(|line| line["status"] == 200)
+        .await
+        .expect("the delivery is logged");
     let logged = stack.log("nginx-access.log");
     assert!(
         !logged.contains(SECRET),
@@ -81,6 +101,10 @@ async fn nginx_writes_the_webhook_secret_in_no_log_line() {
     let _ = stack.children[AMOSYNC].wait();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(status(deliver(DELIVERY.into()).await).await, 503);
+    stack
+        .access_line_where(|line| line["status"] == 503)
+        .await
+        .expect("the 503 is logged");
 
     let (access, errors) = (stack.log("nginx-access.log"), stack.log("nginx-error.log"));
     for (log, text) in [("access", &access), ("error", &errors)] {
@@ -118,9 +142,8 @@ async fn invented_methods_stop_at_nginx_and_every_answer_has_one_request_id() {
     let body: Value = res.json().await.expect("problem json");
     assert_eq!(body["code"], "method_not_allowed");
     let refused = stack
-        .access_lines()
-        .into_iter()
-        .find(|line| line["method"] == "FOOBAR")
+        .access_line_where(|line| line["method"] == "FOOBAR")
+        .await
         .expect("the request is logged");
     assert_eq!(
         refused["upstream"], "",
@@ -251,6 +274,12 @@ async fn metrics_through_nginx_need_an_internal_address_or_a_token() {
     // A bearer token gets past nginx; amosync, with no METRICS_TOKEN, refuses it too.
     let guessed = scrape("203.0.113.7", Some("guessed-token-0123456789")).await;
     assert_eq!(status(guessed).await, 403);
+    stack
+        .access_line_where(|line| {
+            line["uri"] == "/metrics" && line["status"] == 403 && line["upstream"] != ""
+        })
+        .await
+        .expect("the token's request is logged");
     let upstreams: Vec<String> = stack
         .access_lines()
         .iter()

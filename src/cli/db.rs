@@ -1,23 +1,25 @@
 //! `amosync db stats`: each table's approximate rows and bytes, and what retention
 //! has deleted from it so far (the same figures `/metrics` exposes per process).
 
-use amosync::repositories::{pruned_totals, table_sizes, Db};
+use super::commands::open_db;
+use super::{CliError, DbAction};
+use crate::repositories::{pruned_totals, table_sizes, Db};
+use crate::settings::Settings;
 
-#[derive(clap::Subcommand)]
-pub enum DbAction {
-    /// Rows and bytes per table (InnoDB's estimates) and rows retention pruned.
-    Stats,
-}
-
-pub async fn run(db: &Db, action: DbAction) -> Result<(), String> {
+pub(super) async fn db(
+    settings: Settings,
+    logger: slog::Logger,
+    action: DbAction,
+) -> Result<(), CliError> {
+    let db = open_db(&settings, &logger).await?;
     match action {
-        DbAction::Stats => stats(db).await,
+        DbAction::Stats => stats(&db).await,
     }
 }
 
-async fn stats(db: &Db) -> Result<(), String> {
-    let tables = table_sizes(db).await.map_err(|e| e.to_string())?;
-    let pruned = pruned_totals(db).await.map_err(|e| e.to_string())?;
+async fn stats(db: &Db) -> Result<(), CliError> {
+    let tables = table_sizes(db).await?;
+    let pruned = pruned_totals(db).await?;
     println!(
         "{:<24} {:>14} {:>16} {:>14}  last pruned (UTC)",
         "table", "rows (approx.)", "bytes (approx.)", "rows pruned"

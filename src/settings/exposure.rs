@@ -1,0 +1,331 @@
+//! Sample values must not guard a reachable instance, and a real AmoCRM account must
+//! never get a demo's defaults.
+//!
+//! The demo stack (`docker-compose.override.yml`), `.env.example` and the README
+//! publish an API token and a webhook secret: anyone who reads them can post records
+//! or forge webhooks (renaming contacts, wiping phones). `serve`, `webhooks subscribe`
+//! and `check-config` therefore refuse them unless `AMOSYNC_DEMO=true` says this is a
+//! throw-away demo, and refuse them always, together with placeholder AmoCRM
+//! credentials and a `SERVER_URL` AmoCRM cannot reach, when amosync talks to a real
+//! account (any `AMO_BASE_URL` that is not a local fake).
+
+use std::fmt;
+
+use super::{is_local_host, Secret, Settings};
+
+/// The variable that allows the published sample values on a local demo.
+pub const DEMO_SWITCH: &str = "AMOSYNC_DEMO";
+
+/// Values this repository publishes (demo compose file, `.env.example`, README,
+/// the fake AmoCRM's default token). Lower case.
+const PUBLISHED: &[&str] = &[
+    "change-me-local-dev-token-0001",
+    "compose-first-run-webhook-secret-0001",
+    "fake-amo-access-token",
+];
+
+/// Parts of a value somebody was meant to replace. Lower case.
+const PLACEHOLDER_MARKS: &[&str] = &["change-me", "changeme", "replace-me", "placeholder", "<"];
+
+/// A published sample or a placeholder: never a secret.
+pub fn is_sample(value: &str) -> bool {
+    let value = value.trim().to_ascii_lowercase();
+    PUBLISHED.contains(&value.as_str()) || PLACEHOLDER_MARKS.iter().any(|m| value.contains(m))
+}
+
+/// What start-up reports (`/ready`, the log) once the check passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    /// `AMOSYNC_DEMO=true`.
+    pub demo: bool,
+    /// Variables holding a published sample value (only ever non-empty in demo mode
+    /// once `check` passed).
+    pub sample_values: Vec<&'static str>,
+}
+
+/// Why an instance may not run with these settings; each says what to set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{variable} holds a sample value published with amosync{whose}: anyone can use it. \
+         Set your own ({how}){demo_hint}"
+    )]
+    SampleValue {
+        variable: &'static str,
+        whose: String,
+        how: &'static str,
+        demo_hint: DemoHint,
+    },
+    #[error(
+        "SERVER_URL ({host}) is not a public address, but the real AmoCRM account at {amo} \
+         delivers webhooks to it: set SERVER_URL to the public https:// URL of this service"
+    )]
+    PrivateServerUrl { host: String, amo: String },
+}
+
+/// The last part of a sample-value refusal: whether `AMOSYNC_DEMO` could allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoHint {
+    /// A local fake: a demo may use the sample.
+    Allowed,
+    /// A real account: the demo switch does not apply.
+    RealAccount,
+}
+
+impl fmt::Display for DemoHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DemoHint::Allowed => write!(
+                f,
+                ", or set {DEMO_SWITCH}=true for a throw-away demo against the fake AmoCRM \
+                 that nobody else can reach"
+            ),
+            DemoHint::RealAccount => {
+                write!(f, "; {DEMO_SWITCH} does not apply to a real AmoCRM account")
+            }
+        }
+    }
+}
+
+const GENERATE: &str = "e.g. openssl rand -hex 24";
+
+impl Settings {
+    /// Whether AmoCRM is a real account rather than a local fake.
+    pub fn talks_to_real_account(&self) -> bool {
+        !is_local_host(&self.amo_base_url)
+    }
+
+    /// The variables that hold a published sample or placeholder value.
+    pub fn sample_values(&self) -> Vec<&'static str> {
+        self.sample_findings()
+            .into_iter()
+            .map(|(variable, _, _)| variable)
+            .collect()
+    }
+
+    /// Refuses sample values (unless a demo against a fake) and, with a real
+    /// account, placeholder AmoCRM credentials and a private `SERVER_URL`.
+    pub fn check_exposure(&self) -> Result<Exposure, Vec<Refusal>> {
+        let real = self.talks_to_real_account();
+        let demo_hint = if real {
+            DemoHint::RealAccount
+        } else {
+            DemoHint::Allowed
+        };
+        let mut refusals: Vec<Refusal> = self
+            .sample_findings()
+            .into_iter()
+            .filter(|_| real || !self.demo)
+            .map(|(variable, whose, how)| Refusal::SampleValue {
+                variable,
+                whose,
+                how,
+                demo_hint,
+            })
+            .collect();
+        if real {
+            if let Some(url) = self.server_url.as_ref().filter(|u| !is_public(u)) {
+                refusals.push(Refusal::PrivateServerUrl {
+                    host: url.host_str().unwrap_or_default().to_owned(),
+                    amo: self.amo_base_url.as_str().trim_end_matches('/').to_owned(),
+                });
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(refusals);
+        }
+        Ok(Exposure {
+            demo: self.demo,
+            sample_values: self.sample_values(),
+        })
+    }
+
+    /// `(variable, " (client …)" or "", how to make a real one)` for each sample value.
+    /// AmoCRM's credentials count only with a real account: a fake accepts its own.
+    fn sample_findings(&self) -> Vec<(&'static str, String, &'static str)> {
+        let sample = |secret: Option<&Secret>| secret.is_some_and(|s| is_sample(s.expose()));
+        let mut found = Vec::new();
+        if let Some(client) = self.api_tokens.iter().find(|t| is_sample(t.token.expose())) {
+            let whose = format!(" (client `{}`)", client.client_id);
+            found.push(("API_TOKENS", whose, GENERATE));
+        }
+        if sample(self.webhook_secret.as_ref()) {
+            found.push(("WEBHOOK_SECRET", String::new(), GENERATE));
+        }
+        if sample(self.metrics_token.as_ref()) {
+            found.push(("METRICS_TOKEN", String::new(), GENERATE));
+        }
+        if self.talks_to_real_account() {
+            if sample(Some(&self.amo_access_token)) {
+                found.push((
+                    "AMO_ACCESS_TOKEN",
+                    String::new(),
+                    "your integration's long-lived token",
+                ));
+            }
+            if sample(self.amo_client_secret.as_ref()) {
+                found.push((
+                    "AMO_CLIENT_SECRET",
+                    String::new(),
+                    "your integration's secret key",
+                ));
+            }
+        }
+        found
+    }
+}
+
+/// A URL AmoCRM's servers could reach: not loopback, private, link-local, a one-word
+/// host (a compose service) or a name reserved for local networks.
+fn is_public(url: &url::Url) -> bool {
+    if is_local_host(url) {
+        return false;
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    ![".localhost", ".local", ".internal", ".lan", ".home.arpa"]
+        .iter()
+        .any(|suffix| host.ends_with(suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SettingsError;
+    use std::collections::HashMap;
+
+    const OWN_TOKEN: &str = "ops:write+read+admin:9f3c1d7e5b2a4c6e8d0f1a3b";
+    const OWN_SECRET: &str = "4b8e2d6f0a1c3e5b7d9f1a2c4e6b8d0f";
+    const FAKE: &str = "http://127.0.0.1:8090";
+    const REAL: &str = "https://example.amocrm.ru";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut map: HashMap<&str, &str> = [
+            ("DB_NAME", "amosync"),
+            ("AMO_ACCESS_TOKEN", "long-lived-token-of-the-account"),
+            ("API_TOKENS", OWN_TOKEN),
+            ("WEBHOOK_SECRET", OWN_SECRET),
+            ("SERVER_URL", "https://amosync.example.com"),
+        ]
+        .into_iter()
+        .collect();
+        map.extend(vars.iter().copied());
+        Settings::from_lookup(|name| map.get(name).map(|v| v.to_string()))
+    }
+
+    fn refusals(vars: &[(&str, &str)]) -> Vec<Refusal> {
+        match settings(vars).expect("valid settings").check_exposure() {
+            Ok(exposure) => panic!("accepted: {exposure:?}"),
+            Err(refusals) => refusals,
+        }
+    }
+
+    fn names(refusals: &[Refusal]) -> Vec<&'static str> {
+        refusals
+            .iter()
+            .map(|r| match r {
+                Refusal::SampleValue { variable, .. } => *variable,
+                Refusal::PrivateServerUrl { .. } => "SERVER_URL",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn own_values_pass_against_a_real_account_and_a_fake() {
+        for base in [REAL, FAKE] {
+            let s = settings(&[("AMO_BASE_URL", base)]).expect("valid");
+            let exposure = s.check_exposure().expect("accepted");
+            assert_eq!(
+                exposure,
+                Exposure {
+                    demo: false,
+                    sample_values: vec![]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn the_published_samples_are_refused_without_the_demo_switch_and_say_what_to_set() {
+        let found = refusals(&[
+            ("AMO_BASE_URL", FAKE),
+            ("API_TOKENS", "local-dev:change-me-local-dev-token-0001"),
+            ("WEBHOOK_SECRET", "compose-first-run-webhook-secret-0001"),
+        ]);
+        assert_eq!(names(&found), ["API_TOKENS", "WEBHOOK_SECRET"]);
+        let message = found[0].to_string();
+        assert!(message.contains("client `local-dev`"), "{message}");
+        assert!(message.contains("openssl rand -hex 24"), "{message}");
+        assert!(message.contains("AMOSYNC_DEMO=true"), "{message}");
+        assert!(!message.contains("change-me-local-dev-token-0001"));
+    }
+
+    #[test]
+    fn the_demo_switch_allows_samples_against_a_fake_and_reports_them() {
+        let s = settings(&[
+            ("AMO_BASE_URL", "http://fake-amocrm:8090"),
+            ("AMO_ACCESS_TOKEN", "fake-amo-access-token"),
+            (
+                "API_TOKENS",
+                "demo:write+read+admin:change-me-local-dev-token-0001",
+            ),
+            ("SERVER_URL", "http://nginx"),
+            ("AMOSYNC_DEMO", "true"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.check_exposure().expect("a demo"),
+            Exposure {
+                demo: true,
+                sample_values: vec!["API_TOKENS"]
+            }
+        );
+    }
+
+    #[test]
+    fn a_real_account_refuses_samples_even_in_demo_mode() {
+        let found = refusals(&[
+            ("AMO_BASE_URL", ""),
+            ("AMO_DOMAIN", "example"),
+            ("AMOSYNC_DEMO", "true"),
+            ("AMO_ACCESS_TOKEN", "change-me"),
+            ("WEBHOOK_SECRET", "compose-first-run-webhook-secret-0001"),
+        ]);
+        assert_eq!(names(&found), ["WEBHOOK_SECRET", "AMO_ACCESS_TOKEN"]);
+        assert!(found[0]
+            .to_string()
+            .contains("does not apply to a real AmoCRM"));
+        assert!(found[1].to_string().contains("long-lived token"));
+    }
+
+    #[test]
+    fn a_real_account_refuses_a_server_url_it_cannot_reach() {
+        for private in [
+            "http://nginx",
+            "http://localhost:8080",
+            "http://127.0.0.1",
+            "http://192.168.1.20:3000",
+            "https://amosync.internal",
+        ] {
+            let found = refusals(&[("AMO_BASE_URL", REAL), ("SERVER_URL", private)]);
+            assert_eq!(names(&found), ["SERVER_URL"], "{private}");
+            assert!(found[0].to_string().contains("public https:// URL"));
+        }
+        // A fake next to it reaches it fine.
+        let s = settings(&[("AMO_BASE_URL", FAKE), ("SERVER_URL", "http://nginx")]);
+        assert!(s.expect("valid").check_exposure().is_ok());
+    }
+
+    #[test]
+    fn placeholders_count_as_samples() {
+        for value in [
+            "change-me",
+            "CHANGEME-please-0000",
+            "<your-token-here-000>",
+            "fake-amo-access-token",
+        ] {
+            assert!(is_sample(value), "{value}");
+        }
+        assert!(!is_sample("9f3c1d7e5b2a4c6e8d0f1a3b"));
+    }
+}
