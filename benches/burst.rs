@@ -9,7 +9,10 @@
 //! 5000) over 64 connections as fast as they go, and waits until every one is
 //! synced. It prints the time to accept them, the time until all were synced, the
 //! AmoCRM requests used (per contact, too), the most requests AmoCRM saw in one
-//! second, and the 429s it answered.
+//! second, and the 429s it answered. Two figures are timed at the fake, where AmoCRM
+//! would see them: the limiter's utilisation (calls per second from the burst's
+//! first call to its last, divided by `AMO_MAX_RPS`) and the mean time from a
+//! contact's POST to the arrival of the call that created it in AmoCRM.
 //!
 //! By default (`BENCH_AUTHORITATIVE=1`) the mirror is made authoritative first, as
 //! an operator would: a full import (of the empty fake), the webhook subscribed, a
@@ -20,8 +23,9 @@
 //!
 //! Run with `cargo bench --bench burst`. It prints numbers; it asserts nothing.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amosync::fake_amocrm::{FakeAmo, FakeConfig};
@@ -87,8 +91,11 @@ fn synced(db_url: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The burst's contacts by phone (as posted, E.164), each with when it was posted.
+type Posted = Arc<Mutex<HashMap<String, Instant>>>;
+
 /// Posts `count` contacts over `CONNECTIONS` connections; returns (2xx, other).
-async fn post_all(url: String, count: usize) -> (usize, usize) {
+async fn post_all(url: String, count: usize, posted: Posted) -> (usize, usize) {
     let client = reqwest::Client::new();
     let next = Arc::new(AtomicUsize::new(0));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -96,16 +103,18 @@ async fn post_all(url: String, count: usize) -> (usize, usize) {
     for _ in 0..CONNECTIONS {
         let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
         let (ok, failed) = (Arc::clone(&ok), Arc::clone(&failed));
+        let posted = Arc::clone(&posted);
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
                     break;
                 }
-                let body = serde_json::json!({
-                    "name": format!("Burst {i}"),
-                    "phone": format!("+7916{:07}", 1_000_000 + i),
-                });
+                let phone = format!("+7916{:07}", 1_000_000 + i);
+                let body = serde_json::json!({"name": format!("Burst {i}"), "phone": &phone});
+                if let Ok(mut posted) = posted.lock() {
+                    posted.insert(phone, Instant::now());
+                }
                 let reply = client
                     .post(&url)
                     .bearer_auth(API_TOKEN)
@@ -167,7 +176,8 @@ async fn main() {
     );
     let (setup_requests, setup_searches) = (fake.requests(), fake.searches());
     let started = Instant::now();
-    let (ok, failed) = post_all(url, count).await;
+    let posted = Posted::default();
+    let (ok, failed) = post_all(url, count, Arc::clone(&posted)).await;
     let accepted_in = started.elapsed();
     println!(
         "  accepted   {ok} (failed {failed}) in {:.1} s: {:.0} submissions/s",
@@ -209,6 +219,35 @@ async fn main() {
         fake.max_requests_in_one_second(),
         fake.rate_limited()
     );
+    let arrivals: Vec<Instant> = fake
+        .api_arrivals()
+        .into_iter()
+        .filter(|at| *at >= started)
+        .collect();
+    if let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) {
+        let span = last.duration_since(*first).as_secs_f64();
+        let per_second = (arrivals.len() - 1) as f64 / span.max(f64::EPSILON);
+        println!(
+            "  limiter    {per_second:.2} calls/s at AmoCRM from the first call to the last \
+             ({} calls in {span:.1} s): utilisation {:.1} % of AMO_MAX_RPS={rps}",
+            arrivals.len(),
+            100.0 * per_second / f64::from(rps.max(1))
+        );
+    }
+    let posted = posted.lock().map(|p| p.clone()).unwrap_or_default();
+    let waits: Vec<f64> = fake
+        .contact_arrivals()
+        .into_iter()
+        .filter_map(|(phone, at)| at.checked_duration_since(*posted.get(&phone)?))
+        .map(|wait| wait.as_secs_f64())
+        .collect();
+    if !waits.is_empty() {
+        println!(
+            "  POST→AmoCRM mean {:.1} s over {} contacts (their create call's arrival at AmoCRM)",
+            waits.iter().sum::<f64>() / waits.len() as f64,
+            waits.len()
+        );
+    }
 
     drop(database);
 }

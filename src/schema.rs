@@ -47,6 +47,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    contact_merges (contact_id) {
+        contact_id -> Bigint,
+        merged_into -> Bigint,
+        #[max_length = 32]
+        phone -> Varchar,
+        merged_at -> Datetime,
+    }
+}
+
+diesel::table! {
     contacts (id) {
         id -> Bigint,
         amocrm_id -> Nullable<Bigint>,
@@ -184,6 +194,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     amo_tokens,
     companies,
     contact_duplicates,
+    contact_merges,
     contacts,
     idempotency_keys,
     leads,

@@ -237,12 +237,7 @@ impl Application {
             contact_repo,
             lead_repo,
             sync,
-            SyncWorkerConfig {
-                // A batch of jobs outlives one record's claim; a crash frees both in time.
-                lease: settings.sync_lease * 2,
-                record_lease: settings.sync_lease,
-                ..SyncWorkerConfig::default()
-            },
+            SyncWorkerConfig::with_lease(settings.sync_lease),
             Arc::clone(&authority),
             logger.new(slog::o!("task" => "sync_worker")),
         );

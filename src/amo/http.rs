@@ -172,7 +172,16 @@ impl HttpAmoTransport {
         url: Url,
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, AmoError> {
-        self.access.check()?;
+        if let Err(refused) = self.access.check() {
+            // A new authorisation (`amosync auth exchange`) ends a token refusal at
+            // once, instead of at the next probe.
+            let revived =
+                matches!(refused, AmoError::Unauthorized) && self.tokens.reauthorised().await;
+            if !revived {
+                return Err(refused);
+            }
+            self.access.record(&Ok(()));
+        }
         // An error's text is stored, logged and shown to clients from here on.
         let outcome = self
             .send(method, url, body)

@@ -3,16 +3,18 @@
 //!
 //! AmoCRM's refresh tokens are single-use and rotate: two refreshes with one refresh
 //! token kill the integration ("Token has been revoked"). So a refresh is
-//! single-flight inside the process (one mutex) and serialised across instances (a
-//! lease on the token row; whoever waits re-reads and uses what a sibling stored), and
-//! the new pair is committed before it is used.
+//! single-flight inside the process (callers join the one in flight) and serialised
+//! across instances (a lease on the token row; whoever waits re-reads and uses what a
+//! sibling stored). Once sent, a refresh runs on a task of its own to the end and
+//! commits the new pair before anything else: AmoCRM has already spent the old pair,
+//! so a caller that gives up (its budget ran out) must not take the new one with it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use super::limiter::RateLimiter;
 use super::AmoError;
@@ -38,6 +40,7 @@ impl std::fmt::Debug for StoredTokens {
 }
 
 /// Persistence of the token pair (the database, in production).
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn load(&self) -> Result<Option<StoredTokens>, AmoError>;
@@ -57,6 +60,11 @@ pub trait TokenSource: Send + Sync {
     async fn bearer(&self) -> Result<String, AmoError>;
     /// AmoCRM answered 401 to `rejected`: a newer token to retry with once, if any.
     async fn after_unauthorized(&self, rejected: &str) -> Result<Option<String>, AmoError>;
+    /// While refused: whether an operator has authorised again since (`amosync auth
+    /// exchange` stored a new pair), so calls need not wait for the next probe.
+    async fn reauthorised(&self) -> bool {
+        false
+    }
 }
 
 /// A long-lived token (`AMO_ACCESS_TOKEN`): nothing to refresh.
@@ -86,6 +94,8 @@ pub struct OAuthClient {
 const REFRESH_EARLY: Duration = Duration::from_secs(300);
 /// How long one process may hold the refresh; others wait at most this long.
 const REFRESH_LEASE: Duration = Duration::from_secs(30);
+/// While re-authorisation is needed, the stored row is read again at most this often.
+const REAUTH_RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -94,13 +104,29 @@ struct TokenResponse {
     expires_in: i64,
 }
 
-pub struct OAuthTokens {
+/// A refresh in flight, joined by every caller that needs one meanwhile.
+type Flight = Shared<BoxFuture<'static, Result<StoredTokens, AmoError>>>;
+
+#[derive(Default)]
+struct Cache {
+    tokens: Option<StoredTokens>,
+    flight: Option<Flight>,
+    /// When the row was last read while re-authorisation was needed.
+    rechecked: Option<tokio::time::Instant>,
+}
+
+/// What a refresh needs, owned, so it can run on a task of its own.
+#[derive(Clone)]
+struct Refresher {
     client: OAuthClient,
     store: Arc<dyn TokenStore>,
     http: reqwest::Client,
     limiter: Arc<RateLimiter>,
-    /// The cached pair; holding the mutex is what makes a refresh single-flight.
-    current: Mutex<Option<StoredTokens>>,
+}
+
+pub struct OAuthTokens {
+    refresher: Refresher,
+    cache: Arc<Mutex<Cache>>,
 }
 
 fn now() -> i64 {
@@ -128,29 +154,104 @@ impl OAuthTokens {
         limiter: Arc<RateLimiter>,
     ) -> Self {
         OAuthTokens {
-            client,
-            store,
-            http,
-            limiter,
-            current: Mutex::new(None),
+            refresher: Refresher {
+                client,
+                store,
+                http,
+                limiter,
+            },
+            cache: Arc::new(Mutex::new(Cache::default())),
         }
     }
 
     /// `amosync auth exchange --code`: trades an authorisation code for the first pair.
     pub async fn exchange(&self, code: &str) -> Result<(), AmoError> {
-        let tokens = self.request("authorization_code", "code", code).await?;
-        self.store.save(&tokens).await?;
-        *self.current.lock().await = Some(tokens);
+        let refresher = &self.refresher;
+        let tokens = refresher
+            .request("authorization_code", "code", code)
+            .await?;
+        refresher.store.save(&tokens).await?;
+        lock(&self.cache).tokens = Some(tokens);
         Ok(())
     }
 
+    async fn cached(&self) -> Result<Option<StoredTokens>, AmoError> {
+        let cached = lock(&self.cache).tokens.clone();
+        match cached {
+            Some(tokens) => Ok(Some(tokens)),
+            None => {
+                let stored = self.refresher.store.load().await?;
+                let mut cache = lock(&self.cache);
+                if cache.tokens.is_none() {
+                    cache.tokens.clone_from(&stored);
+                }
+                Ok(cache.tokens.clone())
+            }
+        }
+    }
+
+    /// Joins the refresh in flight, or starts one on a task of its own: it runs to the
+    /// end and updates the cache even when every caller has given up.
+    async fn refreshed(&self, rejected: Option<&str>) -> Result<String, AmoError> {
+        let flight = {
+            let mut cache = lock(&self.cache);
+            if let Some(tokens) = cache.tokens.as_ref() {
+                // A refresh finished since this caller's token was rejected.
+                if fresh(tokens) && rejected.is_some_and(|r| r != tokens.access_token) {
+                    return Ok(tokens.access_token.clone());
+                }
+            }
+            match &cache.flight {
+                Some(flight) => flight.clone(),
+                None => {
+                    let refresher = self.refresher.clone();
+                    let cache_of_task = Arc::clone(&self.cache);
+                    let rejected = rejected.map(str::to_owned);
+                    let task = tokio::spawn(async move {
+                        let outcome = refresher.refresh(rejected.as_deref()).await;
+                        let mut cache = lock(&cache_of_task);
+                        cache.flight = None;
+                        match &outcome {
+                            Ok(tokens) => cache.tokens = Some(tokens.clone()),
+                            Err(AmoError::Unauthorized) => {
+                                if let Some(tokens) = cache.tokens.as_mut() {
+                                    tokens.needs_reauth = true;
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                        outcome
+                    });
+                    let flight = task
+                        .map(|joined| {
+                            joined.unwrap_or_else(|_| {
+                                Err(AmoError::Network("token refresh task failed".into()))
+                            })
+                        })
+                        .boxed()
+                        .shared();
+                    cache.flight = Some(flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await.map(|tokens| tokens.access_token)
+    }
+}
+
+fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Refresher {
     async fn request(
         &self,
         grant: &str,
         field: &str,
         value: &str,
     ) -> Result<StoredTokens, AmoError> {
-        self.limiter.acquire().await;
+        // Every AmoCRM call waits for this one: it goes before the queue.
+        self.limiter.acquire_first().await;
         let form = [
             ("client_id", self.client.client_id.as_str()),
             ("client_secret", self.client.client_secret.as_str()),
@@ -190,27 +291,20 @@ impl OAuthTokens {
         })
     }
 
-    /// Refreshes unless a sibling already did; called with `current` locked.
-    async fn refresh(
-        &self,
-        current: &mut Option<StoredTokens>,
-        rejected: Option<&str>,
-    ) -> Result<String, AmoError> {
+    /// Refreshes unless a sibling instance already did.
+    async fn refresh(&self, rejected: Option<&str>) -> Result<StoredTokens, AmoError> {
         let deadline = tokio::time::Instant::now() + REFRESH_LEASE;
         loop {
             let stored = self.store.load().await?.ok_or(AmoError::Unauthorized)?;
             if stored.needs_reauth {
-                *current = Some(stored);
                 return Err(AmoError::Unauthorized);
             }
             // A sibling refreshed meanwhile: use its pair instead of burning ours.
             if fresh(&stored) && rejected != Some(stored.access_token.as_str()) {
-                let token = stored.access_token.clone();
-                *current = Some(stored);
-                return Ok(token);
+                return Ok(stored);
             }
             if self.store.lease_refresh(REFRESH_LEASE).await? {
-                return self.refresh_with(stored, current).await;
+                return self.refresh_with(stored).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AmoError::Timeout);
@@ -219,11 +313,7 @@ impl OAuthTokens {
         }
     }
 
-    async fn refresh_with(
-        &self,
-        stored: StoredTokens,
-        current: &mut Option<StoredTokens>,
-    ) -> Result<String, AmoError> {
+    async fn refresh_with(&self, stored: StoredTokens) -> Result<StoredTokens, AmoError> {
         match self
             .request("refresh_token", "refresh_token", &stored.refresh_token)
             .await
@@ -232,9 +322,7 @@ impl OAuthTokens {
                 // Committed before anyone uses it: a crash now cannot lose the new pair.
                 self.store.save(&tokens).await?;
                 crate::metrics::token_refresh("ok");
-                let token = tokens.access_token.clone();
-                *current = Some(tokens);
-                Ok(token)
+                Ok(tokens)
             }
             Err(AmoError::BadRequest { status, .. }) => {
                 crate::metrics::token_refresh("refused");
@@ -243,10 +331,6 @@ impl OAuthTokens {
                         "refresh refused with {status}; run `amosync auth exchange`"
                     ))
                     .await?;
-                *current = Some(StoredTokens {
-                    needs_reauth: true,
-                    ..stored
-                });
                 Err(AmoError::Unauthorized)
             }
             Err(other) => {
@@ -261,20 +345,41 @@ impl OAuthTokens {
 #[async_trait]
 impl TokenSource for OAuthTokens {
     async fn bearer(&self) -> Result<String, AmoError> {
-        let mut current = self.current.lock().await;
-        if current.is_none() {
-            *current = self.store.load().await?;
-        }
-        match current.as_ref() {
+        match self.cached().await? {
             None => Err(AmoError::Unauthorized),
-            Some(tokens) if tokens.needs_reauth => Err(AmoError::Unauthorized),
-            Some(tokens) if fresh(tokens) => Ok(tokens.access_token.clone()),
-            Some(_) => self.refresh(&mut current, None).await,
+            Some(tokens) if tokens.needs_reauth => match self.reauthorised().await {
+                true => Box::pin(self.bearer()).await,
+                false => Err(AmoError::Unauthorized),
+            },
+            Some(tokens) if fresh(&tokens) => Ok(tokens.access_token),
+            Some(_) => self.refreshed(None).await,
         }
     }
 
     async fn after_unauthorized(&self, rejected: &str) -> Result<Option<String>, AmoError> {
-        let mut current = self.current.lock().await;
-        self.refresh(&mut current, Some(rejected)).await.map(Some)
+        self.refreshed(Some(rejected)).await.map(Some)
+    }
+
+    async fn reauthorised(&self) -> bool {
+        {
+            let mut cache = lock(&self.cache);
+            let refused = cache.tokens.as_ref().is_none_or(|t| t.needs_reauth);
+            let now = tokio::time::Instant::now();
+            let due = cache.rechecked.is_none_or(|at| now >= at + REAUTH_RECHECK);
+            if !refused || !due || cache.flight.is_some() {
+                return false;
+            }
+            cache.rechecked = Some(now);
+        }
+        match self.refresher.store.load().await {
+            Ok(Some(stored)) if !stored.needs_reauth => {
+                lock(&self.cache).tokens = Some(stored);
+                true
+            }
+            _ => false,
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -168,7 +168,7 @@ pub async fn create_contact(
     summary = "One contact",
     params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
     responses(
-        (status = 200, description = "The contact", body = ContactBody),
+        (status = 200, description = "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id", body = ContactBody),
         (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such contact (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),

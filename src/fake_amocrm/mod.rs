@@ -361,6 +361,23 @@ impl FakeAmo {
         self.shared.lock().limiter.max_in_one_second()
     }
 
+    /// When each `/api/v4` call arrived, refused ones included, oldest first (the
+    /// newest 100,000): how evenly a client used its rate, seen from AmoCRM's side.
+    pub fn api_arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.lock().arrivals.iter().copied().collect()
+    }
+
+    /// (first phone as sent, when the call that created it arrived) of each contact
+    /// created through the API (the newest 100,000).
+    pub fn contact_arrivals(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared
+            .lock()
+            .contact_arrivals
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Calls answered 429 by the rate limit (injected failures are not counted).
     pub fn rate_limited(&self) -> usize {
         self.shared.lock().limiter.rate_limited()

@@ -47,12 +47,14 @@ pub(super) async fn dispatch(
 
 async fn api(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> HttpResponse {
     let config = &shared.config;
+    let arrived = Instant::now();
     let (latency, fail, rejection, verdict) = {
         let mut s = shared.lock();
         s.requests += 1;
+        s.record_arrival(arrived);
         let verdict = s
             .limiter
-            .check(Instant::now(), config.rps_limit, config.block_after_429s);
+            .check(arrived, config.rps_limit, config.block_after_429s);
         let rejection = s.reject_writes.clone().filter(|_| req.method() != "GET");
         (s.latency, s.fail, rejection, verdict)
     };
@@ -72,7 +74,10 @@ async fn api(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> Htt
     if !oauth::bearer_ok(shared, bearer.and_then(Result::ok)) {
         return problem(401, BAD_LOGIN);
     }
-    route(req, rest, body, &mut shared.lock())
+    let mut s = shared.lock();
+    // Other calls may have arrived during the wait: creates time themselves by this one.
+    s.arrived = arrived;
+    route(req, rest, body, &mut s)
 }
 
 fn route(req: &HttpRequest, rest: &str, body: &[u8], s: &mut State) -> HttpResponse {

@@ -38,6 +38,8 @@ pub(super) const LOST_STATUS_ID: i64 = 143;
 pub(super) const RESPONSIBLE_USER_ID: i64 = 8_370_001;
 /// The newest deliveries kept for inspection; older ones are forgotten.
 const KEPT_DELIVERIES: usize = 10_000;
+/// The newest call arrivals and contact creations kept for timing; older ones are forgotten.
+const KEPT_ARRIVALS: usize = 100_000;
 
 /// What the server tasks share: the fixed configuration and the locked state.
 pub(super) struct Shared {
@@ -127,6 +129,12 @@ pub(super) struct State {
     pub tokens: Tokens,
     pub limiter: Limiter,
     pub deliveries: VecDeque<Delivery>,
+    /// When each `/api/v4` call arrived (before latency and limits), oldest first.
+    pub arrivals: VecDeque<Instant>,
+    /// When the call being routed arrived: what a create records for its contacts.
+    pub arrived: Instant,
+    /// (first phone as sent, arrival of the call that created it) per contact created.
+    pub contact_arrivals: VecDeque<(String, Instant)>,
     /// Where change events go; `None` when the webhook emitter is off.
     pub events: Option<UnboundedSender<Event>>,
 }
@@ -168,8 +176,32 @@ impl State {
             tokens: Tokens::new(&config.auth_codes),
             limiter: Limiter::default(),
             deliveries: VecDeque::new(),
+            arrivals: VecDeque::new(),
+            arrived: Instant::now(),
+            contact_arrivals: VecDeque::new(),
             events,
         }
+    }
+
+    /// Notes a call's arrival at `/api/v4`.
+    pub fn record_arrival(&mut self, at: Instant) {
+        if self.arrivals.len() == KEPT_ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(at);
+    }
+
+    /// Notes that the call being routed created `contact` (by its first phone).
+    pub fn record_contact_arrival(&mut self, contact: &Contact) {
+        if self.contact_arrivals.len() == KEPT_ARRIVALS {
+            self.contact_arrivals.pop_front();
+        }
+        let phone = contact
+            .phones
+            .first()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
+        self.contact_arrivals.push_back((phone, self.arrived));
     }
 
     pub fn contact(&self, id: i64) -> Option<&Contact> {

@@ -89,6 +89,7 @@ pub(super) fn create_contacts(s: &mut State, body: &[u8]) -> HttpResponse {
     let mut rows = Vec::new();
     for (request_id, contact) in valid {
         s.contact_creates += 1;
+        s.record_contact_arrival(&contact);
         let id = s.create_contact(contact);
         rows.push(created_row(&base, "contacts", id, request_id));
     }
@@ -285,6 +286,7 @@ pub(super) fn complex(s: &mut State, body: &[u8]) -> HttpResponse {
             ComplexContact::Existing(id) => (Some(id), false),
             ComplexContact::New(contact) => {
                 s.contact_creates += 1;
+                s.record_contact_arrival(&contact);
                 (Some(s.insert_contact(contact)), true)
             }
         };

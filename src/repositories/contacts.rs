@@ -15,7 +15,7 @@ use super::sync_state::{
     CLAIM_LOCK_TIMEOUT_SECS,
 };
 use super::RepoError;
-use crate::schema::contacts;
+use crate::schema::{contact_merges, contacts, leads};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactFilter {
@@ -54,7 +54,10 @@ pub trait ContactRepository: Send + Sync {
     async fn get_many(&self, ids: Vec<i64>) -> Result<Vec<Contact>, RepoError>;
 
     /// Every row holding one of these E.164 phones, deleted ones included, by id.
-    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<Contact>, RepoError>;
+    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<(String, Contact)>, RepoError>;
+
+    /// The row a folded contact id now answers with (see `finish_sync`).
+    async fn merged_into(&self, id: i64) -> Result<Option<i64>, RepoError>;
 
     /// The contact holding this E.164 phone (synced first, then the oldest).
     async fn find_by_phone(&self, phone: &str) -> Result<Option<Contact>, RepoError>;
@@ -219,6 +222,7 @@ fn finish(
                 diesel::update(contacts::table.find(twin.id))
                     .set(contacts::deleted_at.eq(None::<chrono::NaiveDateTime>))
                     .execute(conn)?;
+                merge(conn, id, twin.id)?;
                 diesel::delete(contacts::table.find(id)).execute(conn)?;
                 jobs::complete(conn, Entity::Contact, id)?;
                 load(conn, twin.id)
@@ -226,6 +230,32 @@ fn finish(
             Err(other) => Err(other),
         }
     })
+}
+
+/// Records that `id` was folded into `into`: its id was handed out (a 202's
+/// `Location`) and its phone is one of the person's, so both keep finding `into`.
+/// Leads linked to it, and earlier merges into it, follow.
+fn merge(conn: &mut MysqlConnection, id: i64, into: i64) -> Result<(), RepoError> {
+    let phone: Option<String> = contacts::table
+        .find(id)
+        .select(contacts::phone)
+        .first(conn)
+        .optional()?
+        .flatten();
+    diesel::replace_into(contact_merges::table)
+        .values((
+            contact_merges::contact_id.eq(id),
+            contact_merges::merged_into.eq(into),
+            contact_merges::phone.eq(phone.unwrap_or_default()),
+        ))
+        .execute(conn)?;
+    diesel::update(contact_merges::table.filter(contact_merges::merged_into.eq(id)))
+        .set(contact_merges::merged_into.eq(into))
+        .execute(conn)?;
+    diesel::update(leads::table.filter(leads::contact_id.eq(id)))
+        .set(leads::contact_id.eq(into))
+        .execute(conn)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -253,14 +283,37 @@ impl ContactRepository for MysqlContactRepository {
             .await
     }
 
-    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<Contact>, RepoError> {
+    async fn with_phones(&self, phones: Vec<String>) -> Result<Vec<(String, Contact)>, RepoError> {
         self.db
             .run(move |conn| {
-                Ok(contacts::table
-                    .filter(contacts::phone.eq_any(phones))
+                let own: Vec<Contact> = contacts::table
+                    .filter(contacts::phone.eq_any(&phones))
                     .order(contacts::id.asc())
                     .select(Contact::as_select())
-                    .load(conn)?)
+                    .load(conn)?;
+                // Phones folded into another row (AmoCRM holds them on that contact).
+                let merged: Vec<(String, Contact)> = contact_merges::table
+                    .inner_join(contacts::table.on(contacts::id.eq(contact_merges::merged_into)))
+                    .filter(contact_merges::phone.eq_any(&phones))
+                    .order(contacts::id.asc())
+                    .select((contact_merges::phone, Contact::as_select()))
+                    .load(conn)?;
+                let own = own
+                    .into_iter()
+                    .filter_map(|row| Some((row.phone.clone()?, row)));
+                Ok(own.chain(merged).collect())
+            })
+            .await
+    }
+
+    async fn merged_into(&self, id: i64) -> Result<Option<i64>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(contact_merges::table
+                    .find(id)
+                    .select(contact_merges::merged_into)
+                    .first(conn)
+                    .optional()?)
             })
             .await
     }
@@ -269,12 +322,24 @@ impl ContactRepository for MysqlContactRepository {
         let phone = phone.to_owned();
         self.db
             .run(move |conn| {
-                Ok(active()
-                    .filter(contacts::phone.eq(phone))
+                let own = active()
+                    .filter(contacts::phone.eq(&phone))
                     .order((
                         contacts::sync_status.eq(SyncStatus::Synced.as_str()).desc(),
                         contacts::id.asc(),
                     ))
+                    .select(Contact::as_select())
+                    .first(conn)
+                    .optional()?;
+                if own.is_some() {
+                    return Ok(own);
+                }
+                // A phone folded into another row: that row is the person's.
+                Ok(contact_merges::table
+                    .inner_join(contacts::table.on(contacts::id.eq(contact_merges::merged_into)))
+                    .filter(contact_merges::phone.eq(&phone))
+                    .filter(contacts::deleted_at.is_null())
+                    .order(contacts::id.asc())
                     .select(Contact::as_select())
                     .first(conn)
                     .optional()?)

@@ -41,6 +41,8 @@ pub struct ContactService {
     burst_until: Mutex<Option<Instant>>,
     /// Flights creating without a search right now.
     creating: Arc<AtomicUsize>,
+    /// Flights searching AmoCRM (then creating) right now.
+    searching: Arc<AtomicUsize>,
     /// `GET /contacts/{id}` calls arriving together share one query.
     by_id: Batcher<i64, Option<Contact>>,
     /// So do lists filtered by phone (`GET /contacts?phone=…`).
@@ -63,10 +65,8 @@ async fn rows_by_phone(
     phones: Vec<String>,
 ) -> Result<Vec<Vec<Contact>>, RepoError> {
     let mut found: HashMap<String, Vec<Contact>> = HashMap::new();
-    for row in repo.with_phones(phones.clone()).await? {
-        if let Some(phone) = row.phone.clone() {
-            found.entry(phone).or_default().push(row);
-        }
+    for (phone, row) in repo.with_phones(phones.clone()).await? {
+        found.entry(phone).or_default().push(row);
     }
     Ok(phones
         .iter()
@@ -92,7 +92,15 @@ async fn rows_by_id(
 /// simultaneous submissions arrives before the rate limiter has anyone waiting.
 const INLINE_CREATES: usize = 2;
 
-/// Counts a flight in `creating` for as long as it runs (it outlives its request).
+/// Searching flights at once before a burst is assumed. A second new phone while one
+/// is being searched joins the worker's batch: the searches cost the same either way,
+/// but submissions that arrive together then share one create instead of each making
+/// its own (and, searches queueing at AmoCRM's rate, most would outlast the inline
+/// budget anyway).
+const INLINE_SEARCHES: usize = 1;
+
+/// Counts a flight in `creating` or `searching` for as long as it runs (it outlives
+/// its request).
 struct Creating(Arc<AtomicUsize>);
 
 impl Creating {
@@ -144,15 +152,20 @@ impl ContactService {
             authority,
             burst_until: Mutex::new(None),
             creating: Arc::new(AtomicUsize::new(0)),
+            searching: Arc::new(AtomicUsize::new(0)),
             logger,
         }
     }
 
     /// Whether this submission joins the worker's batches instead of calling AmoCRM.
-    fn joins_batches(&self, search: bool) -> bool {
+    fn joins_batches(&self, search: bool, phone: &str) -> bool {
+        // The same phone submitted again meanwhile shares the flight under way.
+        if self.flights.is_running(phone) {
+            return false;
+        }
         let congested = self.amo.is_congested();
         if search {
-            return congested;
+            return congested || self.searching.load(Ordering::SeqCst) >= INLINE_SEARCHES;
         }
         let now = Instant::now();
         let mut until = self
@@ -172,11 +185,17 @@ impl ContactService {
         &self.authority
     }
 
+    /// The contact `id`; an id folded into another row (AmoCRM held that person under
+    /// another phone) answers with that row, so no id amosync handed out turns 404.
     pub async fn get(&self, id: i64, include_deleted: bool) -> Result<Contact, ServiceError> {
-        self.by_id
-            .submit(id)
-            .await?
-            .filter(|row| include_deleted || row.deleted_at.is_none())
+        let row = match self.by_id.submit(id).await? {
+            Some(row) => Some(row),
+            None => match self.repo.merged_into(id).await? {
+                Some(into) => self.by_id.submit(into).await?,
+                None => None,
+            },
+        };
+        row.filter(|row| include_deleted || row.deleted_at.is_none())
             .ok_or(ServiceError::NotFound)
     }
 
@@ -207,13 +226,16 @@ impl ContactService {
             }
         }
         let search = self.authority.search_amocrm().await;
-        if self.joins_batches(search) {
+        if self.joins_batches(search, input.phone.as_e164()) {
             // More calls wait for AmoCRM than it takes in a second: this one could not
             // finish within the inline budget, and would only hold back the batches.
             return self.queue(&input).await;
         }
         let phone = input.phone.as_e164().to_owned();
-        let creating = (!search).then(|| Creating::enter(&self.creating));
+        let creating = Creating::enter(match search {
+            true => &self.searching,
+            false => &self.creating,
+        });
         let work = sync_contact(
             Arc::clone(&self.repo),
             Arc::clone(&self.amo),
@@ -743,6 +765,7 @@ mod tests {
                 })
                 .collect())
         });
+        repo.expect_merged_into().returning(|_| Ok(None));
         let service = Arc::new(service(repo, MockAmoTransport::uncongested()));
         let reads: Vec<_> = [1, 2, 3, 2, 404, 7]
             .into_iter()
@@ -783,7 +806,7 @@ mod tests {
                     if id == 5 {
                         row.name = "Пётр".into();
                     }
-                    row
+                    ("+79161234567".to_owned(), row)
                 })
                 .collect())
         });

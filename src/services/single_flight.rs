@@ -24,6 +24,12 @@ impl<T: Clone> Default for SingleFlight<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
+    /// Whether a flight for `key` is under way now.
+    pub fn is_running(&self, key: &str) -> bool {
+        let map = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(key)
+    }
+
     /// Runs `work` unless a flight for `key` is already under way, in which case its
     /// result is awaited instead. Returns the result and whether this caller started it.
     /// `on_panic` stands in for the result if the work panics.

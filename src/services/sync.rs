@@ -28,7 +28,10 @@ pub struct SyncWorkerConfig {
     /// AmoCRM's requests per second busy; more of them would only queue in the
     /// limiter ahead of reconciliation, so then one round runs at a time.
     pub rounds_at_once: usize,
-    /// Longer than one AmoCRM round for the whole batch.
+    /// How long a claimed job is exclusive: after a crash, it is retried once this
+    /// lapses. The same length as `record_lease` (one setting, `SYNC_LEASE_SECS`):
+    /// a round that outlives it loses nothing, since the record's lease, renewed
+    /// while the round runs, keeps a second worker from taking the record.
     pub lease: Duration,
     pub poll: Duration,
     /// When a job's record is busy elsewhere, or a lead waits for its contact.
@@ -42,10 +45,21 @@ impl Default for SyncWorkerConfig {
         SyncWorkerConfig {
             batch_size: crate::amo::MAX_CONTACTS_PER_CREATE as i64,
             rounds_at_once: 3,
-            lease: Duration::from_secs(300),
+            lease: super::SYNC_LEASE,
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
             record_lease: super::SYNC_LEASE,
+        }
+    }
+}
+
+impl SyncWorkerConfig {
+    /// The defaults with `lease` (`SYNC_LEASE_SECS`) for both jobs and records.
+    pub fn with_lease(lease: Duration) -> Self {
+        SyncWorkerConfig {
+            lease,
+            record_lease: lease,
+            ..SyncWorkerConfig::default()
         }
     }
 }

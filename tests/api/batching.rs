@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn contacts_queued_during_an_outage_are_created_in_a_few_batch_requests() {
@@ -77,4 +77,32 @@ async fn a_queued_lead_and_its_new_contact_reach_amocrm_linked_to_each_other() {
         assert_eq!(linked[0].name, format!("Клиент {i}"), "{lead:?}");
     }
     println!("create requests: {}", app.amo.create_requests());
+}
+
+#[tokio::test]
+async fn new_contacts_posted_together_share_a_create_from_the_first() {
+    let app = spawn_app().await;
+    app.amo.set_latency(std::time::Duration::from_millis(150));
+    let app = &app;
+    let posts = (0..20).map(|i| async move {
+        let body = json!({"name": format!("Вместе {i}"), "phone": format!("+7916888{i:04}")});
+        app.post("/api/v1/contacts", &body).await.status
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, 201 | 202)),
+        "{statuses:?}"
+    );
+
+    app.wait_for(
+        "SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'synced'",
+        20,
+    )
+    .await;
+    assert_eq!(app.amo.contact_creates(), 20);
+    let requests = app.amo.create_requests();
+    assert!(
+        requests <= 3,
+        "20 contacts posted together took {requests} create requests"
+    );
 }

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,17 +25,18 @@ fn fake_with_ttl(token_ttl: Duration) -> impl std::future::Future<Output = FakeA
 
 /// The app in OAuth mode; `keys` are `(TOKEN_ENCRYPTION_KEY, _PREVIOUS)`.
 async fn oauth_app_on(fake: FakeAmo, db: TestDb, keys: (&str, Option<&str>)) -> TestApp {
-    spawn_app_against(fake, db, |env| {
-        env.remove("AMO_ACCESS_TOKEN");
-        for (k, v) in CLIENT {
-            env.insert(k.into(), v.into());
-        }
-        env.insert("TOKEN_ENCRYPTION_KEY".into(), keys.0.into());
-        if let Some(previous) = keys.1 {
-            env.insert("TOKEN_ENCRYPTION_KEY_PREVIOUS".into(), previous.into());
-        }
-    })
-    .await
+    spawn_app_against(fake, db, |env| oauth_env(env, keys)).await
+}
+
+fn oauth_env(env: &mut HashMap<String, String>, keys: (&str, Option<&str>)) {
+    env.remove("AMO_ACCESS_TOKEN");
+    for (k, v) in CLIENT {
+        env.insert(k.into(), v.into());
+    }
+    env.insert("TOKEN_ENCRYPTION_KEY".into(), keys.0.into());
+    if let Some(previous) = keys.1 {
+        env.insert("TOKEN_ENCRYPTION_KEY_PREVIOUS".into(), previous.into());
+    }
 }
 
 async fn oauth_app(token_ttl: Duration) -> TestApp {
@@ -72,11 +74,12 @@ fn exchange(app: &TestApp, code: &str) -> std::process::Output {
 
 /// The service can call AmoCRM with what it stored: a new contact is created.
 async fn creates_a_contact(app: &TestApp) {
+    creates_a_contact_with(app, "+79161234567").await;
+}
+
+async fn creates_a_contact_with(app: &TestApp, phone: &str) {
     let created = app
-        .post(
-            "/api/v1/contacts",
-            &json!({"name": "Иван", "phone": "+79161234567"}),
-        )
+        .post("/api/v1/contacts", &json!({"name": "Иван", "phone": phone}))
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
 }
@@ -162,6 +165,47 @@ async fn a_refused_refresh_marks_reauthorisation_without_looping() {
         0,
         "no refresh storm after the refusal"
     );
+}
+
+#[tokio::test]
+async fn a_new_authorisation_revives_a_running_instance_within_seconds() {
+    let fake = fake_with_ttl(Duration::from_secs(3600)).await;
+    // Probes an hour apart: only noticing the new authorisation can revive it.
+    let app = spawn_app_against(fake, TestDb::create().await, |env| {
+        oauth_env(env, (KEY_A, None));
+        env.insert("AMO_ACCESS_PROBE_SECS".into(), "3600".into());
+    })
+    .await;
+    assert!(exchange(&app, &app.amo.issue_auth_code()).status.success());
+    // Someone else used our refresh token: the refresh is refused.
+    app.db
+        .execute("UPDATE amo_tokens SET refresh_token = 'def50200already-used', expires_at = 0");
+    let queued = app
+        .post(
+            "/api/v1/contacts",
+            &json!({"name": "Иван", "phone": "+79161234567"}),
+        )
+        .await;
+    assert_eq!(queued.status, 202, "{}", queued.body);
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(ready.body["amocrm"]["state"], "refused", "{}", ready.body);
+
+    // An operator authorises again while the service runs.
+    let out = exchange(&app, &app.amo.issue_auth_code());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.wait_for_within(
+        "SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'synced'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let ready = app.send(app.client.get(app.url("/ready"))).await;
+    assert_eq!(ready.body["amocrm"]["state"], "ok", "{}", ready.body);
+    creates_a_contact_with(&app, "+79161234568").await;
 }
 
 #[tokio::test]
