@@ -237,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn db_needs_its_subcommand() {
+        let cli = Cli::try_parse_from(["amosync", "db", "stats"]);
+        assert!(matches!(
+            cli.map(|c| c.command),
+            Ok(Some(Command::Db {
+                action: DbAction::Stats
+            }))
+        ));
+        let err = Cli::try_parse_from(["amosync", "db"]).expect_err("no subcommand");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
     fn sync_jobs_takes_only_the_known_states() {
         let cli = Cli::try_parse_from(["amosync", "sync", "jobs", "--status", "dead"]);
         assert!(matches!(
