@@ -1,5 +1,5 @@
 //! The `amosync` binary: `serve` (the default) runs the service; the other commands
-//! (migrate, check-config, sync, auth, webhooks) are in `amosync::cli`.
+//! (migrate, check-config, sync, auth, webhooks, db) are in `amosync::cli`.
 
 use std::process::ExitCode;
 

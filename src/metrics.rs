@@ -4,12 +4,13 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
-use crate::repositories::{PoolState, QueueStats};
+use crate::repositories::{PoolState, QueueStats, TableSize};
 
 mod http;
 
@@ -113,6 +114,25 @@ static WEBHOOK_EVENTS_IGNORED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric definition")
 });
 
+static RETENTION_PRUNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "retention_pruned_rows_total",
+            "Rows retention deleted, by table (processed webhook deliveries, done sync jobs)",
+        )
+        .namespace(NAMESPACE),
+        &["table"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Counts rows retention deleted from `table`.
+pub fn retention_pruned(table: &str, rows: usize) {
+    RETENTION_PRUNED
+        .with_label_values(&[table])
+        .inc_by(rows as u64);
+}
+
 /// Counts applied deliveries' event items of kinds amosync does not apply. The
 /// kinds come from `EventKind`'s fixed vocabulary, so the label set is bounded.
 pub fn webhook_events_ignored(kinds: &[crate::webhooks::EventKind]) {
@@ -186,6 +206,13 @@ pub struct Metrics {
     inbox_pending: IntGauge,
     inbox_lag: Gauge,
     pool: IntGaugeVec,
+    database_up: IntGauge,
+    access_refused: IntGauge,
+    dedup_mode: IntGaugeVec,
+    table_rows: IntGaugeVec,
+    table_bytes: IntGaugeVec,
+    /// Every metric name this registry can expose, even before its first sample.
+    names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,18 +263,65 @@ impl Metrics {
                 .namespace(NAMESPACE),
             &["state"],
         )?;
-        registry.register(Box::new(AMO_REQUESTS.clone()))?;
-        registry.register(Box::new(AMO_DURATION.clone()))?;
-        registry.register(Box::new(LIMITER_WAIT.clone()))?;
-        registry.register(Box::new(TOKEN_REFRESHES.clone()))?;
-        registry.register(Box::new(MIRROR_AUTHORITATIVE.clone()))?;
-        registry.register(Box::new(CONTACT_DUPLICATES.clone()))?;
-        registry.register(Box::new(WEBHOOK_EVENTS_IGNORED.clone()))?;
-        registry.register(Box::new(sync_jobs.clone()))?;
-        registry.register(Box::new(oldest_pending_job.clone()))?;
-        registry.register(Box::new(inbox_pending.clone()))?;
-        registry.register(Box::new(inbox_lag.clone()))?;
-        registry.register(Box::new(pool.clone()))?;
+        let database_up = IntGauge::with_opts(
+            Opts::new(
+                "database_up",
+                "1 when the last scrape's queue query succeeded, 0 when the database failed it",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        let access_refused = IntGauge::with_opts(
+            Opts::new(
+                "amocrm_access_refused",
+                "1 while AmoCRM refuses access (401, 402, 403) and calls are held back",
+            )
+            .namespace(NAMESPACE),
+        )?;
+        let dedup_mode = IntGaugeVec::new(
+            Opts::new("dedup_mode", "AMO_DEDUP in force: 1 for its mode").namespace(NAMESPACE),
+            &["mode"],
+        )?;
+        let table_rows = IntGaugeVec::new(
+            Opts::new(
+                "table_rows",
+                "Approximate rows per table (InnoDB's estimate)",
+            )
+            .namespace(NAMESPACE),
+            &["table"],
+        )?;
+        let table_bytes = IntGaugeVec::new(
+            Opts::new(
+                "table_bytes",
+                "Approximate bytes per table, data and indexes",
+            )
+            .namespace(NAMESPACE),
+            &["table"],
+        )?;
+        let mut names = http.names();
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(AMO_REQUESTS.clone()),
+            Box::new(AMO_DURATION.clone()),
+            Box::new(LIMITER_WAIT.clone()),
+            Box::new(TOKEN_REFRESHES.clone()),
+            Box::new(MIRROR_AUTHORITATIVE.clone()),
+            Box::new(CONTACT_DUPLICATES.clone()),
+            Box::new(WEBHOOK_EVENTS_IGNORED.clone()),
+            Box::new(RETENTION_PRUNED.clone()),
+            Box::new(sync_jobs.clone()),
+            Box::new(oldest_pending_job.clone()),
+            Box::new(inbox_pending.clone()),
+            Box::new(inbox_lag.clone()),
+            Box::new(pool.clone()),
+            Box::new(database_up.clone()),
+            Box::new(access_refused.clone()),
+            Box::new(dedup_mode.clone()),
+            Box::new(table_rows.clone()),
+            Box::new(table_bytes.clone()),
+        ];
+        for collector in collectors {
+            names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+            registry.register(collector)?;
+        }
         Ok(Metrics {
             registry,
             http,
@@ -256,7 +330,42 @@ impl Metrics {
             inbox_pending,
             inbox_lag,
             pool,
+            database_up,
+            access_refused,
+            dedup_mode,
+            table_rows,
+            table_bytes,
+            names,
         })
+    }
+
+    /// The names of every metric this registry exposes (histograms as their base
+    /// name), whether or not a sample was recorded yet: what alert rules and
+    /// dashboards may refer to.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether the database answered the scrape's queries.
+    pub fn record_database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
+    /// AmoCRM access as the transport last saw it, and the dedup mode in force.
+    pub fn record_amocrm(&self, access_refused: bool, dedup_mode: &str) {
+        self.access_refused.set(i64::from(access_refused));
+        for mode in ["auto", "remote", "mirror"] {
+            self.dedup_mode
+                .with_label_values(&[mode])
+                .set(i64::from(mode == dedup_mode));
+        }
+    }
+
+    pub fn record_tables(&self, tables: &[TableSize]) {
+        for t in tables {
+            self.table_rows.with_label_values(&[&t.table]).set(t.rows);
+            self.table_bytes.with_label_values(&[&t.table]).set(t.bytes);
+        }
     }
 
     pub fn record_queues(&self, stats: &QueueStats) {

@@ -66,6 +66,12 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// Pages (of 250) per entity and round (`RECONCILE_MAX_PAGES`); the rest follows next round.
     pub reconcile_max_pages: u32,
+    /// Days a processed webhook delivery is kept (`WEBHOOK_INBOX_RETENTION_DAYS`, 0: forever).
+    pub inbox_retention_days: u32,
+    /// Days a done sync job is kept (`SYNC_JOBS_RETENTION_DAYS`, 0: forever).
+    pub jobs_retention_days: u32,
+    /// Time between retention passes (`RETENTION_INTERVAL_SECS`).
+    pub retention_interval: Duration,
     /// Whether a new contact or lead is first searched for in AmoCRM (`AMO_DEDUP`).
     pub amo_dedup: DedupMode,
     /// How long a record's claim is exclusive (`SYNC_LEASE_SECS`): what a crash costs.
@@ -247,6 +253,11 @@ impl Settings {
                 300,
             )?),
             reconcile_max_pages: parse_or(&get, "RECONCILE_MAX_PAGES", 20)?,
+            inbox_retention_days: parse_or(&get, "WEBHOOK_INBOX_RETENTION_DAYS", 7)?,
+            jobs_retention_days: parse_or(&get, "SYNC_JOBS_RETENTION_DAYS", 30)?,
+            retention_interval: Duration::from_secs(
+                parse_or(&get, "RETENTION_INTERVAL_SECS", 600u64)?.max(1),
+            ),
             amo_dedup: parse_or(&get, "AMO_DEDUP", DedupMode::Auto)?,
             api_tokens: api_tokens(&get)?,
             log_level: log_level(&get)?,

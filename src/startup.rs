@@ -243,7 +243,17 @@ impl Application {
         );
         // Jobs left by a previous run (or another instance) are worked off from now on.
         let lifecycle = Arc::new(Lifecycle::default());
-        let mut workers = vec![tokio::spawn(sync_worker.run(Arc::clone(&lifecycle)))];
+        let after_restore = Arc::new(crate::services::AfterRestore::new(
+            Arc::new(crate::repositories::MysqlRestoreRepository::new(db.clone())),
+            logger.new(slog::o!("task" => "after_restore")),
+        ));
+        let (restore_gate, worker_lifecycle) = (Arc::clone(&after_restore), Arc::clone(&lifecycle));
+        let mut workers = vec![tokio::spawn(async move {
+            // A restored backup's pending jobs must search AmoCRM first: the restore
+            // marker is handled before the first claim.
+            restore_gate.handled(&worker_lifecycle).await;
+            sync_worker.run(worker_lifecycle).await
+        })];
         let jobs = web::Data::new(JobService::new(jobs));
         let idempotency = web::Data::new(IdempotencyService::new(Arc::new(
             MysqlIdempotencyRepository::new(db.clone()),
@@ -294,6 +304,38 @@ impl Application {
             )
             .with_facts(facts.clone()),
         );
+        let retention = crate::services::Retention::new(
+            Arc::new(crate::repositories::MysqlRetentionRepository::new(
+                db.clone(),
+            )),
+            Arc::new(MysqlCursorRepository::new(db.clone())),
+            crate::services::RetentionConfig::new(
+                settings.inbox_retention_days,
+                settings.jobs_retention_days,
+                settings.retention_interval,
+            ),
+            logger.new(slog::o!("task" => "retention")),
+        );
+        workers.push(tokio::spawn(retention.run(Arc::clone(&lifecycle))));
+        // After a restore, one round catches the mirror up, whatever the interval says.
+        let catch_up = Reconciler::new(
+            Arc::clone(&amo_for_hooks),
+            Arc::new(MysqlCursorRepository::new(db.clone())),
+            Arc::new(MysqlMirrorRepository::new(db.clone())),
+            settings.default_phone_region,
+            logger.new(slog::o!("task" => "after_restore")),
+        )
+        .with_upkeep(Upkeep {
+            facts: facts.clone(),
+            duplicates: Arc::new(MysqlDuplicateRepository::new(db.clone())),
+            subscription: settings
+                .webhook_destination()
+                .map(|_| Arc::clone(&subscription)),
+            authority: Some(Arc::clone(&authority)),
+        });
+        workers.push(tokio::spawn(
+            after_restore.catch_up(catch_up, Arc::clone(&lifecycle)),
+        ));
         if !settings.reconcile_interval.is_zero() {
             let reconciler = Reconciler::new(
                 Arc::clone(&amo_for_hooks),

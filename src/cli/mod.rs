@@ -3,6 +3,7 @@
 //! running.
 
 mod commands;
+mod db;
 mod error;
 mod sync;
 
@@ -51,6 +52,11 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         action: WebhookAction,
+    },
+    /// Inspect the database: `amosync db stats`.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
     },
     /// Validate the environment, print the effective configuration (secrets masked) and
     /// check that the database accepts the configured account (5 s at most). Exit status
@@ -134,6 +140,12 @@ enum WebhookAction {
     Unsubscribe,
     /// List the account's webhooks.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum DbAction {
+    /// Rows and bytes per table (InnoDB's estimates) and rows retention pruned.
+    Stats,
 }
 
 /// Parses the command line, runs the command and turns its outcome into the exit
@@ -222,6 +234,19 @@ mod tests {
         assert_eq!(usage(&["amosync", "sync", "retry", "7", "--all-dead"]), 2);
         assert!(parse(&["amosync", "sync", "retry", "7"]).is_ok());
         assert!(parse(&["amosync", "sync", "retry", "--all-dead"]).is_ok());
+    }
+
+    #[test]
+    fn db_needs_its_subcommand() {
+        let cli = Cli::try_parse_from(["amosync", "db", "stats"]);
+        assert!(matches!(
+            cli.map(|c| c.command),
+            Ok(Some(Command::Db {
+                action: DbAction::Stats
+            }))
+        ));
+        let err = Cli::try_parse_from(["amosync", "db"]).expect_err("no subcommand");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

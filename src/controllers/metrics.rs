@@ -12,10 +12,13 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use slog::Logger;
 use subtle::ConstantTimeEq;
 
+use crate::amo::AmoAccess;
+use crate::controllers::AmoStatus;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::ProblemDetails;
-use crate::repositories::{queue_stats, Db};
+use crate::repositories::{queue_stats, table_sizes, Db};
+use crate::services::MirrorAuthority;
 use crate::settings::Secret;
 use crate::telemetry::{is_internal, request_logger, ClientIp};
 
@@ -64,6 +67,8 @@ pub async fn get_metrics(
     token: web::Data<MetricsToken>,
     metrics: web::Data<Metrics>,
     db: web::Data<Db>,
+    amo: web::Data<AmoStatus>,
+    authority: web::Data<MirrorAuthority>,
     logger: web::Data<Logger>,
 ) -> Result<HttpResponse, ApiError> {
     let authorization = req
@@ -75,11 +80,23 @@ pub async fn get_metrics(
     // A database outage must not blind the scraper to everything else: the queue
     // gauges keep their last values and the failure is logged.
     match queue_stats(&db).await {
-        Ok(stats) => metrics.record_queues(&stats),
+        Ok(stats) => {
+            metrics.record_queues(&stats);
+            metrics.record_database_up(true);
+        }
         Err(err) => {
+            metrics.record_database_up(false);
             slog::warn!(request_logger(&req, &logger), "queue gauges not refreshed"; "error" => err.to_string())
         }
     }
+    match table_sizes(&db).await {
+        Ok(tables) => metrics.record_tables(&tables),
+        Err(err) => {
+            slog::warn!(request_logger(&req, &logger), "table gauges not refreshed"; "error" => err.to_string())
+        }
+    }
+    let refused = matches!(amo.0.access(), AmoAccess::Refused { .. });
+    metrics.record_amocrm(refused, authority.mode().as_str());
     metrics.record_pool(db.pool_state());
     let body = metrics
         .encode()

@@ -14,6 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
+use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::{Metrics, NAMESPACE};
@@ -45,6 +46,12 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         Ok(HttpMetrics { requests, duration })
+    }
+
+    pub(super) fn names(&self) -> Vec<String> {
+        let mut descs = self.requests.desc();
+        descs.extend(self.duration.desc());
+        descs.into_iter().map(|d| d.fq_name.clone()).collect()
     }
 
     pub(super) fn observe(

@@ -13,9 +13,12 @@ mod leads;
 mod mirror;
 mod models;
 mod refetch;
+mod restore;
+mod retention;
 mod senders;
 mod stats;
 mod sync_state;
+mod tables;
 mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
@@ -40,8 +43,13 @@ pub use mirror::{
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
+pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
+pub use retention::{
+    pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
+};
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
+pub use tables::{table_sizes, TableSize};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]
@@ -64,6 +72,10 @@ pub use leads::MockLeadRepository;
 pub use mirror::MockMirrorRepository;
 #[cfg(test)]
 pub use refetch::MockRefetchRepository;
+#[cfg(test)]
+pub use restore::MockRestoreRepository;
+#[cfg(test)]
+pub use retention::MockRetentionRepository;
 #[cfg(test)]
 pub use senders::MockSenderRepository;
 

@@ -99,6 +99,15 @@ impl Settings {
             ("RECONCILE_INTERVAL_SECS", secs(self.reconcile_interval)),
             ("RECONCILE_MAX_PAGES", self.reconcile_max_pages.to_string()),
             (
+                "WEBHOOK_INBOX_RETENTION_DAYS",
+                self.inbox_retention_days.to_string(),
+            ),
+            (
+                "SYNC_JOBS_RETENTION_DAYS",
+                self.jobs_retention_days.to_string(),
+            ),
+            ("RETENTION_INTERVAL_SECS", secs(self.retention_interval)),
+            (
                 "TRUSTED_PROXIES",
                 self.trusted_proxies
                     .iter()

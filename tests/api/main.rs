@@ -13,6 +13,7 @@ mod support;
 
 mod amo_errors;
 mod auth_and_health;
+mod backup_restore;
 mod batching;
 mod contacts;
 mod dedup;
@@ -32,6 +33,7 @@ mod outage;
 mod rate_share;
 mod real_deliveries;
 mod reconcile;
+mod retention;
 mod scopes;
 mod webhook_events;
 mod webhook_subscription;

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, WEBHOOK_SECRET};
+use crate::helpers::{
+    spawn_app, spawn_app_with, spawn_app_without_database, TestApp, WEBHOOK_SECRET,
+};
 use crate::noise::{http_series, random_requests};
 
 async fn scrape(app: &TestApp) -> String {
@@ -227,4 +229,59 @@ async fn with_metrics_token_remote_scrapers_get_in_with_it() {
     assert_eq!(scrape_for(&app, "203.0.113.7", Some(TOKEN)).await, 200);
     assert_eq!(scrape_for(&app, "203.0.113.7", None).await, 401);
     assert_eq!(scrape_for(&app, "10.0.0.9", None).await, 401);
+}
+
+/// What the alert rules read: the database answering, AmoCRM refusing access, the
+/// dedup mode, and each table's size.
+#[tokio::test]
+async fn operations_gauges_show_database_amocrm_access_mode_and_table_sizes() {
+    let app = spawn_app_with(|env| {
+        env.insert("AMO_DEDUP".into(), "remote".into());
+    })
+    .await;
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "amosync_database_up"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "amosync_amocrm_access_refused"), Some(0.0));
+    assert_eq!(
+        sample(&text, r#"amosync_dedup_mode{mode="remote"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"amosync_dedup_mode{mode="auto"}"#),
+        Some(0.0)
+    );
+    for table in [
+        "contacts",
+        "leads",
+        "sync_jobs",
+        "webhook_inbox",
+        "idempotency_keys",
+    ] {
+        let bytes = sample(&text, &format!(r#"amosync_table_bytes{{table="{table}"}}"#));
+        assert!(
+            bytes.is_some_and(|b| b > 0.0),
+            "{table}: {bytes:?} in {text}"
+        );
+        let rows = sample(&text, &format!(r#"amosync_table_rows{{table="{table}"}}"#));
+        assert!(rows.is_some(), "{table} rows in {text}");
+    }
+    assert!(!text.contains("__diesel_schema_migrations"));
+
+    app.amo.fail_with(Some(403));
+    let refused = app
+        .post(
+            "/api/v1/contacts",
+            &json!({"name": "Иван Петров", "phone": "+79161234567"}),
+        )
+        .await;
+    assert_eq!(refused.status, 202, "{}", refused.body);
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "amosync_amocrm_access_refused"), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_database_that_does_not_answer_reads_database_up_0() {
+    let app = spawn_app_without_database().await;
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, "amosync_database_up"), Some(0.0), "{text}");
 }

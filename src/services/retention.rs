@@ -1,0 +1,346 @@
+//! Retention: processed webhook deliveries and done sync jobs are deleted once older
+//! than their setting (`WEBHOOK_INBOX_RETENTION_DAYS`, `SYNC_JOBS_RETENTION_DAYS`;
+//! 0 keeps them). Failed deliveries and dead jobs are kept until an operator acts.
+//!
+//! One instance prunes at a time (a lease on the `retention` cursor), in batches of
+//! at most `batch` rows with a pause after each, so the deletes never hold locks long
+//! enough to stall webhook acknowledgements or the sync worker's claims.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slog::Logger;
+use tokio::time::Instant;
+
+use crate::lifecycle::Lifecycle;
+use crate::repositories::{CursorRepository, Prunable, RepoError, RetentionRepository};
+
+const LEASE_NAME: &str = "retention";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Days a processed delivery is kept; 0 keeps them all.
+    pub inbox_days: u32,
+    /// Days a done job is kept; 0 keeps them all.
+    pub jobs_days: u32,
+    /// Time between passes.
+    pub interval: Duration,
+    /// Rows per DELETE (at most 1,000).
+    pub batch: u32,
+    /// Least pause after each batch: room for the statements that must not wait.
+    /// The pause is at least twice as long as the batch took, so the deletes use at
+    /// most a third of the time, and less on a database that is already busy.
+    pub pause: Duration,
+    /// How long one instance holds the lease; a pass stops at half of it, so the
+    /// lease never lapses under a running pass.
+    pub lease: Duration,
+}
+
+impl RetentionConfig {
+    pub fn new(inbox_days: u32, jobs_days: u32, interval: Duration) -> Self {
+        RetentionConfig {
+            inbox_days,
+            jobs_days,
+            interval,
+            batch: 1_000,
+            pause: Duration::from_millis(50),
+            lease: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What one pass deleted, per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub inbox: u64,
+    pub jobs: u64,
+    /// Another instance held the lease; nothing was done.
+    pub skipped: bool,
+}
+
+pub struct Retention {
+    repo: Arc<dyn RetentionRepository>,
+    cursors: Arc<dyn CursorRepository>,
+    config: RetentionConfig,
+    logger: Logger,
+}
+
+impl Retention {
+    pub fn new(
+        repo: Arc<dyn RetentionRepository>,
+        cursors: Arc<dyn CursorRepository>,
+        config: RetentionConfig,
+        logger: Logger,
+    ) -> Self {
+        Retention {
+            repo,
+            cursors,
+            config: RetentionConfig {
+                batch: config.batch.clamp(1, 1_000),
+                ..config
+            },
+            logger,
+        }
+    }
+
+    pub async fn run(self, lifecycle: Arc<Lifecycle>) {
+        while !lifecycle.is_draining() {
+            match self.pass(&lifecycle).await {
+                Ok(p) if p.inbox + p.jobs > 0 => {
+                    slog::info!(self.logger, "retention pruned old rows";
+                    "webhook_inbox" => p.inbox, "sync_jobs" => p.jobs)
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    slog::warn!(self.logger, "retention pass failed"; "error" => err.to_string())
+                }
+            }
+            lifecycle.pause(self.config.interval).await;
+        }
+    }
+
+    /// One pass over both tables, under the lease.
+    pub async fn pass(&self, lifecycle: &Lifecycle) -> Result<Pruned, RepoError> {
+        if self.config.inbox_days == 0 && self.config.jobs_days == 0 {
+            return Ok(Pruned::default());
+        }
+        if self
+            .cursors
+            .lease(LEASE_NAME, 0, self.config.lease)
+            .await?
+            .is_none()
+        {
+            return Ok(Pruned {
+                skipped: true,
+                ..Pruned::default()
+            });
+        }
+        let stop_at = Instant::now() + self.config.lease / 2;
+        let outcome = async {
+            let inbox = self
+                .prune(
+                    Prunable::ProcessedInbox,
+                    self.config.inbox_days,
+                    stop_at,
+                    lifecycle,
+                )
+                .await?;
+            let jobs = self
+                .prune(
+                    Prunable::DoneJobs,
+                    self.config.jobs_days,
+                    stop_at,
+                    lifecycle,
+                )
+                .await?;
+            Ok(Pruned {
+                inbox,
+                jobs,
+                skipped: false,
+            })
+        }
+        .await;
+        if let Err(err) = self.cursors.release(LEASE_NAME).await {
+            slog::warn!(self.logger, "could not release the retention lease"; "error" => err.to_string());
+        }
+        outcome
+    }
+
+    async fn prune(
+        &self,
+        what: Prunable,
+        days: u32,
+        stop_at: Instant,
+        lifecycle: &Lifecycle,
+    ) -> Result<u64, RepoError> {
+        if days == 0 {
+            return Ok(0);
+        }
+        let (mut after, mut total) = (0, 0u64);
+        let outcome = loop {
+            let started = Instant::now();
+            let batch = match self
+                .repo
+                .prune_batch(what, days, after, self.config.batch)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(err) => break Err(err),
+            };
+            crate::metrics::retention_pruned(what.table(), batch.deleted);
+            total += batch.deleted as u64;
+            after = batch.last_id;
+            if batch.done || lifecycle.is_draining() || Instant::now() >= stop_at {
+                break Ok(total);
+            }
+            tokio::time::sleep(self.config.pause.max(started.elapsed() * 2)).await;
+        };
+        // What was deleted counts even when a later batch failed.
+        if total > 0 {
+            self.repo.add_to_total(what.table(), total).await?;
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repositories::{Batch, MockCursorRepository, MockRetentionRepository};
+    use mockall::predicate::eq;
+
+    fn logger() -> Logger {
+        Logger::root(slog::Discard, slog::o!())
+    }
+
+    fn leased() -> MockCursorRepository {
+        let mut cursors = MockCursorRepository::new();
+        cursors
+            .expect_lease()
+            .with(eq(LEASE_NAME), eq(0), mockall::predicate::always())
+            .times(1)
+            .returning(|_, _, _| Ok(Some(0)));
+        cursors.expect_release().times(1).returning(|_| Ok(()));
+        cursors
+    }
+
+    fn config(inbox_days: u32, jobs_days: u32) -> RetentionConfig {
+        RetentionConfig {
+            pause: Duration::from_millis(1),
+            ..RetentionConfig::new(inbox_days, jobs_days, Duration::from_secs(60))
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_walk_on_from_the_last_id_until_done_and_the_total_is_stored() {
+        let mut repo = MockRetentionRepository::new();
+        let mut seq = mockall::Sequence::new();
+        for (after, batch) in [
+            (
+                0,
+                Batch {
+                    deleted: 1_000,
+                    last_id: 1_000,
+                    done: false,
+                },
+            ),
+            (
+                1_000,
+                Batch {
+                    deleted: 990,
+                    last_id: 2_000,
+                    done: false,
+                },
+            ),
+            (
+                2_000,
+                Batch {
+                    deleted: 10,
+                    last_id: 2_010,
+                    done: true,
+                },
+            ),
+        ] {
+            repo.expect_prune_batch()
+                .with(eq(Prunable::ProcessedInbox), eq(7), eq(after), eq(1_000))
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(move |_, _, _, _| Ok(batch));
+        }
+        repo.expect_prune_batch()
+            .with(eq(Prunable::DoneJobs), eq(30), eq(0), eq(1_000))
+            .times(1)
+            .returning(|_, _, _, _| {
+                Ok(Batch {
+                    deleted: 0,
+                    last_id: 0,
+                    done: true,
+                })
+            });
+        repo.expect_add_to_total()
+            .with(eq("webhook_inbox"), eq(2_000))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let retention = Retention::new(Arc::new(repo), Arc::new(leased()), config(7, 30), logger());
+        let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
+        assert_eq!(
+            pruned,
+            Pruned {
+                inbox: 2_000,
+                jobs: 0,
+                skipped: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_held_elsewhere_means_no_delete_here() {
+        let mut cursors = MockCursorRepository::new();
+        cursors
+            .expect_lease()
+            .times(1)
+            .returning(|_, _, _| Ok(None));
+        cursors.expect_release().never();
+        let mut repo = MockRetentionRepository::new();
+        repo.expect_prune_batch().never();
+        let retention = Retention::new(Arc::new(repo), Arc::new(cursors), config(7, 30), logger());
+        let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
+        assert!(pruned.skipped);
+    }
+
+    #[tokio::test]
+    async fn zero_days_keeps_that_table_and_batches_never_exceed_1000() {
+        let mut repo = MockRetentionRepository::new();
+        repo.expect_prune_batch()
+            .with(eq(Prunable::DoneJobs), eq(30), eq(0), eq(1_000))
+            .times(1)
+            .returning(|_, _, _, _| {
+                Ok(Batch {
+                    deleted: 3,
+                    last_id: 9,
+                    done: true,
+                })
+            });
+        repo.expect_add_to_total()
+            .with(eq("sync_jobs"), eq(3))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let retention = Retention::new(
+            Arc::new(repo),
+            Arc::new(leased()),
+            RetentionConfig {
+                batch: 50_000,
+                ..config(0, 30)
+            },
+            logger(),
+        );
+        let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
+        assert_eq!((pruned.inbox, pruned.jobs), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_releases_the_lease_and_keeps_the_count_of_what_went() {
+        let mut repo = MockRetentionRepository::new();
+        let mut seq = mockall::Sequence::new();
+        repo.expect_prune_batch()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _| {
+                Ok(Batch {
+                    deleted: 1_000,
+                    last_id: 1_000,
+                    done: false,
+                })
+            });
+        repo.expect_prune_batch()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _| Err(RepoError::Unavailable("gone".into())));
+        repo.expect_add_to_total()
+            .with(eq("webhook_inbox"), eq(1_000))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let retention = Retention::new(Arc::new(repo), Arc::new(leased()), config(7, 0), logger());
+        assert!(retention.pass(&Lifecycle::default()).await.is_err());
+    }
+}
