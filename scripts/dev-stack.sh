@@ -226,7 +226,7 @@ up() { # [--reset]
     "$BIN/amosync" webhooks subscribe >>"$STATE_DIR/amosync.log" 2>&1 ||
         say "webhook subscription failed (see $STATE_DIR/amosync.log)"
 
-    local token="${API_TOKENS#*:}"
+    local token="${API_TOKENS##*:}"
     cat <<INFO
 [dev-stack] up
   amosync (through nginx): http://127.0.0.1:$NGINX_PORT
