@@ -12,14 +12,8 @@ const DASHBOARD: &str = include_str!("../deploy/grafana/amosync.json");
 /// Metrics Prometheus itself records for every target.
 const PROMETHEUS_OWN: [&str; 1] = ["up"];
 
-/// PromQL words that are not metric names.
-const KEYWORDS: [&str; 26] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
+/// PromQL words that are not metric names (besides `LABEL_LISTS`, checked first).
+const KEYWORDS: [&str; 20] = [
     "and",
     "or",
     "unless",
