@@ -1,10 +1,13 @@
 //! The test database, taken the same way by every test binary: the server named by
 //! `TEST_DATABASE_URL` (e.g. `mysql://root@127.0.0.1:3306`) or, when that is unset, a
 //! MySQL 8.0 container started with testcontainers (a Docker engine must run). Each
-//! test gets a database of its own, dropped when the test ends.
+//! test gets a database of its own, dropped when the test ends. `fake` starts the fake AmoCRM
+//! for the tests that run amosync's binary.
 //!
 //! Each test binary uses a part of this module; the rest would warn as dead code.
 #![allow(dead_code)]
+
+pub mod fake;
 
 use std::time::Duration;
 

@@ -1,16 +1,15 @@
-//! `amosync-fake-amocrm`: a fake AmoCRM account on a port, so amosync, its clients and its
-//! webhooks can run end to end without a real account.
-//!
-//! Every flag has a `FAKE_AMO_*` environment fallback. Operators drive the account through the
-//! `/_fake/` routes (`GET /_fake/state` to look, `POST /_fake/contacts` to change, ...).
+//! The `amosync-fake-amocrm` binary's flags and seeding, in the library so that a test can
+//! start, inside its own process, the account the binary would start from the same flags.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use amosync::fake_amocrm::{FakeAmo, FakeConfig};
 use clap::Parser;
 
-const OPERATOR_ROUTES: &str = "\
+use crate::{FakeAmo, FakeConfig};
+
+pub const OPERATOR_ROUTES: &str = "\
 Operator routes (no bearer):
   GET    /_fake/state                     contacts, leads, webhooks and counters
   POST   /_fake/contacts                  {name, phones}            fires add_contact
@@ -32,38 +31,38 @@ Operator routes (no bearer):
 /// A fake AmoCRM (Kommo) API v4 server with OAuth, rate limits and a webhook emitter.
 #[derive(Debug, Parser)]
 #[command(name = "amosync-fake-amocrm", version, after_help = OPERATOR_ROUTES)]
-struct Args {
+pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "FAKE_AMO_BIND", default_value = "127.0.0.1")]
-    bind: IpAddr,
+    pub bind: IpAddr,
 
     /// Port to listen on.
     #[arg(long, env = "FAKE_AMO_PORT", default_value_t = 8090)]
-    port: u16,
+    pub port: u16,
 
     /// /api/v4 calls allowed in any one second before 429; 0 turns the limit off.
     #[arg(long, env = "FAKE_AMO_RPS_LIMIT", default_value_t = 7)]
-    rps_limit: u32,
+    pub rps_limit: u32,
 
     /// After this many 429s every /api/v4 call gets a 403 page until POST /_fake/unblock.
     #[arg(long, env = "FAKE_AMO_BLOCK_AFTER_429S")]
-    block_after_429s: Option<u32>,
+    pub block_after_429s: Option<u32>,
 
     /// Delay added before every /api/v4 answer, in milliseconds.
     #[arg(long, env = "FAKE_AMO_LATENCY_MS", default_value_t = 0)]
-    latency_ms: u64,
+    pub latency_ms: u64,
 
     /// The account id in tokens, objects and webhook bodies.
     #[arg(long, env = "FAKE_AMO_ACCOUNT_ID", default_value_t = 29_000_001)]
-    account_id: i64,
+    pub account_id: i64,
 
     /// The account subdomain sent in webhook bodies.
     #[arg(long, env = "FAKE_AMO_SUBDOMAIN", default_value = "example")]
-    subdomain: String,
+    pub subdomain: String,
 
     /// The integration's client id, checked by /oauth2/access_token.
     #[arg(long, env = "FAKE_AMO_CLIENT_ID", default_value = "fake-client-id")]
-    client_id: String,
+    pub client_id: String,
 
     /// The integration's client secret, checked by /oauth2/access_token.
     #[arg(
@@ -71,7 +70,7 @@ struct Args {
         env = "FAKE_AMO_CLIENT_SECRET",
         default_value = "fake-client-secret"
     )]
-    client_secret: String,
+    pub client_secret: String,
 
     /// The registered redirect URI, checked by /oauth2/access_token.
     #[arg(
@@ -79,11 +78,11 @@ struct Args {
         env = "FAKE_AMO_REDIRECT_URI",
         default_value = "http://localhost/oauth/callback"
     )]
-    redirect_uri: String,
+    pub redirect_uri: String,
 
     /// Lifetime of issued OAuth access tokens, in seconds.
     #[arg(long, env = "FAKE_AMO_ACCESS_TOKEN_TTL_SECS", default_value_t = 86_400)]
-    access_token_ttl_secs: u64,
+    pub access_token_ttl_secs: u64,
 
     /// A bearer token accepted forever; repeat the flag (or separate with commas) for several.
     #[arg(
@@ -92,15 +91,15 @@ struct Args {
         value_delimiter = ',',
         default_value = "fake-amo-access-token"
     )]
-    long_lived_tokens: Vec<String>,
+    pub long_lived_tokens: Vec<String>,
 
     /// An authorization code accepted once; repeatable. More come from POST /_fake/oauth/code.
     #[arg(long = "auth-code", env = "FAKE_AMO_AUTH_CODE", value_delimiter = ',')]
-    auth_codes: Vec<String>,
+    pub auth_codes: Vec<String>,
 
     /// How long a webhook destination may take to answer, in milliseconds.
     #[arg(long, env = "FAKE_AMO_WEBHOOK_TIMEOUT_MS", default_value_t = 2_000)]
-    webhook_timeout_ms: u64,
+    pub webhook_timeout_ms: u64,
 
     /// Waits before each retry of a failed delivery, in milliseconds, comma-separated.
     #[arg(
@@ -109,19 +108,20 @@ struct Args {
         value_delimiter = ',',
         default_value = "5000,15000"
     )]
-    webhook_retry_delays_ms: Vec<u64>,
+    pub webhook_retry_delays_ms: Vec<u64>,
 
     /// A hook with more failed replies than this within two hours is disabled.
     #[arg(long, env = "FAKE_AMO_DISABLE_AFTER_FAILURES", default_value_t = 100)]
-    disable_after_failures: usize,
+    pub disable_after_failures: usize,
 
     /// Demo contacts with Russian names and phones created at start (no webhooks fire).
     #[arg(long, env = "FAKE_AMO_SEED_CONTACTS", default_value_t = 0)]
-    seed_contacts: usize,
+    pub seed_contacts: usize,
 }
 
 impl Args {
-    fn config(&self) -> FakeConfig {
+    /// The account these flags describe.
+    pub fn config(&self) -> FakeConfig {
         let ms = Duration::from_millis;
         FakeConfig {
             rps_limit: Some(self.rps_limit).filter(|n| *n > 0),
@@ -146,6 +146,14 @@ impl Args {
             ..FakeConfig::default()
         }
     }
+
+    /// Binds the address the flags name and seeds the demo contacts they ask for.
+    pub async fn serve(&self) -> io::Result<FakeAmo> {
+        let addr = SocketAddr::new(self.bind, self.port);
+        let fake = FakeAmo::bind(self.config(), addr).await?;
+        seed(&fake, self.seed_contacts);
+        Ok(fake)
+    }
 }
 
 const FIRST_NAMES: [&str; 8] = [
@@ -168,7 +176,7 @@ const LAST_NAMES: [&str; 6] = [
 ];
 
 /// Deterministic names and phones in the formats AmoCRM users really type.
-fn seed(fake: &FakeAmo, count: usize) {
+pub fn seed(fake: &FakeAmo, count: usize) {
     for i in 0..count {
         let first = FIRST_NAMES[i % FIRST_NAMES.len()];
         let last = LAST_NAMES[(i / FIRST_NAMES.len()) % LAST_NAMES.len()];
@@ -186,40 +194,4 @@ fn seed(fake: &FakeAmo, count: usize) {
         };
         fake.add_contact(&format!("{first} {last}"), &[&phone]);
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("listen for SIGTERM");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    let addr = SocketAddr::new(args.bind, args.port);
-    let fake = FakeAmo::bind(args.config(), addr)
-        .await
-        .unwrap_or_else(|e| panic!("bind the fake AmoCRM on {addr}: {e}"));
-    seed(&fake, args.seed_contacts);
-    println!(
-        "amosync-fake-amocrm listening on {} (account {}, subdomain {}, rps limit {})",
-        fake.base_url(),
-        args.account_id,
-        args.subdomain,
-        args.rps_limit
-    );
-    shutdown_signal().await;
-    println!("amosync-fake-amocrm shutting down");
-    fake.stop().await;
 }
