@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const DB_PASSWORD: &str = "db-password-Zq8x";
@@ -316,18 +316,35 @@ fn every_sync_option_has_help() {
     }
 }
 
-/// The fake AmoCRM with `contacts` seeded, until dropped.
-fn start_fake(contacts: u32) -> support::fake::RunningFake {
-    support::fake::start(&[
-        "--port",
-        "0",
-        "--rps-limit",
-        "0",
-        "--long-lived-token",
-        "cli-fake-token",
-        "--seed-contacts",
-        &contacts.to_string(),
-    ])
+/// The fake AmoCRM binary with `contacts` seeded, until dropped.
+struct Fake(Child, u16);
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_fake(contacts: u32) -> Fake {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = Command::new(support::fake_amocrm_binary())
+        .args(["--port", &port.to_string(), "--rps-limit", "0"])
+        .args(["--long-lived-token", "cli-fake-token"])
+        .args(["--seed-contacts", &contacts.to_string()])
+        .env_clear()
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the fake AmoCRM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the fake never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Fake(child, port)
 }
 
 #[tokio::test]
@@ -336,7 +353,7 @@ async fn a_second_full_import_with_nothing_new_imports_nothing() {
     let fake = start_fake(5);
     let mut env = env_with_database(db.url());
     env.retain(|(k, _)| !matches!(*k, "AMO_DOMAIN" | "AMO_ACCESS_TOKEN"));
-    env.push(("AMO_BASE_URL", format!("http://127.0.0.1:{}", fake.port())));
+    env.push(("AMO_BASE_URL", format!("http://127.0.0.1:{}", fake.1)));
     env.push(("AMO_ACCESS_TOKEN", "cli-fake-token".into()));
     let run = || {
         let out = amosync(&["sync", "--full"], &env);

@@ -1,6 +1,6 @@
-//! Crash safety with the real binary: `kill -9` of amosync in the middle of a burst,
+//! Crash safety with the real binaries: `kill -9` of amosync in the middle of a burst,
 //! then a restart on the same database. Every submission that got a 2xx must end in
-//! AmoCRM exactly once. The database and the fake AmoCRM come from `tests/support`.
+//! AmoCRM exactly once. The database comes from `tests/support`.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -43,15 +43,18 @@ impl Drop for Killed {
     }
 }
 
-fn fake_amocrm(port: u16, rps_limit: u32, latency_ms: u32) -> support::fake::RunningFake {
-    support::fake::start(&[
-        "--port",
-        &port.to_string(),
-        "--rps-limit",
-        &rps_limit.to_string(),
-        "--latency-ms",
-        &latency_ms.to_string(),
-    ])
+fn fake_amocrm(port: u16, rps_limit: u32, latency_ms: u32) -> Child {
+    Command::new(support::fake_amocrm_binary())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--rps-limit",
+            &rps_limit.to_string(),
+        ])
+        .args(["--latency-ms", &latency_ms.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the fake AmoCRM")
 }
 
 async fn fake_state(client: &reqwest::Client, fake_port: u16) -> Value {
@@ -163,8 +166,8 @@ async fn a_kill_9_in_the_middle_of_a_burst_loses_nothing_and_duplicates_nothing(
     let db_url = database.url();
 
     let (fake_port, port) = (free_port(), free_port());
-    let _fake = fake_amocrm(fake_port, 0, 150);
-    let mut children = Killed(vec![amosync(&db_url, fake_port, port)]);
+    let mut children = Killed(vec![fake_amocrm(fake_port, 0, 150)]);
+    children.0.push(amosync(&db_url, fake_port, port));
     let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
 
@@ -273,12 +276,12 @@ async fn a_sigterm_turns_ready_off_while_still_answering_then_exits_cleanly() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let database = support::TestDb::create_named("amosync_term").await;
     let (fake_port, port) = (free_port(), free_port());
-    let _fake = fake_amocrm(fake_port, 0, 0);
-    let mut children = Killed(vec![amosync(&database.url(), fake_port, port)]);
+    let mut children = Killed(vec![fake_amocrm(fake_port, 0, 0)]);
+    children.0.push(amosync(&database.url(), fake_port, port));
     let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{port}/health")).await;
 
-    let pid = libc::pid_t::try_from(children.0[0].id()).expect("a pid");
+    let pid = libc::pid_t::try_from(children.0[1].id()).expect("a pid");
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(
@@ -332,8 +335,10 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     let db_url = database.url();
 
     let (fake_port, a, b) = (free_port(), free_port(), free_port());
-    let _fake = fake_amocrm(fake_port, PAIR_RPS, 50);
-    let mut children = Killed(vec![amosync_with(&db_url, fake_port, a, PAIR_RPS, 30)]);
+    let mut children = Killed(vec![fake_amocrm(fake_port, PAIR_RPS, 50)]);
+    children
+        .0
+        .push(amosync_with(&db_url, fake_port, a, PAIR_RPS, 30));
     let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
     children

@@ -1,6 +1,5 @@
 //! End to end: the real `amosync` binary behind the repo's nginx config, talking to
-//! the fake AmoCRM (started in this process from the `amosync-fake-amocrm` flags), on a
-//! fresh database (both from `tests/support`). Needs
+//! the `amosync-fake-amocrm` binary, on a fresh database (see `tests/support`). Needs
 //! `nginx` on PATH. `security` holds the checks of nginx's own defences (logs, limits,
 //! methods, TLS) and of the binary's memory.
 
@@ -37,13 +36,11 @@ struct Stack {
     /// amosync itself, not through nginx.
     app: String,
     fake: String,
-    /// Serves until the stack is dropped, after amosync has stopped.
-    _fake_amocrm: support::fake::RunningFake,
     client: reqwest::Client,
 }
 
 /// Index of amosync in `Stack::children`.
-const AMOSYNC: usize = 0;
+const AMOSYNC: usize = 1;
 
 /// What a test changes in a stack: amosync's environment and nginx's config.
 #[derive(Default)]
@@ -104,12 +101,24 @@ async fn start_stack_with(options: StackOptions) -> Stack {
     let db = support::TestDb::create_named("amosync_e2e").await;
     let dir = std::env::temp_dir().join(db.name());
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (app_port, nginx_port) = (free_port(), free_port());
+    let (fake_port, app_port, nginx_port) = (free_port(), free_port(), free_port());
     let mut children = Vec::new();
 
-    let fake_amocrm =
-        support::fake::start(&["--bind", "127.0.0.1", "--port", "0", "--rps-limit", "0"]);
-    let fake_port = fake_amocrm.port();
+    children.push(
+        Command::new(support::fake_amocrm_binary())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &fake_port.to_string(),
+                "--rps-limit",
+                "0",
+            ])
+            .stdout(log_file(&dir, "fake.log"))
+            .stderr(log_file(&dir, "fake.err"))
+            .spawn()
+            .expect("start the fake AmoCRM"),
+    );
     children.push(
         Command::new(env!("CARGO_BIN_EXE_amosync"))
             .arg("serve")
@@ -166,7 +175,6 @@ async fn start_stack_with(options: StackOptions) -> Stack {
         nginx: format!("http://127.0.0.1:{nginx_port}"),
         app: format!("http://127.0.0.1:{app_port}"),
         fake: format!("http://127.0.0.1:{fake_port}"),
-        _fake_amocrm: fake_amocrm,
         client,
     };
     wait_until_up(

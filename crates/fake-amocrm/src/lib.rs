@@ -14,7 +14,6 @@
 //! The state lock is never held across an await; webhook deliveries run on their own tasks.
 
 mod admin;
-pub mod cli;
 mod companies;
 mod config;
 mod emitter;
