@@ -7,7 +7,6 @@ pub mod controllers;
 pub mod crypto;
 pub mod domain;
 pub mod error;
-pub mod fake_amocrm;
 pub mod host;
 pub mod lifecycle;
 pub mod metrics;

@@ -11,95 +11,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::payload::{self, Fields};
-use super::state::Shared;
+use crate::events::{Delivery, Event};
+use crate::payload;
+use crate::state::Shared;
 
 /// How long the emitter waits for more changes before it sends a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// The span of the disable rule.
 const FAILURE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Action {
-    Add,
-    Update,
-    Delete,
-    Restore,
-    Status,
-    Note,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Add => "add",
-            Action::Update => "update",
-            Action::Delete => "delete",
-            Action::Restore => "restore",
-            Action::Status => "status",
-            Action::Note => "note",
-        }
-    }
-}
-
-/// One change, with its payload fields taken when it happened.
-pub(super) struct Event {
-    /// The body's top-level key (`contacts` for companies too).
-    pub entity: &'static str,
-    /// The subscription's noun: `contact`, `lead`, `company`.
-    noun: &'static str,
-    pub action: Action,
-    pub fields: Fields,
-}
-
-impl Event {
-    pub fn new(entity: &'static str, action: Action, fields: Fields) -> Self {
-        Event {
-            entity,
-            noun: entity.trim_end_matches('s'),
-            action,
-            fields,
-        }
-    }
-
-    /// A company event: subscribed as `*_company`, sent under `contacts`.
-    pub fn company(action: Action, fields: Fields) -> Self {
-        Event {
-            noun: "company",
-            ..Event::new("contacts", action, fields)
-        }
-    }
-
-    /// The webhook setting that subscribes to it, e.g. `add_contact` or `status_lead`.
-    fn setting(&self) -> String {
-        format!("{}_{}", self.action.as_str(), self.noun)
-    }
-}
-
-/// One attempt to deliver a webhook body.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    pub webhook_id: i64,
-    pub destination: String,
-    /// The form-urlencoded body.
-    pub body: String,
-    /// 1 for the first attempt, then one more per retry.
-    pub attempt: usize,
-    /// The reply's status, when one came.
-    pub status: Option<u16>,
-    /// Why no usable reply came: a timeout or a connection error.
-    pub error: Option<String>,
-}
-
-impl Delivery {
-    /// What AmoCRM counts as delivered: a reply within the timeout, with a 100–299 status.
-    pub fn succeeded(&self) -> bool {
-        self.status.is_some_and(|s| (100..300).contains(&s))
-    }
-}
-
 /// Runs the emitter on the current runtime until the task is aborted.
-pub(super) fn spawn(shared: Arc<Shared>, events: UnboundedReceiver<Event>) -> JoinHandle<()> {
+pub(crate) fn spawn(shared: Arc<Shared>, events: UnboundedReceiver<Event>) -> JoinHandle<()> {
     tokio::spawn(run(shared, events))
 }
 

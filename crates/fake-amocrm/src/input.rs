@@ -7,25 +7,26 @@
 
 use serde_json::Value;
 
-use super::state::{LeadPatch, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS, PHONE_FIELD_ID};
-use super::wire::{bad_type, not_choice, push_error};
+use crate::records::{LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS, PHONE_FIELD_ID};
+use crate::state::LeadPatch;
+use crate::wire::{bad_type, not_choice, push_error};
 
 /// A contact's fields as sent; `None` means "not sent".
 #[derive(Default)]
-pub(super) struct ContactInput {
+pub(crate) struct ContactInput {
     pub name: Option<String>,
     pub phones: Option<Vec<(String, usize)>>,
     pub note: Option<Option<String>>,
 }
 
 #[derive(Default)]
-pub(super) struct LeadInput {
+pub(crate) struct LeadInput {
     pub patch: LeadPatch,
     pub comment: Option<Option<String>>,
 }
 
 /// The item's `request_id`, or its index when it sent none.
-pub(super) fn request_id(item: &Value, index: usize) -> String {
+pub(crate) fn request_id(item: &Value, index: usize) -> String {
     match &item["request_id"] {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -34,7 +35,7 @@ pub(super) fn request_id(item: &Value, index: usize) -> String {
 }
 
 /// `name`, or `first_name` and `last_name` joined when no name is sent.
-pub(super) fn name(item: &Value, at: &str, errors: &mut Vec<Value>) -> Option<String> {
+pub(crate) fn name(item: &Value, at: &str, errors: &mut Vec<Value>) -> Option<String> {
     match &item["name"] {
         Value::String(name) => Some(name.clone()),
         Value::Null => {
@@ -49,7 +50,7 @@ pub(super) fn name(item: &Value, at: &str, errors: &mut Vec<Value>) -> Option<St
     }
 }
 
-pub(super) fn require_name(name: Option<String>, at: &str, errors: &mut Vec<Value>) -> String {
+pub(crate) fn require_name(name: Option<String>, at: &str, errors: &mut Vec<Value>) -> String {
     if name.is_none() {
         let blank = "This value should not be blank.";
         push_error(errors, "NotBlank", format!("{at}name"), blank);
@@ -58,7 +59,7 @@ pub(super) fn require_name(name: Option<String>, at: &str, errors: &mut Vec<Valu
 }
 
 /// The `id` an update item must carry.
-pub(super) fn id(item: &Value, errors: &mut Vec<Value>) -> i64 {
+pub(crate) fn id(item: &Value, errors: &mut Vec<Value>) -> i64 {
     let id = item["id"].as_i64();
     if id.is_none() {
         bad_type(errors, "id".into(), "int");
@@ -99,7 +100,7 @@ fn values(field: &Value, at: &str, errors: &mut Vec<Value>) -> Option<Vec<(Strin
 }
 
 /// `at` prefixes every error path, e.g. `_embedded.contacts.0.` inside a complex lead.
-pub(super) fn contact(item: &Value, at: &str, errors: &mut Vec<Value>) -> ContactInput {
+pub(crate) fn contact(item: &Value, at: &str, errors: &mut Vec<Value>) -> ContactInput {
     let mut input = ContactInput {
         name: name(item, at, errors),
         ..ContactInput::default()
@@ -154,7 +155,7 @@ fn optional_int(item: &Value, key: &str, errors: &mut Vec<Value>) -> Option<i64>
 }
 
 /// A lead's own fields; contacts are read by the caller, since each endpoint treats them apart.
-pub(super) fn lead(item: &Value, errors: &mut Vec<Value>) -> LeadInput {
+pub(crate) fn lead(item: &Value, errors: &mut Vec<Value>) -> LeadInput {
     let mut input = LeadInput::default();
     input.patch.name = name(item, "", errors);
     input.patch.price = optional_int(item, "price", errors);

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use amosync::fake_amocrm::NoteTarget;
+use fake_amocrm::NoteTarget;
 
 use crate::helpers::*;
 

@@ -147,3 +147,15 @@ async fn the_binary_logs_webhook_attempts_without_the_destinations_secret() {
         "{attempt}"
     );
 }
+
+#[test]
+fn the_help_describes_the_fake() {
+    let out = Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("run the fake");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let headline = stdout.lines().next().unwrap_or_default();
+    assert!(headline.contains("fake AmoCRM"), "{headline:?}");
+}

@@ -10,13 +10,14 @@ use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::limits::Verdict;
-use super::params::{page_of, ListParams, RowKeys};
-use super::state::{Contact, Shared, State};
-use super::wire::{contact_json, failure, hal, lead_json, no_content, problem, respond, BAD_LOGIN};
-use super::{admin, links, oauth, webhooks, writes};
+use crate::limits::Verdict;
+use crate::params::{page_of, ListParams, RowKeys};
+use crate::records::Contact;
+use crate::state::{Shared, State};
+use crate::wire::{contact_json, failure, hal, lead_json, no_content, problem, respond, BAD_LOGIN};
+use crate::{admin, links, oauth, webhooks, writes};
 
-pub(super) async fn dispatch(
+pub(crate) async fn dispatch(
     req: HttpRequest,
     body: web::Bytes,
     shared: web::Data<Shared>,

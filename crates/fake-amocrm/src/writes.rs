@@ -7,10 +7,11 @@
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::emitter::Action;
-use super::input::{self, request_id, require_name};
-use super::state::{Contact, Lead, State, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID};
-use super::wire::{
+use crate::events::Action;
+use crate::input::{self, request_id, require_name};
+use crate::records::{Contact, Lead, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID};
+use crate::state::State;
+use crate::wire::{
     bad_type, hal, not_choice, problem, push_error, self_link, validation_failed, Rejected,
 };
 
@@ -66,7 +67,7 @@ fn created_row(base: &str, entity: &str, id: i64, request_id: String) -> Value {
 }
 
 /// `POST /api/v4/contacts`.
-pub(super) fn create_contacts(s: &mut State, body: &[u8]) -> HttpResponse {
+pub(crate) fn create_contacts(s: &mut State, body: &[u8]) -> HttpResponse {
     s.create_requests += 1;
     let items = match batch(body, MAX_BATCH) {
         Ok(items) => items,
@@ -130,7 +131,7 @@ fn new_lead(input: input::LeadInput, contact_ids: Vec<i64>, name: String) -> Lea
 }
 
 /// `POST /api/v4/leads`.
-pub(super) fn create_leads(s: &mut State, body: &[u8]) -> HttpResponse {
+pub(crate) fn create_leads(s: &mut State, body: &[u8]) -> HttpResponse {
     s.create_requests += 1;
     let items = match batch(body, MAX_BATCH) {
         Ok(items) => items,
@@ -158,7 +159,7 @@ pub(super) fn create_leads(s: &mut State, body: &[u8]) -> HttpResponse {
 
 /// `PATCH /api/v4/{contacts|leads}` with an array of items carrying ids, or
 /// `PATCH /api/v4/{entity}/{id}` with one object, which is answered at the root.
-pub(super) fn update(s: &mut State, body: &[u8], entity: &str, one: Option<i64>) -> HttpResponse {
+pub(crate) fn update(s: &mut State, body: &[u8], entity: &str, one: Option<i64>) -> HttpResponse {
     let items = match one {
         Some(id) => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(mut item)) => {
@@ -265,7 +266,7 @@ fn complex_contact(s: &State, item: &Value, errors: &mut Vec<Value>) -> ComplexC
 /// `POST /api/v4/leads/complex`: leads with at most one new or existing contact each, answered
 /// with a bare array. Companies are not kept by this fake, so `company_id` is always null, and
 /// duplicate control is off, so nothing is ever `merged`.
-pub(super) fn complex(s: &mut State, body: &[u8]) -> HttpResponse {
+pub(crate) fn complex(s: &mut State, body: &[u8]) -> HttpResponse {
     s.create_requests += 1;
     let items = match batch(body, MAX_COMPLEX) {
         Ok(items) => items,

@@ -10,11 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::companies::NoteTarget;
-use super::state::{
-    plain_phones, Contact, Lead, LeadPatch, Shared, State, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID,
-};
-use super::wire::{contact_json, lead_json, no_content, problem, respond, webhook_json, Rejected};
+use crate::companies::NoteTarget;
+use crate::records::{plain_phones, Contact, Lead, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID};
+use crate::state::{LeadPatch, Shared, State};
+use crate::wire::{contact_json, lead_json, no_content, problem, respond, webhook_json, Rejected};
 
 #[derive(Deserialize)]
 struct NewContact {
@@ -73,7 +72,7 @@ fn unknown_contact(s: &State, ids: &[i64]) -> Option<i64> {
     ids.iter().copied().find(|id| s.contact(*id).is_none())
 }
 
-pub(super) fn handle(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> HttpResponse {
+pub(crate) fn handle(req: &HttpRequest, rest: &str, body: &[u8], shared: &Shared) -> HttpResponse {
     match run(req, rest, body, shared) {
         Ok(reply) => reply,
         Err(reply) => *reply,

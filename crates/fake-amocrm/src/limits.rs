@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Limited,
     Blocked,
 }
 
 #[derive(Default)]
-pub(super) struct Limiter {
+pub(crate) struct Limiter {
     /// Calls let through within the last second.
     admitted: VecDeque<Instant>,
     /// Every call within the last second, refused ones too.

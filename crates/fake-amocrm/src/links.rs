@@ -7,8 +7,8 @@
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::state::State;
-use super::wire::{hal, link_json, no_content, not_choice, problem, validation_failed, Rejected};
+use crate::state::State;
+use crate::wire::{hal, link_json, no_content, not_choice, problem, validation_failed, Rejected};
 
 /// The contacts named by a link body, with their `is_main` flags.
 fn targets(s: &State, body: &[u8]) -> Result<Vec<(i64, bool)>, Rejected> {
@@ -59,7 +59,7 @@ fn links_of(s: &State, lead_id: i64) -> Vec<Value> {
 }
 
 /// `POST /api/v4/leads/{id}/link`.
-pub(super) fn link(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
+pub(crate) fn link(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
     if s.lead(lead_id).is_none() {
         return problem(404, "Not Found");
     }
@@ -77,7 +77,7 @@ pub(super) fn link(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
 }
 
 /// `POST /api/v4/leads/{id}/unlink`.
-pub(super) fn unlink(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
+pub(crate) fn unlink(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
     if s.lead(lead_id).is_none() {
         return problem(404, "Not Found");
     }
@@ -97,7 +97,7 @@ pub(super) fn unlink(s: &mut State, lead_id: i64, body: &[u8]) -> HttpResponse {
 }
 
 /// `GET /api/v4/leads/{id}/links`; 204 when the lead has none.
-pub(super) fn list(s: &State, lead_id: i64) -> HttpResponse {
+pub(crate) fn list(s: &State, lead_id: i64) -> HttpResponse {
     let links = links_of(s, lead_id);
     if links.is_empty() {
         return no_content();

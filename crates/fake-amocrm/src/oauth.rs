@@ -7,7 +7,7 @@
 //! live only a short grace period; sending a retired refresh token again gets 401 "Token has
 //! been revoked". Long-lived tokens from the configuration never expire.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -16,60 +16,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::state::{now, Shared};
-use super::wire::respond;
+use crate::records::now;
+use crate::state::Shared;
+use crate::tokens::RefreshToken;
+use crate::wire::respond;
 
 const OAUTH_PROBLEM: &str = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson";
 const BAD_REQUEST_TITLE: &str = "Некорректный запрос";
 const BAD_PARAMS: &str = "В запросе отсутствует ряд параметров или параметры невалидны";
 
-struct RefreshToken {
-    live: bool,
-    /// The access token issued with it, which a refresh retires.
-    access: String,
-}
-
-#[derive(Default)]
-pub(super) struct Tokens {
-    /// Access token → when it stops working.
-    access: HashMap<String, Instant>,
-    refresh: HashMap<String, RefreshToken>,
-    codes: HashSet<String>,
-    used_codes: HashSet<String>,
-    pub refreshes: usize,
-}
-
-impl Tokens {
-    pub fn new(preset_codes: &[String]) -> Self {
-        Tokens {
-            codes: preset_codes.iter().cloned().collect(),
-            ..Tokens::default()
-        }
-    }
-
-    /// A fresh single-use authorization code, as the user's consent would produce.
-    pub fn issue_code(&mut self) -> String {
-        let code = format!("def50200{}", uuid::Uuid::new_v4().simple());
-        self.codes.insert(code.clone());
-        code
-    }
-
-    /// Every access and refresh token issued so far, live or not.
-    pub fn issued(&self) -> Vec<String> {
-        self.access
-            .keys()
-            .chain(self.refresh.keys())
-            .cloned()
-            .collect()
-    }
-
-    fn is_live(&self, access: &str, now: Instant) -> bool {
-        self.access.get(access).is_some_and(|expiry| now < *expiry)
-    }
-}
-
 /// Whether `Authorization` carries a long-lived or a live OAuth access token.
-pub(super) fn bearer_ok(shared: &Shared, header: Option<&str>) -> bool {
+pub(crate) fn bearer_ok(shared: &Shared, header: Option<&str>) -> bool {
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };
@@ -108,7 +65,7 @@ fn fields(body: &[u8]) -> HashMap<String, String> {
 }
 
 /// `POST /oauth2/access_token`.
-pub(super) fn token_endpoint(shared: &Shared, body: &[u8]) -> HttpResponse {
+pub(crate) fn token_endpoint(shared: &Shared, body: &[u8]) -> HttpResponse {
     let f = fields(body);
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     let config = &shared.config;

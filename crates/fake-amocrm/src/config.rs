@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use super::FakeAmo;
+/// The long-lived token a default account accepts (also [`crate::FakeAmo::TOKEN`]), and the
+/// binary's default `--long-lived-token`.
+pub const DEFAULT_TOKEN: &str = "fake-amo-access-token";
 
 /// How the fake account behaves. `Default` suits tests: no rate limit, no latency, the static
-/// [`FakeAmo::TOKEN`] accepted, and the webhook emitter on with retries after 100 and 300 ms.
+/// [`DEFAULT_TOKEN`] accepted, and the webhook emitter on with retries after 100 and 300 ms.
 #[derive(Clone, Debug)]
 pub struct FakeConfig {
     /// Calls to `/api/v4` allowed in any one second; `None` for no limit.
@@ -53,7 +55,7 @@ impl Default for FakeConfig {
             redirect_uri: "http://localhost/oauth/callback".into(),
             access_token_ttl: Duration::from_secs(86_400),
             old_access_token_grace: Duration::from_secs(1),
-            long_lived_tokens: vec![FakeAmo::TOKEN.to_owned()],
+            long_lived_tokens: vec![DEFAULT_TOKEN.to_owned()],
             auth_codes: Vec::new(),
             webhooks_enabled: true,
             webhook_timeout: Duration::from_secs(2),

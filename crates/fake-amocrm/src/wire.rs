@@ -8,25 +8,26 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::state::{
-    Contact, Lead, State, Webhook, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS,
-    PHONE_FIELD_ID, RESPONSIBLE_USER_ID,
+use crate::records::{
+    Contact, Lead, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS, PHONE_FIELD_ID,
+    RESPONSIBLE_USER_ID,
 };
+use crate::state::{State, Webhook};
 
 /// An error reply, boxed so that results carrying it stay small.
-pub(super) type Rejected = Box<HttpResponse>;
+pub(crate) type Rejected = Box<HttpResponse>;
 
-pub(super) const BAD_LOGIN: &str = "Неверный логин или пароль";
+pub(crate) const BAD_LOGIN: &str = "Неверный логин или пароль";
 const PROBLEM: &str = "application/problem+json";
 
-pub(super) fn respond(code: StatusCode, content_type: &str, body: String) -> HttpResponse {
+pub(crate) fn respond(code: StatusCode, content_type: &str, body: String) -> HttpResponse {
     HttpResponse::build(code)
         .content_type(content_type)
         .body(body)
 }
 
 /// What a failing AmoCRM answers; rate limits and blocks come from the edge, not as JSON.
-pub(super) fn failure(status: u16) -> HttpResponse {
+pub(crate) fn failure(status: u16) -> HttpResponse {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (status, reason) = (code.as_u16(), code.canonical_reason().unwrap_or("Error"));
     let nginx = format!(
@@ -47,41 +48,41 @@ fn problem_body(status: u16, detail: &str) -> Value {
         "type": format!("https://httpstatus.es/{}", code.as_u16()), "status": code.as_u16(), "detail": detail})
 }
 
-pub(super) fn problem(status: u16, detail: &str) -> HttpResponse {
+pub(crate) fn problem(status: u16, detail: &str) -> HttpResponse {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     respond(code, PROBLEM, problem_body(status, detail).to_string())
 }
 
 /// 400 with one `validation-errors` entry per failing batch item.
-pub(super) fn validation_failed(items: Vec<Value>) -> HttpResponse {
+pub(crate) fn validation_failed(items: Vec<Value>) -> HttpResponse {
     let mut body = problem_body(400, "Request validation failed");
     body["validation-errors"] = Value::Array(items);
     respond(StatusCode::BAD_REQUEST, PROBLEM, body.to_string())
 }
 
-pub(super) fn hal(body: Value) -> HttpResponse {
+pub(crate) fn hal(body: Value) -> HttpResponse {
     respond(StatusCode::OK, "application/hal+json", body.to_string())
 }
 
-pub(super) fn no_content() -> HttpResponse {
+pub(crate) fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-pub(super) fn push_error(errors: &mut Vec<Value>, code: &str, path: String, detail: &str) {
+pub(crate) fn push_error(errors: &mut Vec<Value>, code: &str, path: String, detail: &str) {
     errors.push(json!({"code": code, "path": path, "detail": detail}));
 }
 
-pub(super) fn not_choice(errors: &mut Vec<Value>, path: String) {
+pub(crate) fn not_choice(errors: &mut Vec<Value>, path: String) {
     let detail = "The value you selected is not a valid choice.";
     push_error(errors, "NotSupportedChoice", path, detail);
 }
 
-pub(super) fn bad_type(errors: &mut Vec<Value>, path: String, ty: &str) {
+pub(crate) fn bad_type(errors: &mut Vec<Value>, path: String, ty: &str) {
     let detail = format!("This value should be of type {ty}.");
     push_error(errors, "InvalidType", path, &detail);
 }
 
-pub(super) fn self_link(base: &str, entity: &str, id: i64) -> Value {
+pub(crate) fn self_link(base: &str, entity: &str, id: i64) -> Value {
     json!({"self": {"href": format!("{base}/api/v4/{entity}/{id}")}})
 }
 
@@ -91,7 +92,7 @@ fn text_field(id: i64, name: &str, value: &str) -> Value {
 }
 
 /// A contact as `GET /contacts` shows it; `with_leads` adds `_embedded.leads`.
-pub(super) fn contact_json(s: &State, c: &Contact, with_leads: bool) -> Value {
+pub(crate) fn contact_json(s: &State, c: &Contact, with_leads: bool) -> Value {
     let mut fields = Vec::new();
     if !c.phones.is_empty() {
         let value = |(v, e): &(String, usize)| json!({"value": v, "enum_id": PHONE_ENUMS[*e].1, "enum_code": PHONE_ENUMS[*e].0});
@@ -118,7 +119,7 @@ pub(super) fn contact_json(s: &State, c: &Contact, with_leads: bool) -> Value {
 }
 
 /// A lead as `GET /leads` shows it; `with_contacts` adds `_embedded.contacts`, main first.
-pub(super) fn lead_json(s: &State, l: &Lead, with_contacts: bool) -> Value {
+pub(crate) fn lead_json(s: &State, l: &Lead, with_contacts: bool) -> Value {
     let base = &s.base_url;
     let mut embedded = json!({"tags": [], "companies": []});
     if with_contacts {
@@ -136,14 +137,14 @@ pub(super) fn lead_json(s: &State, l: &Lead, with_contacts: bool) -> Value {
         "_embedded": embedded, "_links": self_link(base, "leads", l.id)})
 }
 
-pub(super) fn webhook_json(account_id: i64, w: &Webhook) -> Value {
+pub(crate) fn webhook_json(account_id: i64, w: &Webhook) -> Value {
     json!({"id": w.id, "destination": w.destination, "created_at": w.created_at,
         "updated_at": w.updated_at, "account_id": account_id, "created_by": 0, "sort": 1,
         "disabled": w.disabled, "settings": w.settings})
 }
 
 /// One entity's link to a contact, as the links endpoints show it.
-pub(super) fn link_json(lead_id: i64, contact_id: i64, main: bool) -> Value {
+pub(crate) fn link_json(lead_id: i64, contact_id: i64, main: bool) -> Value {
     json!({"entity_id": lead_id, "entity_type": "leads", "to_entity_id": contact_id,
         "to_entity_type": "contacts", "metadata": {"is_main": main}})
 }

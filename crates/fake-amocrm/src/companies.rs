@@ -3,18 +3,10 @@
 //! `contacts` key with `[type]=company`, and notes nested twice
 //! (`leads[note][0][note][…]`), so the emitter does too.
 
-use super::emitter::{Action, Event};
-use super::payload;
-use super::state::{now, State};
-
-#[derive(Clone, Default)]
-pub(super) struct Company {
-    pub id: i64,
-    pub name: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub deleted: bool,
-}
+use crate::events::{Action, Event};
+use crate::payload;
+use crate::records::{now, Company};
+use crate::state::State;
 
 /// What a note is attached to, with AmoCRM's numeric `element_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,14 +17,17 @@ mod admin;
 mod companies;
 mod config;
 mod emitter;
+mod events;
 mod input;
 mod limits;
 mod links;
 mod oauth;
 mod params;
 mod payload;
+mod records;
 mod routes;
 mod state;
+mod tokens;
 mod webhooks;
 mod wire;
 mod writes;
@@ -40,9 +43,10 @@ use tokio::task::JoinHandle;
 
 pub use companies::NoteTarget;
 pub use config::FakeConfig;
-pub use emitter::Delivery;
+pub use events::Delivery;
+use records::{plain_phones, Contact, Lead, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID};
 pub use state::LeadPatch;
-use state::{plain_phones, Contact, Lead, Shared, State, DEFAULT_PIPELINE_ID, DEFAULT_STATUS_ID};
+use state::{Shared, State};
 
 /// A running fake; dropping it stops the server and any delivery in flight.
 pub struct FakeAmo {
@@ -73,7 +77,7 @@ pub struct FakeLead {
 }
 
 impl FakeAmo {
-    pub const TOKEN: &'static str = "fake-amo-access-token";
+    pub const TOKEN: &'static str = config::DEFAULT_TOKEN;
 
     /// Binds 127.0.0.1:0 with the test defaults and serves on the current tokio runtime.
     pub async fn start() -> FakeAmo {

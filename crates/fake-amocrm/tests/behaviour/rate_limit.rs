@@ -102,27 +102,3 @@ async fn repeated_429s_block_the_account_with_an_html_403_until_unblocked() {
         StatusCode::NO_CONTENT
     );
 }
-
-#[tokio::test]
-async fn amosyncs_own_limiter_never_earns_a_429_from_the_strict_window() {
-    use amosync::amo::{AmoClientConfig, AmoTransport, HttpAmoTransport};
-    use amosync::domain::{Phone, Region};
-
-    let amo = FakeAmo::start_with(limited_to(7, None)).await;
-    let transport = HttpAmoTransport::new(AmoClientConfig {
-        base_url: url::Url::parse(&amo.base_url()).expect("fake url"),
-        access_token: FakeAmo::TOKEN.into(),
-        region: Region::default(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(5),
-        max_rps: 7,
-        access_probe: Duration::from_secs(1),
-    })
-    .expect("transport");
-    let phone = Phone::parse("+7 916 123-45-67", Region::default()).expect("phone");
-    // Five windows' worth at once, as a burst's searches come.
-    let searches = join_all((0..36).map(|_| transport.find_contact_by_phone(&phone))).await;
-    assert!(searches.iter().all(Result::is_ok));
-    assert_eq!(amo.rate_limited(), 0);
-    assert_eq!(amo.max_requests_in_one_second(), 7);
-}

@@ -8,15 +8,11 @@
 //! `[code]` only on fields that have one. One body may hold several entities and groups; the
 //! account keys close it.
 
-use super::companies::Company;
-use super::emitter::Event;
-use super::state::{
-    Contact, Lead, CLOSED_DATE_FIELD_ID, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID, PHONE_ENUMS,
-    PHONE_FIELD_ID, RESPONSIBLE_USER_ID,
+use crate::events::{Event, Fields};
+use crate::records::{
+    Company, Contact, Lead, CLOSED_DATE_FIELD_ID, LEAD_COMMENT_FIELD_ID, NOTE_FIELD_ID,
+    PHONE_ENUMS, PHONE_FIELD_ID, RESPONSIBLE_USER_ID,
 };
-
-/// Key suffixes (`[id]`, `[custom_fields][0][values][0][value]`, ...) with their values.
-pub(super) type Fields = Vec<(String, String)>;
 
 fn push(fields: &mut Fields, key: &str, value: impl ToString) {
     fields.push((key.to_owned(), value.to_string()));
@@ -64,7 +60,7 @@ fn custom_field(
     }
 }
 
-pub(super) fn contact_fields(c: &Contact, lead_ids: &[i64], account_id: i64) -> Fields {
+pub(crate) fn contact_fields(c: &Contact, lead_ids: &[i64], account_id: i64) -> Fields {
     let mut fields = headed(c.id, &c.name, (c.created_at, c.updated_at), account_id);
     push(&mut fields, "[group_id]", 0);
     push(&mut fields, "[type]", "contact");
@@ -89,7 +85,7 @@ pub(super) fn contact_fields(c: &Contact, lead_ids: &[i64], account_id: i64) -> 
     fields
 }
 
-pub(super) fn company_fields(c: &Company, account_id: i64) -> Fields {
+pub(crate) fn company_fields(c: &Company, account_id: i64) -> Fields {
     let mut fields = headed(c.id, &c.name, (c.created_at, c.updated_at), account_id);
     push(&mut fields, "[type]", "company");
     fields
@@ -97,7 +93,7 @@ pub(super) fn company_fields(c: &Company, account_id: i64) -> Fields {
 
 /// A note, nested twice as AmoCRM sends it: `{entity}[note][i][note][…]`, with the
 /// numeric `note_type` (4: a common note) and `element_type` (1 contact, 2 lead).
-pub(super) fn note_fields(
+pub(crate) fn note_fields(
     id: i64,
     element_id: i64,
     element_type: i64,
@@ -121,7 +117,7 @@ pub(super) fn note_fields(
 }
 
 /// `old` is the previous (status, pipeline) pair, sent with status events.
-pub(super) fn lead_fields(l: &Lead, old: Option<(i64, i64)>, account_id: i64) -> Fields {
+pub(crate) fn lead_fields(l: &Lead, old: Option<(i64, i64)>, account_id: i64) -> Fields {
     let mut fields = Fields::new();
     push(&mut fields, "[id]", l.id);
     push(&mut fields, "[name]", &l.name);
@@ -162,7 +158,7 @@ pub(super) fn lead_fields(l: &Lead, old: Option<(i64, i64)>, account_id: i64) ->
 
 /// One delivery body: the events grouped by entity and action in the order they happened,
 /// numbered from 0 within each group, then the account keys.
-pub(super) fn form_body(events: &[&Event], subdomain: &str, account_id: i64) -> String {
+pub(crate) fn form_body(events: &[&Event], subdomain: &str, account_id: i64) -> String {
     let mut groups: Vec<(&str, &str, Vec<&Event>)> = Vec::new();
     for event in events {
         let (entity, action) = (event.entity, event.action.as_str());

@@ -9,19 +9,19 @@
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::wire::{hal, no_content};
+use crate::wire::{hal, no_content};
 
 const MAX_LIMIT: usize = 250;
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub(super) enum OrderBy {
+pub(crate) enum OrderBy {
     #[default]
     Id,
     UpdatedAt,
 }
 
 #[derive(Default)]
-pub(super) struct ListParams {
+pub(crate) struct ListParams {
     pub page: usize,
     pub limit: usize,
     pub query: Option<String>,
@@ -36,7 +36,7 @@ pub(super) struct ListParams {
 }
 
 /// One row's sort and filter keys: id, created_at, updated_at.
-pub(super) type RowKeys = (i64, i64, i64);
+pub(crate) type RowKeys = (i64, i64, i64);
 
 impl ListParams {
     pub fn parse(qs: &str) -> Result<ListParams, &'static str> {
@@ -125,7 +125,7 @@ impl ListParams {
 }
 
 /// One page of a HAL list; a full page always links `next`, even when nothing follows.
-pub(super) fn page_of(base: &str, entity: &str, rows: Vec<Value>, p: &ListParams) -> HttpResponse {
+pub(crate) fn page_of(base: &str, entity: &str, rows: Vec<Value>, p: &ListParams) -> HttpResponse {
     let start = (p.page - 1).saturating_mul(p.limit);
     if start >= rows.len() {
         return no_content();

@@ -6,43 +6,25 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::companies::Company;
-use super::emitter::{Action, Event};
-use super::limits::Limiter;
-use super::oauth::Tokens;
-use super::{payload, Delivery, FakeConfig};
+use crate::config::FakeConfig;
+use crate::events::{Action, Delivery, Event};
+use crate::limits::Limiter;
+use crate::payload;
+use crate::records::{now, Company, Contact, Lead, LOST_STATUS_ID, WON_STATUS_ID};
+use crate::tokens::Tokens;
 
-pub(super) const PHONE_FIELD_ID: i64 = 111;
-pub(super) const NOTE_FIELD_ID: i64 = 333;
-pub(super) const LEAD_COMMENT_FIELD_ID: i64 = 444;
-/// A date field of leads: set when the lead is won or lost.
-pub(super) const CLOSED_DATE_FIELD_ID: i64 = 555;
-/// Phone enum codes with the enum ids of this fake account.
-pub(super) const PHONE_ENUMS: [(&str, i64); 6] = [
-    ("WORK", 222),
-    ("WORKDD", 223),
-    ("MOB", 224),
-    ("FAX", 225),
-    ("HOME", 226),
-    ("OTHER", 227),
-];
-pub(super) const DEFAULT_STATUS_ID: i64 = 10_101;
-pub(super) const DEFAULT_PIPELINE_ID: i64 = 2_020;
-pub(super) const WON_STATUS_ID: i64 = 142;
-pub(super) const LOST_STATUS_ID: i64 = 143;
-pub(super) const RESPONSIBLE_USER_ID: i64 = 8_370_001;
 /// The newest deliveries kept for inspection; older ones are forgotten.
 const KEPT_DELIVERIES: usize = 10_000;
 /// The newest call arrivals and contact creations kept for timing; older ones are forgotten.
 const KEPT_ARRIVALS: usize = 100_000;
 
 /// What the server tasks share: the fixed configuration and the locked state.
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub config: FakeConfig,
     pub base_url: String,
     pub state: Mutex<State>,
@@ -55,35 +37,7 @@ impl Shared {
     }
 }
 
-#[derive(Clone, Default)]
-pub(super) struct Contact {
-    pub id: i64,
-    pub name: String,
-    /// The value as sent, with an index into `PHONE_ENUMS`.
-    pub phones: Vec<(String, usize)>,
-    pub note: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub deleted: bool,
-}
-
-#[derive(Clone, Default)]
-pub(super) struct Lead {
-    pub id: i64,
-    pub name: String,
-    pub price: Option<i64>,
-    pub status_id: i64,
-    pub pipeline_id: i64,
-    /// The main contact first.
-    pub contact_ids: Vec<i64>,
-    pub comment: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub closed_at: Option<i64>,
-    pub deleted: bool,
-}
-
-pub(super) struct Webhook {
+pub(crate) struct Webhook {
     pub id: i64,
     pub destination: String,
     pub settings: Vec<String>,
@@ -105,7 +59,7 @@ pub struct LeadPatch {
     pub contact_ids: Option<Vec<i64>>,
 }
 
-pub(super) struct State {
+pub(crate) struct State {
     pub base_url: String,
     pub account_id: i64,
     pub latency: Duration,
@@ -137,12 +91,6 @@ pub(super) struct State {
     pub contact_arrivals: VecDeque<(String, Instant)>,
     /// Where change events go; `None` when the webhook emitter is off.
     pub events: Option<UnboundedSender<Event>>,
-}
-
-/// Unix seconds.
-pub(super) fn now() -> i64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
-    since_epoch.map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A change time that never repeats the previous one, so `updated_at` always moves forward.
@@ -396,9 +344,4 @@ impl State {
         }
         self.deliveries.push_back(delivery);
     }
-}
-
-/// Phones as given, all with the first enum (`WORK`).
-pub(super) fn plain_phones<S: AsRef<str>>(phones: &[S]) -> Vec<(String, usize)> {
-    phones.iter().map(|p| (p.as_ref().to_owned(), 0)).collect()
 }

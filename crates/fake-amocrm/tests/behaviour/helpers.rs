@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
-pub use amosync::fake_amocrm::{FakeAmo, FakeConfig, LeadPatch};
+pub use fake_amocrm::{FakeAmo, FakeConfig, LeadPatch};
 pub use reqwest::{Response, StatusCode};
 pub use serde_json::{json, Value};
 

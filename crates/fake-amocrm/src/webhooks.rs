@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::params::ListParams;
-use super::state::{now, State, Webhook};
-use super::wire::{
+use crate::params::ListParams;
+use crate::records::now;
+use crate::state::{State, Webhook};
+use crate::wire::{
     bad_type, hal, no_content, problem, push_error, validation_failed, webhook_json,
 };
 
@@ -19,7 +20,7 @@ const MAX_WEBHOOKS: usize = 100;
 /// The code AmoCRM gives an invalid webhook destination (Symfony's Url constraint).
 const INVALID_URL_CODE: &str = "57c2f299-1154-4870-89bb-ef3b1f5ad229";
 
-pub(super) fn list(s: &State, p: &ListParams) -> HttpResponse {
+pub(crate) fn list(s: &State, p: &ListParams) -> HttpResponse {
     let wanted = |w: &&Webhook| p.destination.as_ref().is_none_or(|d| *d == w.destination);
     let to_json = |w: &Webhook| webhook_json(s.account_id, w);
     let rows: Vec<Value> = s.webhooks.iter().filter(wanted).map(to_json).collect();
@@ -31,7 +32,7 @@ pub(super) fn list(s: &State, p: &ListParams) -> HttpResponse {
 
 /// Re-posting a known destination replaces its settings and re-enables it, as an admin saving
 /// the hook in the settings would (what AmoCRM's API does here is not documented).
-pub(super) fn add(s: &mut State, body: &[u8]) -> HttpResponse {
+pub(crate) fn add(s: &mut State, body: &[u8]) -> HttpResponse {
     let Ok(hook) = serde_json::from_slice::<Value>(body) else {
         return problem(400, "Request body is not valid JSON");
     };
@@ -78,7 +79,7 @@ pub(super) fn add(s: &mut State, body: &[u8]) -> HttpResponse {
 
 /// Unknown destinations get 204 too: unsubscribing is idempotent here (AmoCRM does not document
 /// this case).
-pub(super) fn delete(s: &mut State, body: &[u8]) -> HttpResponse {
+pub(crate) fn delete(s: &mut State, body: &[u8]) -> HttpResponse {
     let hook = serde_json::from_slice::<Value>(body).unwrap_or_default();
     let Some(destination) = hook["destination"].as_str() else {
         return problem(400, "Request body must carry a destination");

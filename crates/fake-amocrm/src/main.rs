@@ -7,8 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use amosync::fake_amocrm::{FakeAmo, FakeConfig};
 use clap::Parser;
+use fake_amocrm::{FakeAmo, FakeConfig};
 
 const OPERATOR_ROUTES: &str = "\
 Operator routes (no bearer):
