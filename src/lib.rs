@@ -3,6 +3,7 @@
 
 pub mod amo;
 pub mod cli;
+pub mod concurrency;
 pub mod controllers;
 pub mod crypto;
 pub mod domain;

@@ -8,11 +8,11 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
-use super::jobs::{self, Entity, RetryPolicy};
+use super::jobs::{self, Entity};
 use super::models::{Claim, Lead, NewLead, SyncStatus};
+use super::sync_rows::{lease_found, take_lease, Record};
 use super::sync_state::{
-    bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
-    CLAIM_LOCK_TIMEOUT_SECS,
+    db_now, last_insert_id, lease_end, lease_is_live, lock_name, CLAIM_LOCK_TIMEOUT_SECS,
 };
 use super::RepoError;
 use crate::amo::AmoLead;
@@ -48,40 +48,9 @@ pub trait LeadRepository: Send + Sync {
     /// existing row that already mirrors the same AmoCRM lead).
     async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError>;
 
-    /// Keeps the row pending, records why, frees its lease and schedules the next
-    /// attempt of its job (or buries the job); returns `true` when the job is dead.
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError>;
-
-    /// Frees the row's lease without counting an attempt (it waits for its contact).
-    async fn release(&self, id: i64) -> Result<(), RepoError>;
-
     /// Takes the lease of a pending row for a background retry; `None` when it is
     /// synced, deleted, or leased to someone else right now.
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError>;
-
-    /// Extends a lease the caller still holds (`held_until` unchanged since it took
-    /// it) and returns the new end; `None` when it lapsed and someone else may be
-    /// working on the row.
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
-
-    /// `renew_lease` for many rows over one connection: each row's new lease end,
-    /// or `None` for a row whose lease lapsed.
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError>;
 
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
@@ -148,10 +117,7 @@ fn claim(
             Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
             Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
             Some(row) => {
-                diesel::update(leads::table.find(row.id))
-                    .set(leads::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                jobs::arm(conn, Entity::Lead, row.id)?;
+                lease_found(conn, Record::new(Entity::Lead, row.id), until)?;
                 Ok(Claim::Leased(load(conn, row.id)?))
             }
             None => {
@@ -264,100 +230,12 @@ impl LeadRepository for MysqlLeadRepository {
             .await
     }
 
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError> {
-        let error = bounded_error(error);
-        self.db
-            .run(move |conn| {
-                retry_deadlocks(conn, |conn| {
-                    conn.transaction(|conn| {
-                        diesel::update(leads::table.find(id))
-                            .set((
-                                leads::sync_error.eq(&error),
-                                leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                                leads::sync_attempts.eq(leads::sync_attempts + 1),
-                            ))
-                            .execute(conn)?;
-                        jobs::fail(conn, Entity::Lead, id, &error, &policy, permanent)
-                    })
-                })
-            })
-            .await
-    }
-
-    async fn release(&self, id: i64) -> Result<(), RepoError> {
-        self.db
-            .run(move |conn| {
-                diesel::update(leads::table.find(id))
-                    .set(leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
-        let renewed = self.renew_leases(vec![(id, held_until)], lease).await?;
-        Ok(renewed.into_iter().next().and_then(|(_, until)| until))
-    }
-
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError> {
-        self.db
-            .run(move |conn| {
-                let until = lease_end(db_now(conn)?, lease);
-                let mut renewed = Vec::with_capacity(held.len());
-                for (id, held_until) in held {
-                    let rows = diesel::update(
-                        leads::table
-                            .find(id)
-                            .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
-                            .filter(leads::sync_lease_until.eq(held_until)),
-                    )
-                    .set(leads::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                    renewed.push((id, (rows == 1).then_some(until)));
-                }
-                Ok(renewed)
-            })
-            .await
-    }
-
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError> {
+        let record = Record::new(Entity::Lead, id);
         self.db
-            .run(move |conn| {
-                let now = db_now(conn)?;
-                let taken = diesel::update(
-                    leads::table
-                        .find(id)
-                        .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
-                        .filter(leads::deleted_at.is_null())
-                        .filter(
-                            leads::sync_lease_until
-                                .is_null()
-                                .or(leads::sync_lease_until.lt(now)),
-                        ),
-                )
-                .set(leads::sync_lease_until.eq(lease_end(now, lease)))
-                .execute(conn)?;
-                if taken == 1 {
-                    load(conn, id).map(Some)
-                } else {
-                    Ok(None)
-                }
+            .run(move |conn| match take_lease(conn, record, lease)? {
+                true => load(conn, id).map(Some),
+                false => Ok(None),
             })
             .await
     }

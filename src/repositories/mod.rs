@@ -1,5 +1,8 @@
 //! Repositories own all SQL. Each is a trait (mocked in service tests) with a
-//! MySQL implementation whose queries run through `Db::run`.
+//! MySQL implementation whose queries run through `Db::run`. The sync bookkeeping
+//! all mirrored records share (leases, failed attempts) is written once, keyed by
+//! `Entity` (`sync_rows`); each entity's repository keeps only its own lookups,
+//! claim and finish.
 
 mod contacts;
 mod cursors;
@@ -17,6 +20,7 @@ mod restore;
 mod retention;
 mod senders;
 mod stats;
+mod sync_rows;
 mod sync_state;
 mod tables;
 mod tokens;
@@ -41,7 +45,7 @@ pub use mirror::{
     CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
     RefetchEntity, Removal,
 };
-pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{
@@ -49,6 +53,7 @@ pub use retention::{
 };
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
+pub use sync_rows::{MysqlSyncRowRepository, Record, SyncRowRepository};
 pub use tables::{table_sizes, TableSize};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
@@ -78,6 +83,8 @@ pub use restore::MockRestoreRepository;
 pub use retention::MockRetentionRepository;
 #[cfg(test)]
 pub use senders::MockSenderRepository;
+#[cfg(test)]
+pub use sync_rows::MockSyncRowRepository;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
@@ -108,6 +115,19 @@ impl From<DieselError> for RepoError {
                 RepoError::Unavailable(info.message().to_owned())
             }
             _ => RepoError::Query(err.to_string()),
+        }
+    }
+}
+
+/// A batched query whose batch failed in the batcher itself: a dropped call is the
+/// runtime going away (worth retrying), the rest are bugs.
+impl From<crate::concurrency::BatchFailure> for RepoError {
+    fn from(failure: crate::concurrency::BatchFailure) -> Self {
+        match failure {
+            crate::concurrency::BatchFailure::Dropped => {
+                RepoError::Unavailable(failure.to_string())
+            }
+            _ => RepoError::Query(failure.to_string()),
         }
     }
 }
