@@ -2,6 +2,7 @@
 //! MySQL mirror. The binary is a thin shell; tests start the real app from here.
 
 pub mod amo;
+pub mod cause;
 pub mod cli;
 pub mod concurrency;
 pub mod controllers;

@@ -88,34 +88,39 @@ pub use sync_rows::MockSyncRowRepository;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::cause::Cause;
+
+/// Each variant keeps what went wrong as its `source()`: the driver's or pool's
+/// error itself, or a description where the repository found the fault.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RepoError {
     /// The database cannot be reached, the pool is exhausted or a lock timed out:
     /// worth retrying, and a 503 for the client.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A unique key already holds this value.
     #[error("unique constraint violated: {0}")]
-    Conflict(String),
+    Conflict(#[source] Cause),
     /// Any other failure of a query: a bug or a schema mismatch.
     #[error("query failed: {0}")]
-    Query(String),
+    Query(#[source] Cause),
 }
 
 impl From<DieselError> for RepoError {
     fn from(err: DieselError) -> Self {
-        match &err {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                RepoError::Conflict(info.message().to_owned())
+        let kind = match &err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                RepoError::Conflict
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                RepoError::Unavailable(err.to_string())
+                RepoError::Unavailable
             }
             DieselError::DatabaseError(_, info) if is_transient_mysql_message(info.message()) => {
-                RepoError::Unavailable(info.message().to_owned())
+                RepoError::Unavailable
             }
-            _ => RepoError::Query(err.to_string()),
-        }
+            _ => RepoError::Query,
+        };
+        kind(Cause::new(err))
     }
 }
 
@@ -125,9 +130,9 @@ impl From<crate::concurrency::BatchFailure> for RepoError {
     fn from(failure: crate::concurrency::BatchFailure) -> Self {
         match failure {
             crate::concurrency::BatchFailure::Dropped => {
-                RepoError::Unavailable(failure.to_string())
+                RepoError::Unavailable(Cause::new(failure))
             }
-            _ => RepoError::Query(failure.to_string()),
+            _ => RepoError::Query(Cause::new(failure)),
         }
     }
 }
@@ -136,9 +141,10 @@ impl RepoError {
     /// The server answered and refused the account or the database (wrong user or
     /// password, no grant, no such database): waiting will not change that.
     pub fn is_access_refused(&self) -> bool {
-        let RepoError::Unavailable(message) = self else {
+        let RepoError::Unavailable(cause) = self else {
             return false;
         };
+        let message = crate::cause::chain(cause);
         ["Access denied", "Unknown database"]
             .iter()
             .any(|needle| message.contains(needle))

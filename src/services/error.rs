@@ -1,8 +1,7 @@
 //! The services' one error type: what went wrong, for the HTTP layer to render once.
 
-use std::sync::Arc;
-
 use crate::amo::AmoError;
+use crate::cause::Cause;
 use crate::domain::FieldError;
 use crate::repositories::RepoError;
 
@@ -22,9 +21,9 @@ pub enum ServiceError {
     /// Another instance holds the lease on this record and did not finish in time.
     #[error("record {id} is being synced elsewhere")]
     SyncInProgress { id: i64 },
-    /// The database could not be reached or kept failing; the text says why (for logs).
+    /// The database could not be reached or kept failing; the cause says why (for logs).
     #[error("database unavailable: {0}")]
-    DatabaseUnavailable(Arc<str>),
+    DatabaseUnavailable(#[source] Cause),
     /// A webhook delivery that is not one (bad content type or body).
     #[error("{0}")]
     Payload(crate::webhooks::PayloadError),
@@ -34,14 +33,15 @@ pub enum ServiceError {
     /// A feature that needs configuration the service does not have.
     #[error("not configured: {0}")]
     NotConfigured(String),
+    /// A bug or a broken invariant; the cause is for the log only.
     #[error("internal error: {0}")]
-    Internal(Arc<str>),
+    Internal(#[source] Cause),
 }
 
 impl ServiceError {
     /// A broken invariant or a bug; `why` is for the log only.
-    pub fn internal(why: impl std::fmt::Display) -> Self {
-        ServiceError::Internal(why.to_string().into())
+    pub fn internal(why: impl Into<Cause>) -> Self {
+        ServiceError::Internal(why.into())
     }
 
     /// An AmoCRM failure with no local record involved.
@@ -56,8 +56,8 @@ impl ServiceError {
 impl From<RepoError> for ServiceError {
     fn from(err: RepoError) -> Self {
         match err {
-            RepoError::Unavailable(why) => ServiceError::DatabaseUnavailable(why.into()),
-            RepoError::Conflict(why) | RepoError::Query(why) => ServiceError::Internal(why.into()),
+            RepoError::Unavailable(cause) => ServiceError::DatabaseUnavailable(cause),
+            RepoError::Conflict(_) | RepoError::Query(_) => ServiceError::Internal(Cause::new(err)),
         }
     }
 }

@@ -146,11 +146,10 @@ impl LeadService {
                 }
                 // A contact accepted earlier but still pending: try to finish it now.
                 let input = ContactInput {
-                    name: EntityName::parse(&contact.name).map_err(|e| {
-                        ServiceError::Internal(format!("stored contact name: {e}").into())
-                    })?,
+                    name: EntityName::parse(&contact.name)
+                        .map_err(|e| ServiceError::internal(format!("stored contact name: {e}")))?,
                     phone: Phone::from_e164(contact.phone.as_deref().unwrap_or_default()).map_err(
-                        |e| ServiceError::Internal(format!("stored contact phone: {e}").into()),
+                        |e| ServiceError::internal(format!("stored contact phone: {e}")),
                     )?,
                 };
                 Ok(Some(self.contacts.find_or_create(input).await?))

@@ -307,7 +307,7 @@ impl WebhookWorker {
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("parsing deliveries failed: {e}").into()))?;
+        .map_err(|e| ServiceError::internal(format!("parsing deliveries failed: {e}")))?;
         let mut batch = MirrorBatch::default();
         let mut ignored = Vec::new();
         let mut good = Vec::with_capacity(parsed.len());
