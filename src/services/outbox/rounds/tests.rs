@@ -2,7 +2,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::amo::MockAmoTransport;
+use crate::amo::{CreatedWithContact, MockAmoTransport};
 use crate::repositories::{
     FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
 };
