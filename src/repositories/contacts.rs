@@ -10,10 +10,8 @@ use diesel::prelude::*;
 use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity};
 use super::models::{Claim, Contact, NewContact, SyncStatus};
-use super::sync_rows::{lease_found, take_lease, Record};
-use super::sync_state::{
-    db_now, last_insert_id, lease_end, lease_is_live, lock_name, CLAIM_LOCK_TIMEOUT_SECS,
-};
+use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
+use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
 use crate::schema::{contact_merges, contacts, leads};
 
@@ -82,36 +80,7 @@ pub trait ContactRepository: Send + Sync {
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
 }
 
-pub struct MysqlContactRepository {
-    db: Db,
-}
-
-impl MysqlContactRepository {
-    pub fn new(db: Db) -> Self {
-        MysqlContactRepository { db }
-    }
-}
-
-fn active() -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
-    rows(false)
-}
-
-fn rows(include_deleted: bool) -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
-    if include_deleted {
-        contacts::table.into_boxed()
-    } else {
-        contacts::table
-            .filter(contacts::deleted_at.is_null())
-            .into_boxed()
-    }
-}
-
-fn load(conn: &mut MysqlConnection, id: i64) -> Result<Contact, RepoError> {
-    Ok(contacts::table
-        .find(id)
-        .select(Contact::as_select())
-        .first(conn)?)
-}
+mirrored_table!(MysqlContactRepository, contacts, Contact);
 
 /// Runs under the per-phone named lock, which is what keeps two claimers apart.
 fn claim(
@@ -120,7 +89,6 @@ fn claim(
     lease: Duration,
 ) -> Result<Claim<Contact>, RepoError> {
     conn.transaction(|conn| {
-        let now = db_now(conn)?;
         let found = active()
             .filter(contacts::phone.eq(&new.phone))
             .order((
@@ -130,28 +98,19 @@ fn claim(
             .select(Contact::as_select())
             .first(conn)
             .optional()?;
-        let until = lease_end(now, lease);
-        match found {
-            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
-            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
-            Some(row) => {
-                lease_found(conn, Record::new(Entity::Contact, row.id), until)?;
-                Ok(Claim::Leased(load(conn, row.id)?))
-            }
-            None => {
-                diesel::insert_into(contacts::table)
-                    .values((
-                        contacts::name.eq(&new.name),
-                        contacts::phone.eq(&new.phone),
-                        contacts::sync_status.eq(SyncStatus::Pending.as_str()),
-                        contacts::sync_lease_until.eq(until),
-                    ))
-                    .execute(conn)?;
-                let id = last_insert_id(conn)?;
-                jobs::arm(conn, Entity::Contact, id)?;
-                Ok(Claim::Leased(load(conn, id)?))
-            }
-        }
+        let insert = |conn: &mut MysqlConnection, until| {
+            diesel::insert_into(contacts::table)
+                .values((
+                    contacts::name.eq(&new.name),
+                    contacts::phone.eq(&new.phone),
+                    contacts::sync_status.eq(SyncStatus::Pending.as_str()),
+                    contacts::sync_lease_until.eq(until),
+                ))
+                .execute(conn)
+                .map(drop)
+                .map_err(RepoError::from)
+        };
+        claim_found(conn, found, lease, insert, load)
     })
 }
 
@@ -180,18 +139,14 @@ fn finish(
             }
             Err(RepoError::Conflict(_)) => {
                 // The AmoCRM contact is mirrored already (it holds several phones, or
-                // a webhook brought it in): that row is the truth, ours was a placeholder.
-                let twin: Contact = contacts::table
+                // a webhook brought it in): ours folds into that row.
+                let twin: i64 = contacts::table
                     .filter(contacts::amocrm_id.eq(amocrm_id))
-                    .select(Contact::as_select())
+                    .select(contacts::id)
                     .first(conn)?;
-                diesel::update(contacts::table.find(twin.id))
-                    .set(contacts::deleted_at.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                merge(conn, id, twin.id)?;
-                diesel::delete(contacts::table.find(id)).execute(conn)?;
-                jobs::complete(conn, Entity::Contact, id)?;
-                load(conn, twin.id)
+                merge(conn, id, twin)?;
+                fold_into(conn, Record::new(Entity::Contact, id), twin)?;
+                load(conn, twin)
             }
             Err(other) => Err(other),
         }
@@ -336,12 +291,8 @@ impl ContactRepository for MysqlContactRepository {
     }
 
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError> {
-        let record = Record::new(Entity::Contact, id);
         self.db
-            .run(move |conn| match take_lease(conn, record, lease)? {
-                true => load(conn, id).map(Some),
-                false => Ok(None),
-            })
+            .run(move |conn| take_lease(conn, id, lease, load))
             .await
     }
 

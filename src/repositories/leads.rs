@@ -10,10 +10,8 @@ use diesel::prelude::*;
 use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity};
 use super::models::{Claim, Lead, NewLead, SyncStatus};
-use super::sync_rows::{lease_found, take_lease, Record};
-use super::sync_state::{
-    db_now, last_insert_id, lease_end, lease_is_live, lock_name, CLAIM_LOCK_TIMEOUT_SECS,
-};
+use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
+use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
 use crate::amo::AmoLead;
 use crate::schema::leads;
@@ -55,29 +53,7 @@ pub trait LeadRepository: Send + Sync {
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
 
-pub struct MysqlLeadRepository {
-    db: Db,
-}
-
-impl MysqlLeadRepository {
-    pub fn new(db: Db) -> Self {
-        MysqlLeadRepository { db }
-    }
-}
-
-fn active() -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
-    rows(false)
-}
-
-fn rows(include_deleted: bool) -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
-    if include_deleted {
-        leads::table.into_boxed()
-    } else {
-        leads::table
-            .filter(leads::deleted_at.is_null())
-            .into_boxed()
-    }
-}
+mirrored_table!(MysqlLeadRepository, leads, Lead);
 
 fn matching(
     name: &str,
@@ -93,13 +69,6 @@ fn matching(
     ))
 }
 
-fn load(conn: &mut MysqlConnection, id: i64) -> Result<Lead, RepoError> {
-    Ok(leads::table
-        .find(id)
-        .select(Lead::as_select())
-        .first(conn)?)
-}
-
 /// Runs under the per-identity named lock, which is what keeps two claimers apart.
 fn claim(
     conn: &mut MysqlConnection,
@@ -107,32 +76,22 @@ fn claim(
     lease: Duration,
 ) -> Result<Claim<Lead>, RepoError> {
     conn.transaction(|conn| {
-        let now = db_now(conn)?;
         let found = matching(&new.name, new.contact_id)
             .select(Lead::as_select())
             .first(conn)
             .optional()?;
-        let until = lease_end(now, lease);
-        match found {
-            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
-            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
-            Some(row) => {
-                lease_found(conn, Record::new(Entity::Lead, row.id), until)?;
-                Ok(Claim::Leased(load(conn, row.id)?))
-            }
-            None => {
-                diesel::insert_into(leads::table)
-                    .values((
-                        new,
-                        leads::sync_status.eq(SyncStatus::Pending.as_str()),
-                        leads::sync_lease_until.eq(until),
-                    ))
-                    .execute(conn)?;
-                let id = last_insert_id(conn)?;
-                jobs::arm(conn, Entity::Lead, id)?;
-                Ok(Claim::Leased(load(conn, id)?))
-            }
-        }
+        let insert = |conn: &mut MysqlConnection, until| {
+            diesel::insert_into(leads::table)
+                .values((
+                    new,
+                    leads::sync_status.eq(SyncStatus::Pending.as_str()),
+                    leads::sync_lease_until.eq(until),
+                ))
+                .execute(conn)
+                .map(drop)
+                .map_err(RepoError::from)
+        };
+        claim_found(conn, found, lease, insert, load)
     })
 }
 
@@ -159,16 +118,13 @@ fn finish(conn: &mut MysqlConnection, id: i64, amo: &AmoLead) -> Result<Lead, Re
                 load(conn, id)
             }
             Err(RepoError::Conflict(_)) => {
-                let twin: Lead = leads::table
+                // The AmoCRM lead is mirrored already: ours folds into that row.
+                let twin: i64 = leads::table
                     .filter(leads::amocrm_id.eq(amo.id))
-                    .select(Lead::as_select())
+                    .select(leads::id)
                     .first(conn)?;
-                diesel::update(leads::table.find(twin.id))
-                    .set(leads::deleted_at.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                diesel::delete(leads::table.find(id)).execute(conn)?;
-                jobs::complete(conn, Entity::Lead, id)?;
-                load(conn, twin.id)
+                fold_into(conn, Record::new(Entity::Lead, id), twin)?;
+                load(conn, twin)
             }
             Err(other) => Err(other),
         }
@@ -231,12 +187,8 @@ impl LeadRepository for MysqlLeadRepository {
     }
 
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError> {
-        let record = Record::new(Entity::Lead, id);
         self.db
-            .run(move |conn| match take_lease(conn, record, lease)? {
-                true => load(conn, id).map(Some),
-                false => Ok(None),
-            })
+            .run(move |conn| take_lease(conn, id, lease, load))
             .await
     }
 

@@ -14,8 +14,8 @@ use diesel::{Connection, RunQueryDsl};
 
 use super::db::{retry_deadlocks, Db};
 use super::jobs::{self, Entity, RetryPolicy};
-use super::models::SyncStatus;
-use super::sync_state::{bounded_error, db_now, lease_end};
+use super::models::{Claim, SyncRow, SyncStatus};
+use super::sync_state::{bounded_error, db_now, last_insert_id, lease_end, lease_is_live};
 use super::RepoError;
 
 /// One mirrored record: which table, which row.
@@ -155,34 +155,121 @@ fn set_lease(
     .execute(conn)?)
 }
 
-/// A claim that found the record pending with no live lease: the caller takes the
-/// lease and the record's job is armed again (a dead one starts over).
-pub(super) fn lease_found(
+/// Loads one row by id; each entity's repository has one (`mirrored_table!`).
+pub(super) type Load<T> = fn(&mut MysqlConnection, i64) -> Result<T, RepoError>;
+
+/// The claim of a submission, once the entity's repository has looked for its row
+/// (`found`) under the record's named lock and inside one transaction: a synced row
+/// is the answer; a row leased elsewhere is busy; otherwise the caller takes the
+/// lease, on the row found or on a new pending one (`insert`, given the lease end),
+/// and the record's job is armed (a dead one starts over).
+pub(super) fn claim_found<T: SyncRow>(
     conn: &mut MysqlConnection,
-    record: Record,
-    until: NaiveDateTime,
-) -> Result<(), RepoError> {
-    set_lease(conn, record, Some(until))?;
-    jobs::arm(conn, record.entity, record.id)
+    found: Option<T>,
+    lease: Duration,
+    insert: impl FnOnce(&mut MysqlConnection, NaiveDateTime) -> Result<(), RepoError>,
+    load: Load<T>,
+) -> Result<Claim<T>, RepoError> {
+    let now = db_now(conn)?;
+    let until = lease_end(now, lease);
+    let id = match found {
+        Some(row) if row.synced() => return Ok(Claim::Existing(row)),
+        Some(row) if lease_is_live(row.lease_until(), now) => return Ok(Claim::Busy(row)),
+        Some(row) => {
+            set_lease(conn, Record::new(T::ENTITY, row.record_id()), Some(until))?;
+            row.record_id()
+        }
+        None => {
+            insert(conn, until)?;
+            last_insert_id(conn)?
+        }
+    };
+    jobs::arm(conn, T::ENTITY, id)?;
+    Ok(Claim::Leased(load(conn, id)?))
 }
 
-/// Takes the lease of a pending, live row for a background retry; `false` when it
+/// Takes the lease of a pending, live row for a background retry; `None` when it
 /// is synced, deleted, or leased to someone else right now.
-pub(super) fn take_lease(
+pub(super) fn take_lease<T: SyncRow>(
     conn: &mut MysqlConnection,
-    record: Record,
+    id: i64,
     lease: Duration,
-) -> Result<bool, RepoError> {
+    load: Load<T>,
+) -> Result<Option<T>, RepoError> {
     let now = db_now(conn)?;
     let taken = diesel::sql_query(format!(
         "UPDATE {} SET sync_lease_until = ? WHERE id = ? AND sync_status = ? \
          AND deleted_at IS NULL AND (sync_lease_until IS NULL OR sync_lease_until < ?)",
-        record.entity.table()
+        T::ENTITY.table()
     ))
     .bind::<Datetime, _>(lease_end(now, lease))
-    .bind::<BigInt, _>(record.id)
+    .bind::<BigInt, _>(id)
     .bind::<Text, _>(SyncStatus::Pending.as_str())
     .bind::<Datetime, _>(now)
     .execute(conn)?;
-    Ok(taken == 1)
+    match taken {
+        1 => load(conn, id).map(Some),
+        _ => Ok(None),
+    }
 }
+
+/// A finished row whose AmoCRM record another row mirrors already (a webhook or
+/// reconciliation brought it in): that row is the truth, ours was a placeholder.
+/// The twin comes back if it was deleted, ours goes, and its job is done.
+pub(super) fn fold_into(
+    conn: &mut MysqlConnection,
+    record: Record,
+    twin_id: i64,
+) -> Result<(), RepoError> {
+    diesel::sql_query(format!(
+        "UPDATE {} SET deleted_at = NULL WHERE id = ?",
+        record.entity.table()
+    ))
+    .bind::<BigInt, _>(twin_id)
+    .execute(conn)?;
+    diesel::sql_query(format!(
+        "DELETE FROM {} WHERE id = ?",
+        record.entity.table()
+    ))
+    .bind::<BigInt, _>(record.id)
+    .execute(conn)?;
+    jobs::complete(conn, record.entity, record.id)
+}
+
+/// The queries every mirrored table has, for its row type: `rows` (deleted ones
+/// only when asked), `active`, `load` by id, and the repository struct over `Db`.
+macro_rules! mirrored_table {
+    ($repository:ident, $table:ident, $row:ty) => {
+        pub struct $repository {
+            db: Db,
+        }
+
+        impl $repository {
+            pub fn new(db: Db) -> Self {
+                $repository { db }
+            }
+        }
+
+        fn active() -> $table::BoxedQuery<'static, diesel::mysql::Mysql> {
+            rows(false)
+        }
+
+        fn rows(include_deleted: bool) -> $table::BoxedQuery<'static, diesel::mysql::Mysql> {
+            match include_deleted {
+                true => $table::table.into_boxed(),
+                false => $table::table
+                    .filter($table::deleted_at.is_null())
+                    .into_boxed(),
+            }
+        }
+
+        fn load(conn: &mut MysqlConnection, id: i64) -> Result<$row, RepoError> {
+            Ok($table::table
+                .find(id)
+                .select(<$row>::as_select())
+                .first(conn)?)
+        }
+    };
+}
+
+pub(super) use mirrored_table;
