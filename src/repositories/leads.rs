@@ -88,8 +88,6 @@ fn claim(
                     leads::sync_lease_until.eq(until),
                 ))
                 .execute(conn)
-                .map(drop)
-                .map_err(RepoError::from)
         };
         claim_found(conn, found, lease, insert, load)
     })

@@ -167,7 +167,7 @@ pub(super) fn claim_found<T: SyncRow>(
     conn: &mut MysqlConnection,
     found: Option<T>,
     lease: Duration,
-    insert: impl FnOnce(&mut MysqlConnection, NaiveDateTime) -> Result<(), RepoError>,
+    insert: impl FnOnce(&mut MysqlConnection, NaiveDateTime) -> diesel::QueryResult<usize>,
     load: Load<T>,
 ) -> Result<Claim<T>, RepoError> {
     let now = db_now(conn)?;
