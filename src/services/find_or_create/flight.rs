@@ -123,12 +123,11 @@ impl Flight {
             }
             rules.create(&row).await.map(|made| Some((made, true)))
         };
-        let amo = match self.keeping_lease(&row, &lost, round).await {
-            Ok(None) => return Err(self.hand_over(record, &late).await),
+        let (amo, created) = match self.keeping_lease(&row, &lost, round).await {
             Ok(Some(done)) => done,
+            Ok(None) => return Err(self.hand_over(record, &late).await),
             Err(error) => return Err(self.fail(record, error).await),
         };
-        let (amo, created) = amo;
         let finished = rules.finish(&row, amo).await?;
         slog::info!(self.logger, "record synced"; "entity" => record.entity.as_str(),
             "record.id" => finished.record_id(), "amo.created" => created);
