@@ -2,7 +2,9 @@
 //! MySQL mirror. The binary is a thin shell; tests start the real app from here.
 
 pub mod amo;
+pub mod cause;
 pub mod cli;
+pub mod concurrency;
 pub mod controllers;
 pub mod crypto;
 pub mod domain;

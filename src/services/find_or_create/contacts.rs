@@ -1,26 +1,25 @@
-//! Contacts: find in the mirror, then in AmoCRM by phone (unless the mirror is
-//! authoritative), else create in AmoCRM, with the local row written (pending)
-//! before AmoCRM is called.
+//! Contacts: one person per phone. Found in the mirror, then in AmoCRM by phone
+//! (unless the mirror is authoritative), else created in AmoCRM; the flight
+//! (`Flight`) runs the protocol, these are the contact's rules and service.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use slog::Logger;
 
-use super::authority::searched;
-use super::batcher::{BatchLimits, Batcher};
-use super::single_flight::SingleFlight;
-use super::{
-    claim_then_push, hand_over, keep_pending, keeping_lease, settle, MirrorAuthority, Saved,
-    ServiceError, SyncSettings, Synced,
-};
+use super::flight::{panicked, Outcome, Rules};
+use super::{Flight, Saved, SyncSettings};
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
+use crate::concurrency::{BatchLimits, Batcher, SingleFlight};
 use crate::domain::{EntityName, Phone};
 use crate::repositories::{
-    Claim, Contact, ContactFilter, ContactRepository, NewContact, RepoError,
+    Claim, Contact, ContactFilter, ContactRepository, NewContact, RepoError, SyncRowRepository,
 };
+use crate::services::mirror::authority::searched;
+use crate::services::{MirrorAuthority, ServiceError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInput {
@@ -28,13 +27,11 @@ pub struct ContactInput {
     pub phone: Phone,
 }
 
-type Outcome = Result<Synced<Contact>, ServiceError>;
-
 pub struct ContactService {
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
-    flights: SingleFlight<Outcome>,
-    settings: SyncSettings,
+    flight: Flight,
+    flights: SingleFlight<Outcome<Contact>>,
     authority: Arc<MirrorAuthority>,
     /// Until when submissions are queued even though AmoCRM is not congested (see
     /// `BURST_QUIET`).
@@ -44,10 +41,9 @@ pub struct ContactService {
     /// Flights searching AmoCRM (then creating) right now.
     searching: Arc<AtomicUsize>,
     /// `GET /contacts/{id}` calls arriving together share one query.
-    by_id: Batcher<i64, Option<Contact>>,
+    by_id: Batcher<i64, Option<Contact>, RepoError>,
     /// So do lists filtered by phone (`GET /contacts?phone=…`).
-    by_phone: Batcher<String, Vec<Contact>>,
-    logger: Logger,
+    by_phone: Batcher<String, Vec<Contact>, RepoError>,
 }
 
 /// Reads by id or phone: up to 100 keys per query, four queries at once (of the
@@ -125,6 +121,7 @@ const BURST_QUIET: Duration = Duration::from_secs(2);
 impl ContactService {
     pub fn new(
         repo: Arc<dyn ContactRepository>,
+        rows: Arc<dyn SyncRowRepository>,
         amo: Arc<dyn AmoTransport>,
         settings: SyncSettings,
         authority: Arc<MirrorAuthority>,
@@ -147,13 +144,12 @@ impl ContactService {
             by_phone,
             repo,
             amo,
+            flight: Flight::new(rows, settings, logger),
             flights: SingleFlight::default(),
-            settings,
             authority,
             burst_until: Mutex::new(None),
             creating: Arc::new(AtomicUsize::new(0)),
             searching: Arc::new(AtomicUsize::new(0)),
-            logger,
         }
     }
 
@@ -215,106 +211,92 @@ impl ContactService {
     /// The contact with this phone: from the mirror, else from AmoCRM, else newly
     /// created in AmoCRM. The row and its sync job are stored first; when AmoCRM
     /// does not answer within the inline budget the stored row is `Accepted` and the
-    /// sync worker finishes it. Concurrent calls for one phone share one execution.
+    /// outbox worker finishes it. Concurrent calls for one phone share one flight.
     pub async fn find_or_create(
         &self,
         input: ContactInput,
     ) -> Result<Saved<Contact>, ServiceError> {
-        if let Some(found) = self.repo.find_by_phone(input.phone.as_e164()).await? {
+        let phone = input.phone.as_e164().to_owned();
+        if let Some(found) = self.repo.find_by_phone(&phone).await? {
             if found.is_synced() {
                 return Ok(Saved::Found(found));
             }
         }
         let search = self.authority.search_amocrm().await;
-        if self.joins_batches(search, input.phone.as_e164()) {
+        let rules = ContactRules {
+            repo: Arc::clone(&self.repo),
+            amo: Arc::clone(&self.amo),
+            input,
+            search,
+        };
+        if self.joins_batches(search, &phone) {
             // More calls wait for AmoCRM than it takes in a second: this one could not
             // finish within the inline budget, and would only hold back the batches.
-            return self.queue(&input).await;
+            return self.flight.queue(&rules).await;
         }
-        let phone = input.phone.as_e164().to_owned();
         let creating = Creating::enter(match search {
             true => &self.searching,
             false => &self.creating,
         });
-        let work = sync_contact(
-            Arc::clone(&self.repo),
-            Arc::clone(&self.amo),
-            (self.settings, search),
-            self.logger.clone(),
-            input,
-        );
+        let flight = self.flight.clone().fly(rules);
         let work = async move {
             let _creating = creating;
-            work.await
+            flight.await
         };
         let flight = self.flights.run(phone.clone(), work, panicked);
-        tokio::pin!(flight);
-        let (outcome, leader) =
-            match tokio::time::timeout(self.settings.inline_budget, &mut flight).await {
-                Ok(done) => done,
-                // AmoCRM is slow: answer with the stored row; the flight goes on by itself.
-                Err(_) => match self.repo.find_by_phone(&phone).await? {
-                    Some(row) if row.is_synced() => return Ok(Saved::Found(row)),
-                    Some(row) => return Ok(Saved::Accepted(row)),
-                    None => flight.await,
-                },
-            };
-        settle(outcome, leader, |id| self.repo.get(id, false)).await
-    }
-
-    /// Stores the row and its job without calling AmoCRM: the worker sends it with
-    /// others. A row some caller is syncing right now is answered as it stands.
-    async fn queue(&self, input: &ContactInput) -> Result<Saved<Contact>, ServiceError> {
-        let new = NewContact {
-            name: input.name.to_string(),
-            phone: input.phone.as_e164().to_owned(),
-        };
-        match self.repo.claim_by_phone(new, self.settings.lease).await? {
-            Claim::Existing(row) => Ok(Saved::Found(row)),
-            Claim::Busy(row) => Ok(Saved::Accepted(row)),
-            Claim::Leased(row) => {
-                self.repo.release(row.id).await?;
-                Ok(Saved::Accepted(row))
-            }
-        }
+        let stored = self.repo.find_by_phone(&phone);
+        self.flight
+            .land(flight, stored, |id| self.repo.get(id, false))
+            .await
     }
 }
 
-fn panicked() -> Outcome {
-    Err(ServiceError::Internal("contact sync task panicked".into()))
-}
-
-/// `search`: whether AmoCRM is to be searched before a first attempt creates.
-async fn sync_contact(
+/// A contact is "the same" when it holds the same phone.
+struct ContactRules {
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
-    (settings, search): (SyncSettings, bool),
-    logger: Logger,
     input: ContactInput,
-) -> Outcome {
-    let new = NewContact {
-        name: input.name.to_string(),
-        phone: input.phone.as_e164().to_owned(),
-    };
-    let deadline = tokio::time::Instant::now() + settings.inline_budget;
-    claim_then_push(
-        || repo.claim_by_phone(new.clone(), settings.lease),
-        |row| {
-            let search = searched(search, row.sync_attempts);
-            push_to_amo(
-                &*repo,
-                &*amo,
-                &settings,
-                &logger,
-                row,
-                (&input.phone, search),
-                deadline,
-            )
-        },
-        |row| row.id,
-        settings.inline_budget,
-    )
-    .await
+    /// Whether AmoCRM is searched before a first attempt creates (`AMO_DEDUP`).
+    search: bool,
+}
+
+#[async_trait]
+impl Rules for ContactRules {
+    type Row = Contact;
+    /// The AmoCRM id and the name AmoCRM holds.
+    type Amo = (i64, String);
+
+    async fn claim(&self, lease: Duration) -> Result<Claim<Contact>, RepoError> {
+        let new = NewContact {
+            name: self.input.name.to_string(),
+            phone: self.input.phone.as_e164().to_owned(),
+        };
+        self.repo.claim_by_phone(new, lease).await
+    }
+
+    /// A retry searches even when the mirror is trusted: an ambiguous failure (a
+    /// timeout after AmoCRM did create the contact) must find it, not make a second.
+    fn searches(&self, row: &Contact) -> bool {
+        searched(self.search, row.sync_attempts)
+    }
+
+    async fn search(&self, _row: &Contact) -> Result<Option<(i64, String)>, AmoError> {
+        let found = self.amo.find_contact_by_phone(&self.input.phone).await?;
+        Ok(pick_contact(found).map(|contact| (contact.id, contact.name)))
+    }
+
+    async fn create(&self, row: &Contact) -> Result<(i64, String), AmoError> {
+        let new = NewAmoContact {
+            name: row.name.clone(),
+            phone: self.input.phone.clone(),
+        };
+        let id = self.amo.create_contact(&new).await?;
+        Ok((id, row.name.clone()))
+    }
+
+    async fn finish(&self, row: &Contact, (id, name): (i64, String)) -> Result<Contact, RepoError> {
+        self.repo.finish_sync(row.id, id, &name).await
+    }
 }
 
 /// Several AmoCRM contacts may hold one phone (AmoCRM keeps duplicates): the
@@ -323,78 +305,15 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
     matches.into_iter().min_by_key(|c| c.id)
 }
 
-/// Searches before it creates (unless `search` is off: an authoritative mirror, a
-/// first attempt), so a retry after an ambiguous failure (a timeout after AmoCRM did
-/// create the contact) finds that contact instead of making a second.
-async fn push_to_amo(
-    repo: &dyn ContactRepository,
-    amo: &dyn AmoTransport,
-    settings: &SyncSettings,
-    logger: &Logger,
-    row: Contact,
-    (phone, search): (&Phone, bool),
-    deadline: tokio::time::Instant,
-) -> Outcome {
-    let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
-    let round = async {
-        let found = if search {
-            // Not searched by the time the request answers: the sync worker sends it,
-            // together with whatever else waits, rather than this flight on its own.
-            let Ok(found) =
-                tokio::time::timeout_at(deadline, amo.find_contact_by_phone(phone)).await
-            else {
-                late.store(true, Ordering::SeqCst);
-                return Ok(None);
-            };
-            found?
-        } else {
-            Vec::new()
-        };
-        match pick_contact(found) {
-            Some(existing) => Ok(Some((existing.id, existing.name, false))),
-            // Someone else holds the record now: they search and create, not us.
-            None if lost.load(Ordering::SeqCst) => Ok(None),
-            None => {
-                let new = NewAmoContact {
-                    name: row.name.clone(),
-                    phone: phone.clone(),
-                };
-                amo.create_contact(&new)
-                    .await
-                    .map(|id| Some((id, row.name.clone(), true)))
-            }
-        }
-    };
-    let renew = |until| repo.renew_lease(row.id, until, settings.lease);
-    let found_or_created: Result<(i64, String, bool), AmoError> =
-        match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
-            Ok(None) => return Err(hand_over(repo.release(row.id), row.id, &late).await),
-            Ok(Some(done)) => Ok(done),
-            Err(error) => Err(error),
-        };
-    match found_or_created {
-        Ok((amocrm_id, name, created)) => {
-            let record = repo.finish_sync(row.id, amocrm_id, &name).await?;
-            slog::info!(logger, "contact synced";
-                "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created);
-            Ok(Synced { record, created })
-        }
-        Err(error) => {
-            let why = error.to_string();
-            let record_failure =
-                repo.record_failure(row.id, &why, settings.retry, error.is_rejection());
-            Err(keep_pending(logger, "contact", row.id, error, record_failure).await)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
     use crate::domain::Region;
-    use crate::repositories::{MockContactRepository, RepoError};
-    use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+    use crate::repositories::{
+        Entity, MockContactRepository, MockSyncRowRepository, Record, RepoError,
+    };
+    use crate::services::mirror::authority::tests::{all_facts, auto_with, lacking_one_fact};
     use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
@@ -438,6 +357,10 @@ mod tests {
         }
     }
 
+    fn contact_record(id: i64) -> Record {
+        Record::new(Entity::Contact, id)
+    }
+
     fn amo_contact(id: i64, name: &str) -> AmoContact {
         AmoContact {
             id,
@@ -456,8 +379,19 @@ mod tests {
         amo: MockAmoTransport,
         authority: MirrorAuthority,
     ) -> ContactService {
+        service_recording(repo, MockSyncRowRepository::new(), amo, authority)
+    }
+
+    /// A service whose records' bookkeeping (failures, releases) `rows` expects.
+    fn service_recording(
+        repo: MockContactRepository,
+        rows: MockSyncRowRepository,
+        amo: MockAmoTransport,
+        authority: MirrorAuthority,
+    ) -> ContactService {
         ContactService::new(
             Arc::new(repo),
+            Arc::new(rows),
             Arc::new(amo),
             SyncSettings::default(),
             Arc::new(authority),
@@ -535,8 +469,11 @@ mod tests {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(8, None));
         repo.expect_finish_sync().never();
-        repo.expect_record_failure()
-            .withf(|id, why, _, permanent| *id == 8 && why.contains("server error") && !permanent)
+        let mut rows = MockSyncRowRepository::new();
+        rows.expect_record_failure()
+            .withf(|record, why, _, permanent| {
+                *record == contact_record(8) && why.contains("server error") && !permanent
+            })
             .times(1)
             .returning(|_, _, _, _| Ok(false));
         repo.expect_get()
@@ -545,7 +482,7 @@ mod tests {
         let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone()
             .returning(|_| Err(AmoError::Server { status: 502 }));
-        let out = service(repo, amo)
+        let out = service_recording(repo, rows, amo, MirrorAuthority::fixed(DedupMode::Remote))
             .find_or_create(input())
             .await
             .expect("accepted");
@@ -556,15 +493,16 @@ mod tests {
     async fn a_refusal_by_amocrm_buries_the_job_and_is_reported() {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(8, None));
-        repo.expect_record_failure()
-            .withf(|id, _, _, permanent| *id == 8 && *permanent)
+        let mut rows = MockSyncRowRepository::new();
+        rows.expect_record_failure()
+            .withf(|record, _, _, permanent| *record == contact_record(8) && *permanent)
             .times(1)
             .returning(|_, _, _, _| Ok(true));
         let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
         amo.expect_create_contact()
             .returning(|_| Err(AmoError::Validation { issues: vec![] }));
-        let err = service(repo, amo)
+        let err = service_recording(repo, rows, amo, MirrorAuthority::fixed(DedupMode::Remote))
             .find_or_create(input())
             .await
             .expect_err("refused");
@@ -601,6 +539,7 @@ mod tests {
         };
         let service = ContactService::new(
             Arc::new(repo),
+            Arc::new(MockSyncRowRepository::new()),
             Arc::new(amo),
             settings,
             Arc::new(MirrorAuthority::fixed(DedupMode::Remote)),
@@ -639,13 +578,14 @@ mod tests {
         repo.expect_claim_by_phone()
             .times(1)
             .returning(|_, _| Ok(Claim::Leased(contact(14, None))));
-        repo.expect_release()
-            .with(eq(14))
+        let mut rows = MockSyncRowRepository::new();
+        rows.expect_release()
+            .with(eq(contact_record(14)))
             .times(1)
             .returning(|_| Ok(()));
         let mut amo = MockAmoTransport::new(); // no search, no create
         amo.expect_is_congested().returning(|| true);
-        let out = service(repo, amo)
+        let out = service_recording(repo, rows, amo, MirrorAuthority::fixed(DedupMode::Remote))
             .find_or_create(input())
             .await
             .expect("queued");
@@ -723,14 +663,15 @@ mod tests {
         repo.expect_claim_by_phone()
             .times(2)
             .returning(|_, _| Ok(Claim::Leased(contact(14, None))));
-        repo.expect_release().times(2).returning(|_| Ok(()));
+        let mut rows = MockSyncRowRepository::new();
+        rows.expect_release().times(2).returning(|_| Ok(()));
         let mut amo = MockAmoTransport::new(); // no search, no create
         let mut calls = 0;
         amo.expect_is_congested().returning(move || {
             calls += 1;
             calls == 1
         });
-        let service = service_deciding(repo, amo, MirrorAuthority::fixed(DedupMode::Mirror));
+        let service = service_recording(repo, rows, amo, MirrorAuthority::fixed(DedupMode::Mirror));
         for _ in 0..2 {
             let out = service.find_or_create(input()).await.expect("queued");
             assert_eq!(kind(&out), "accepted");

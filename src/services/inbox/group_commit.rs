@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::batcher::{BatchLimits, Batcher};
+use crate::concurrency::{BatchLimits, Batcher};
 use crate::repositories::{InboxRepository, NewDelivery, RepoError};
 
 /// Bounds of one batch: enough rows to make a commit cheap per row, few enough
@@ -22,7 +22,7 @@ const GROUP_COMMIT: BatchLimits = BatchLimits {
 
 /// The handle request handlers store deliveries through.
 #[derive(Clone)]
-pub struct GroupCommit(Batcher<NewDelivery, i64>);
+pub struct GroupCommit(Batcher<NewDelivery, i64, RepoError>);
 
 impl GroupCommit {
     /// The handle; commits run on the runtimes of the calls that start them.

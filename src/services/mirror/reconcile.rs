@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use slog::Logger;
 
-use super::{MirrorAuthority, ServiceError, WebhookSubscription};
+use super::{MirrorAuthority, WebhookSubscription};
 use crate::amo::{AmoAccess, AmoContact, AmoEntity, AmoError, AmoLead, AmoTransport};
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
@@ -20,6 +20,7 @@ use crate::repositories::{
     ContactChange, CursorRepository, DuplicateRepository, LeadChange, MirrorBatch, MirrorFact,
     MirrorFactRepository, MirrorRepository,
 };
+use crate::services::ServiceError;
 
 /// How long one walk may hold its cursor; longer than a walk of `max_pages` at 7 req/s.
 const CURSOR_LEASE: Duration = Duration::from_secs(600);

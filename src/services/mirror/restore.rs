@@ -15,9 +15,9 @@ use std::time::Duration;
 use slog::Logger;
 use tokio::sync::OnceCell;
 
+use super::Reconciler;
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{HandledRestore, RestoreRepository};
-use crate::services::Reconciler;
 
 /// Reconciliation starts this much before the backup: AmoCRM's clock and the
 /// database host's differ, and a change in the backup's own second may be missing.

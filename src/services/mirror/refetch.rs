@@ -18,13 +18,13 @@ use std::time::Duration;
 use slog::Logger;
 
 use super::reconcile::{contact_change, lead_change};
-use super::ServiceError;
 use crate::amo::{AmoAccess, AmoTransport, MAX_IDS_PER_READ};
 use crate::domain::Region;
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     MirrorBatch, MirrorRepository, QueuedRefetch, RefetchEntity, RefetchRepository,
 };
+use crate::services::ServiceError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RefetchConfig {

@@ -1,23 +1,25 @@
 //! Leads: a lead is "the same" when its name matches exactly and, when a contact
 //! is given, it is linked to that contact. The contact is resolved (found or
-//! created) first, so the AmoCRM lead can be linked to it at creation.
+//! created) first, so the AmoCRM lead can be linked to it at creation. The flight
+//! (`Flight`) runs the protocol; these are the lead's rules and service.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use slog::Logger;
 
-use super::authority::searched;
-use super::single_flight::SingleFlight;
-use super::{
-    claim_then_push, hand_over, keep_pending, keeping_lease, settle, ContactInput, ContactService,
-    Saved, ServiceError, SyncSettings, Synced,
-};
+use super::flight::{panicked, Outcome, Rules};
+use super::{ContactInput, ContactService, Flight, Saved, SyncSettings};
 use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
+use crate::concurrency::SingleFlight;
 use crate::domain::{EntityName, FieldError, Phone};
 use crate::repositories::{
-    Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead,
+    Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead, RepoError,
+    SyncRowRepository,
 };
+use crate::services::mirror::authority::searched;
+use crate::services::ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeadContact {
@@ -37,31 +39,20 @@ pub struct LeadInput {
     pub contact: LeadContact,
 }
 
-type Outcome = Result<Synced<Lead>, ServiceError>;
-
 pub struct LeadService {
     repo: Arc<dyn LeadRepository>,
     contact_repo: Arc<dyn ContactRepository>,
     contacts: Arc<ContactService>,
     amo: Arc<dyn AmoTransport>,
-    flights: SingleFlight<Outcome>,
-    settings: SyncSettings,
-    logger: Logger,
-}
-
-/// What the sync task needs to know about the lead and its contact.
-struct LeadJob {
-    new: NewLead,
-    /// The contact was created in AmoCRM by this very request: no lead can be linked to it yet.
-    contact_is_new: bool,
-    /// Whether AmoCRM is searched by name before a first attempt creates (`AMO_DEDUP`).
-    search_amocrm: bool,
+    flight: Flight,
+    flights: SingleFlight<Outcome<Lead>>,
 }
 
 impl LeadService {
     pub fn new(
         repo: Arc<dyn LeadRepository>,
         contact_repo: Arc<dyn ContactRepository>,
+        rows: Arc<dyn SyncRowRepository>,
         contacts: Arc<ContactService>,
         amo: Arc<dyn AmoTransport>,
         settings: SyncSettings,
@@ -72,9 +63,8 @@ impl LeadService {
             contact_repo,
             contacts,
             amo,
+            flight: Flight::new(rows, settings, logger),
             flights: SingleFlight::default(),
-            settings,
-            logger,
         }
     }
 
@@ -93,69 +83,42 @@ impl LeadService {
         let contact = self.resolve_contact(input.contact.clone()).await?;
         let contact_row = contact.as_ref().map(Saved::record);
         let contact_id = contact_row.map(|c| c.id);
-        if let Some(found) = self
-            .repo
-            .find_match(input.name.as_str(), contact_id)
-            .await?
-        {
+        let name = input.name.to_string();
+        if let Some(found) = self.repo.find_match(&name, contact_id).await? {
             if found.is_synced() {
                 return Ok(Saved::Found(found));
             }
         }
-        let new = NewLead {
-            name: input.name.to_string(),
-            price: input.price,
-            status_id: input.status_id,
-            pipeline_id: input.pipeline_id,
-            contact_id,
-            contact_amocrm_id: contact_row.and_then(|c| c.amocrm_id),
+        let rules = LeadRules {
+            repo: Arc::clone(&self.repo),
+            amo: Arc::clone(&self.amo),
+            new: NewLead {
+                name: name.clone(),
+                price: input.price,
+                status_id: input.status_id,
+                pipeline_id: input.pipeline_id,
+                contact_id,
+                contact_amocrm_id: contact_row.and_then(|c| c.amocrm_id),
+            },
+            contact_is_new: matches!(contact, Some(Saved::Created(_))),
+            search: self.contacts.authority().search_amocrm().await,
         };
         // The contact is still on its way to AmoCRM, so the lead cannot be linked yet;
         // or AmoCRM is congested and could not answer within the inline budget.
         if contact_row.is_some_and(|c| !c.is_synced()) || self.amo.is_congested() {
-            return self.queue(new).await;
+            return self.flight.queue(&rules).await;
         }
-        let job = LeadJob {
-            new,
-            contact_is_new: matches!(contact, Some(Saved::Created(_))),
-            search_amocrm: self.contacts.authority().search_amocrm().await,
-        };
-        let name = job.new.name.clone();
         let key = format!(
             "{name}\u{0}{}",
             contact_id.map(|id| id.to_string()).unwrap_or_default()
         );
-        let work = sync_lead(
-            Arc::clone(&self.repo),
-            Arc::clone(&self.amo),
-            self.settings,
-            self.logger.clone(),
-            job,
-        );
-        let flight = self.flights.run(key, work, panicked);
-        tokio::pin!(flight);
-        let (outcome, leader) =
-            match tokio::time::timeout(self.settings.inline_budget, &mut flight).await {
-                Ok(done) => done,
-                Err(_) => match self.repo.find_match(&name, contact_id).await? {
-                    Some(row) if row.is_synced() => return Ok(Saved::Found(row)),
-                    Some(row) => return Ok(Saved::Accepted(row)),
-                    None => flight.await,
-                },
-            };
-        settle(outcome, leader, |id| self.repo.get(id, false)).await
-    }
-
-    /// Stores the lead with its job and lets the worker send it (after its contact).
-    async fn queue(&self, new: NewLead) -> Result<Saved<Lead>, ServiceError> {
-        match self.repo.claim(new, self.settings.lease).await? {
-            Claim::Existing(row) => Ok(Saved::Found(row)),
-            Claim::Busy(row) => Ok(Saved::Accepted(row)),
-            Claim::Leased(row) => {
-                self.repo.release(row.id).await?;
-                Ok(Saved::Accepted(row))
-            }
-        }
+        let flight = self
+            .flights
+            .run(key, self.flight.clone().fly(rules), panicked);
+        let stored = self.repo.find_match(&name, contact_id);
+        self.flight
+            .land(flight, stored, |id| self.repo.get(id, false))
+            .await
     }
 
     /// The lead's contact, found or created first (its AmoCRM id is needed for the link).
@@ -183,11 +146,10 @@ impl LeadService {
                 }
                 // A contact accepted earlier but still pending: try to finish it now.
                 let input = ContactInput {
-                    name: EntityName::parse(&contact.name).map_err(|e| {
-                        ServiceError::Internal(format!("stored contact name: {e}").into())
-                    })?,
+                    name: EntityName::parse(&contact.name)
+                        .map_err(|e| ServiceError::internal(format!("stored contact name: {e}")))?,
                     phone: Phone::from_e164(contact.phone.as_deref().unwrap_or_default()).map_err(
-                        |e| ServiceError::Internal(format!("stored contact phone: {e}").into()),
+                        |e| ServiceError::internal(format!("stored contact phone: {e}")),
                     )?,
                 };
                 Ok(Some(self.contacts.find_or_create(input).await?))
@@ -196,25 +158,51 @@ impl LeadService {
     }
 }
 
-fn panicked() -> Outcome {
-    Err(ServiceError::Internal("lead sync task panicked".into()))
-}
-
-async fn sync_lead(
+/// A lead is "the same" when its name matches exactly and it is linked to the same
+/// contact (or neither has one).
+struct LeadRules {
     repo: Arc<dyn LeadRepository>,
     amo: Arc<dyn AmoTransport>,
-    settings: SyncSettings,
-    logger: Logger,
-    job: LeadJob,
-) -> Outcome {
-    let deadline = tokio::time::Instant::now() + settings.inline_budget;
-    claim_then_push(
-        || repo.claim(job.new.clone(), settings.lease),
-        |row| push_to_amo(&*repo, &*amo, &settings, &logger, row, &job, deadline),
-        |row| row.id,
-        settings.inline_budget,
-    )
-    .await
+    new: NewLead,
+    /// The contact was created in AmoCRM by this very request: no lead can be linked to it yet.
+    contact_is_new: bool,
+    /// Whether AmoCRM is searched by name before a first attempt creates (`AMO_DEDUP`).
+    search: bool,
+}
+
+#[async_trait]
+impl Rules for LeadRules {
+    type Row = Lead;
+    type Amo = AmoLead;
+
+    async fn claim(&self, lease: Duration) -> Result<Claim<Lead>, RepoError> {
+        self.repo.claim(self.new.clone(), lease).await
+    }
+
+    fn searches(&self, row: &Lead) -> bool {
+        !self.contact_is_new && searched(self.search, row.sync_attempts)
+    }
+
+    async fn search(&self, row: &Lead) -> Result<Option<AmoLead>, AmoError> {
+        let found = self.amo.find_lead_by_name(&row.name).await?;
+        Ok(pick_lead(found, self.new.contact_amocrm_id))
+    }
+
+    async fn create(&self, row: &Lead) -> Result<AmoLead, AmoError> {
+        let new = NewAmoLead {
+            name: row.name.clone(),
+            price: row.price,
+            status_id: row.status_id,
+            pipeline_id: row.pipeline_id,
+            contact_id: self.new.contact_amocrm_id,
+        };
+        let id = self.amo.create_lead(&new).await?;
+        Ok(new.into_created(id))
+    }
+
+    async fn finish(&self, row: &Lead, amo: AmoLead) -> Result<Lead, RepoError> {
+        self.repo.finish_sync(row.id, amo).await
+    }
 }
 
 /// Among AmoCRM leads with the exact name, the ones linked to the contact (any,
@@ -226,80 +214,15 @@ pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -
         .min_by_key(|lead| lead.id)
 }
 
-async fn push_to_amo(
-    repo: &dyn LeadRepository,
-    amo: &dyn AmoTransport,
-    settings: &SyncSettings,
-    logger: &Logger,
-    row: Lead,
-    job: &LeadJob,
-    deadline: tokio::time::Instant,
-) -> Outcome {
-    let contact_amocrm_id = job.new.contact_amocrm_id;
-    let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
-    let round = async {
-        // As for contacts: not started by the time the request answers, it is left
-        // to the sync worker's batches.
-        if tokio::time::Instant::now() >= deadline {
-            late.store(true, Ordering::SeqCst);
-            return Ok(None);
-        }
-        if !job.contact_is_new && searched(job.search_amocrm, row.sync_attempts) {
-            let search = amo.find_lead_by_name(&row.name);
-            let Ok(found) = tokio::time::timeout_at(deadline, search).await else {
-                late.store(true, Ordering::SeqCst);
-                return Ok(None);
-            };
-            if let Some(lead) = pick_lead(found?, contact_amocrm_id) {
-                return Ok(Some((lead, false)));
-            }
-        }
-        // As for contacts: a record that passed to another worker is theirs to create.
-        if lost.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let new = NewAmoLead {
-            name: row.name.clone(),
-            price: row.price,
-            status_id: row.status_id,
-            pipeline_id: row.pipeline_id,
-            contact_id: contact_amocrm_id,
-        };
-        amo.create_lead(&new)
-            .await
-            .map(|id| Some((new.into_created(id), true)))
-    };
-    let renew = |until| repo.renew_lease(row.id, until, settings.lease);
-    let found_or_created: Result<(AmoLead, bool), AmoError> =
-        match keeping_lease(row.sync_lease_until, settings.lease, renew, &lost, round).await {
-            Ok(None) => return Err(hand_over(repo.release(row.id), row.id, &late).await),
-            Ok(Some(done)) => Ok(done),
-            Err(error) => Err(error),
-        };
-    match found_or_created {
-        Ok((amo_lead, created)) => {
-            let amocrm_id = amo_lead.id;
-            let record = repo.finish_sync(row.id, amo_lead).await?;
-            slog::info!(logger, "lead synced";
-                "lead.id" => record.id, "lead.amocrm_id" => amocrm_id, "amo.created" => created);
-            Ok(Synced { record, created })
-        }
-        Err(error) => {
-            let why = error.to_string();
-            let record_failure =
-                repo.record_failure(row.id, &why, settings.retry, error.is_rejection());
-            Err(keep_pending(logger, "lead", row.id, error, record_failure).await)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
     use crate::domain::Region;
-    use crate::repositories::{Claim, MockContactRepository, MockLeadRepository};
-    use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+    use crate::repositories::{
+        Claim, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
+    };
+    use crate::services::mirror::authority::tests::{all_facts, auto_with, lacking_one_fact};
     use crate::services::MirrorAuthority;
     use crate::settings::DedupMode;
     use mockall::predicate::eq;
@@ -412,8 +335,10 @@ mod tests {
         let contacts: Arc<dyn ContactRepository> = Arc::new(contacts);
         let amo: Arc<dyn AmoTransport> = Arc::new(amo);
         let settings = SyncSettings::default();
+        let rows: Arc<dyn SyncRowRepository> = Arc::new(MockSyncRowRepository::new());
         let contact_service = Arc::new(ContactService::new(
             Arc::clone(&contacts),
+            Arc::clone(&rows),
             Arc::clone(&amo),
             settings,
             Arc::new(authority),
@@ -422,6 +347,7 @@ mod tests {
         LeadService::new(
             Arc::new(leads),
             contacts,
+            rows,
             contact_service,
             amo,
             settings,

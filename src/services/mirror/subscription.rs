@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::ServiceError;
 use crate::amo::{AmoTransport, AmoWebhook};
 use crate::repositories::{MirrorFact, MirrorFactRepository};
+use crate::services::ServiceError;
 
 /// Without these events the mirror misses new records or changed phones and names,
 /// so it cannot stand in for AmoCRM's search.

@@ -2,9 +2,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::amo::MockAmoTransport;
-use crate::repositories::{FactAges, MockContactRepository, MockLeadRepository};
-use crate::services::authority::tests::{all_facts, auto_with, lacking_one_fact};
+use crate::amo::{CreatedWithContact, MockAmoTransport};
+use crate::repositories::{
+    FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
+};
+use crate::services::mirror::authority::tests::{all_facts, auto_with, lacking_one_fact};
 use crate::settings::DedupMode;
 use mockall::predicate::eq;
 
@@ -52,6 +54,14 @@ fn lead(id: i64, contact_id: Option<i64>) -> Lead {
     }
 }
 
+fn contact_record(id: i64) -> Record {
+    Record::new(Entity::Contact, id)
+}
+
+fn lead_record(id: i64) -> Record {
+    Record::new(Entity::Lead, id)
+}
+
 fn amo_contact(id: i64, phone: &str) -> AmoContact {
     AmoContact {
         id,
@@ -84,11 +94,25 @@ async fn run_deciding(
     round: Round,
     authority: MirrorAuthority,
 ) -> RoundReport {
+    let rows = MockSyncRowRepository::new();
+    run_recording(amo, contacts, leads, rows, round, authority).await
+}
+
+/// A round whose records' bookkeeping (failures, releases) `rows` expects.
+async fn run_recording(
+    amo: MockAmoTransport,
+    contacts: MockContactRepository,
+    leads: MockLeadRepository,
+    rows: MockSyncRowRepository,
+    round: Round,
+    authority: MirrorAuthority,
+) -> RoundReport {
     let logger = Logger::root(slog::Discard, slog::o!());
     RoundRunner {
         amo: &amo,
         contacts: &contacts,
         leads: &leads,
+        rows: &rows,
         settings: SyncSettings::default(),
         authority: &authority,
         lifecycle: None,
@@ -190,16 +214,18 @@ async fn a_failed_search_is_recorded_on_the_record_and_nothing_is_created() {
     amo.expect_find_contact_by_phone()
         .returning(|_| Err(AmoError::Server { status: 502 }));
     amo.expect_create_contacts().never();
-    let mut repo = MockContactRepository::new();
-    repo.expect_record_failure()
-        .withf(|id, _, _, permanent| *id == 4 && !permanent)
+    let mut rows = MockSyncRowRepository::new();
+    rows.expect_record_failure()
+        .withf(|record, _, _, permanent| *record == contact_record(4) && !permanent)
         .times(1)
         .returning(|_, _, _, _| Ok(false));
     let round = Round {
         contacts: vec![contact(4, "+79160000004")],
         leads: vec![],
     };
-    run(amo, repo, MockLeadRepository::new(), round).await;
+    let (contacts, leads) = (MockContactRepository::new(), MockLeadRepository::new());
+    let remote = MirrorAuthority::fixed(DedupMode::Remote);
+    run_recording(amo, contacts, leads, rows, round, remote).await;
 }
 
 #[tokio::test]
@@ -209,9 +235,9 @@ async fn a_rate_limited_search_halts_the_round_and_the_rest_is_skipped_not_faile
         .times(1)
         .returning(|_| Err(AmoError::RateLimited { retry_after: None }));
     amo.expect_create_contacts().never();
-    let mut repo = MockContactRepository::new();
-    repo.expect_record_failure()
-        .withf(|id, _, _, permanent| *id == 1 && !permanent)
+    let mut rows = MockSyncRowRepository::new();
+    rows.expect_record_failure()
+        .withf(|record, _, _, permanent| *record == contact_record(1) && !permanent)
         .times(1)
         .returning(|_, _, _, _| Ok(false));
     let round = Round {
@@ -220,9 +246,11 @@ async fn a_rate_limited_search_halts_the_round_and_the_rest_is_skipped_not_faile
             .collect(),
         leads: vec![],
     };
-    let report = run(amo, repo, MockLeadRepository::new(), round).await;
+    let (contacts, leads) = (MockContactRepository::new(), MockLeadRepository::new());
+    let remote = MirrorAuthority::fixed(DedupMode::Remote);
+    let report = run_recording(amo, contacts, leads, rows, round, remote).await;
     assert!(report.halted);
-    assert_eq!(report.skipped, vec![Held::contact(2), Held::contact(3)]);
+    assert_eq!(report.skipped, vec![contact_record(2), contact_record(3)]);
 }
 
 #[tokio::test]
@@ -244,6 +272,7 @@ async fn a_draining_service_starts_no_search_and_hands_every_record_back() {
         amo: &amo,
         contacts: &contacts,
         leads: &leads,
+        rows: &MockSyncRowRepository::new(),
         settings: SyncSettings::default(),
         authority: &authority,
         lifecycle: Some(&lifecycle),
@@ -252,10 +281,10 @@ async fn a_draining_service_starts_no_search_and_hands_every_record_back() {
     .run(round)
     .await;
     let mut skipped = report.skipped;
-    skipped.sort_by_key(|h| (h.entity_name(), h.id()));
+    skipped.sort_by_key(|record| (record.entity.as_str(), record.id));
     assert_eq!(
         skipped,
-        vec![Held::contact(1), Held::contact(3), Held::lead(2)]
+        vec![contact_record(1), contact_record(3), lead_record(2)]
     );
     assert!(!report.halted);
 }
@@ -413,10 +442,12 @@ async fn creates_of_a_round(count: i64, facts: FactAges) -> Vec<(usize, usize)> 
     let leads = MockLeadRepository::new();
     let authority = auto_with(facts);
     let logger = Logger::root(slog::Discard, slog::o!());
+    let rows = MockSyncRowRepository::new();
     let runner = RoundRunner {
         amo: &amo,
         contacts: &contacts,
         leads: &leads,
+        rows: &rows,
         settings: SyncSettings::default(),
         authority: &authority,
         lifecycle: None,

@@ -17,19 +17,18 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use slog::Logger;
 
-use super::authority::searched;
-use super::batches::{send_halving, Created};
-use super::contacts::pick_contact;
-use super::leads::pick_lead;
-use super::lease_keeper::{Held, LeaseKeeper};
-use super::{keep_pending, MirrorAuthority, SyncSettings};
+use super::lease_keeper::LeaseKeeper;
 use crate::amo::{
-    AmoContact, AmoError, AmoLead, AmoTransport, CreatedWithContact, NewAmoContact, NewAmoLead,
-    MAX_CONTACTS_PER_CREATE, MAX_LEADS_PER_CREATE,
+    AmoContact, AmoError, AmoLead, AmoTransport, NewAmoContact, NewAmoLead, MAX_LEADS_PER_CREATE,
 };
 use crate::domain::Phone;
 use crate::lifecycle::Lifecycle;
-use crate::repositories::{Contact, ContactRepository, Lead, LeadRepository};
+use crate::repositories::{
+    Contact, ContactRepository, Entity, Lead, LeadRepository, Record, SyncRowRepository,
+};
+use crate::services::find_or_create::{pick_contact, pick_lead, SyncSettings};
+use crate::services::mirror::authority::searched;
+use crate::services::MirrorAuthority;
 
 /// Searches in flight at once: enough to keep the rate limiter busy at any latency.
 const SEARCHES_IN_FLIGHT: usize = 16;
@@ -82,11 +81,11 @@ enum Plan {
     CreateLead(Lead, NewAmoLead),
     CreateLeadWithContact(Lead, NewAmoLead, Contact, NewAmoContact),
     /// The search failed; the record (and a pending contact it brought) is given back.
-    Failed(Held, Option<Held>, AmoError),
+    Failed(Record, Option<Record>, AmoError),
     /// The stored record cannot be sent at all (e.g. its phone no longer parses).
-    Broken(Held, String),
+    Broken(Record, String),
     /// Not searched: AmoCRM was failing for the searches before it.
-    Skipped(Held, Option<Held>),
+    Skipped(Record, Option<Record>),
 }
 
 /// What a round leaves for the worker to do.
@@ -96,7 +95,7 @@ pub struct RoundReport {
     /// access refused): the rest of the round was not sent.
     pub halted: bool,
     /// Records not searched: still leased, their jobs untouched and not counted.
-    pub skipped: Vec<Held>,
+    pub skipped: Vec<Record>,
 }
 
 /// What AmoCRM holds for one contact's phone.
@@ -112,6 +111,7 @@ pub struct RoundRunner<'a> {
     pub amo: &'a dyn AmoTransport,
     pub contacts: &'a dyn ContactRepository,
     pub leads: &'a dyn LeadRepository,
+    pub rows: &'a dyn SyncRowRepository,
     pub settings: SyncSettings,
     /// Whether records are searched for in AmoCRM before they are created.
     pub authority: &'a MirrorAuthority,
@@ -125,14 +125,20 @@ impl RoundRunner<'_> {
     /// synced, pending with its failure recorded, untouched (lease lost), or skipped
     /// (reported, for the worker to put back).
     pub async fn run(&self, round: Round) -> RoundReport {
-        let keeper = LeaseKeeper::new(self.contacts, self.leads, self.settings.lease);
+        let keeper = LeaseKeeper::new(self.rows, self.settings.lease);
         for row in &round.contacts {
-            keeper.hold(Held::contact(row.id), row.sync_lease_until);
+            keeper.hold(Record::new(Entity::Contact, row.id), row.sync_lease_until);
         }
         for item in &round.leads {
-            keeper.hold(Held::lead(item.row.id), item.row.sync_lease_until);
+            keeper.hold(
+                Record::new(Entity::Lead, item.row.id),
+                item.row.sync_lease_until,
+            );
             if let LeadLink::Pending(contact) = &item.contact {
-                keeper.hold(Held::contact(contact.id), contact.sync_lease_until);
+                keeper.hold(
+                    Record::new(Entity::Contact, contact.id),
+                    contact.sync_lease_until,
+                );
             }
         }
         tokio::select! {
@@ -222,10 +228,11 @@ impl RoundRunner<'_> {
                 report.skipped.extend(contact);
             }
             // Someone else holds the record now: they search and create, not us.
-            Plan::CreateContact(row, _) if keeper.lost(Held::contact(row.id)) => {}
-            Plan::CreateLead(row, _) if keeper.lost(Held::lead(row.id)) => {}
+            Plan::CreateContact(row, _) if keeper.lost(Record::new(Entity::Contact, row.id)) => {}
+            Plan::CreateLead(row, _) if keeper.lost(Record::new(Entity::Lead, row.id)) => {}
             Plan::CreateLeadWithContact(row, _, contact, _)
-                if keeper.lost(Held::lead(row.id)) || keeper.lost(Held::contact(contact.id)) => {}
+                if keeper.lost(Record::new(Entity::Lead, row.id))
+                    || keeper.lost(Record::new(Entity::Contact, contact.id)) => {}
             Plan::CreateContact(row, new) => cleared.contacts.push((row, new)),
             Plan::CreateLead(row, new) => cleared.leads.push((row, new)),
             Plan::CreateLeadWithContact(row, lead, contact, new_contact) => {
@@ -295,9 +302,15 @@ impl RoundRunner<'_> {
         match self.find_contact(row, halt, search).await {
             ContactSearch::Found(row, existing) => Plan::ContactFound(row, existing),
             ContactSearch::Missing(row, new) => Plan::CreateContact(row, new),
-            ContactSearch::Failed(row, error) => Plan::Failed(Held::contact(row.id), None, error),
-            ContactSearch::Broken(row, why) => Plan::Broken(Held::contact(row.id), why),
-            ContactSearch::Skipped(row) => Plan::Skipped(Held::contact(row.id), None),
+            ContactSearch::Failed(row, error) => {
+                Plan::Failed(Record::new(Entity::Contact, row.id), None, error)
+            }
+            ContactSearch::Broken(row, why) => {
+                Plan::Broken(Record::new(Entity::Contact, row.id), why)
+            }
+            ContactSearch::Skipped(row) => {
+                Plan::Skipped(Record::new(Entity::Contact, row.id), None)
+            }
         }
     }
 
@@ -317,23 +330,24 @@ impl RoundRunner<'_> {
                     return Plan::CreateLeadWithContact(row, lead, contact, new_contact);
                 }
                 ContactSearch::Failed(contact, error) => {
-                    let contact = Some(Held::contact(contact.id));
-                    return Plan::Failed(Held::lead(row.id), contact, error);
+                    let contact = Some(Record::new(Entity::Contact, contact.id));
+                    return Plan::Failed(Record::new(Entity::Lead, row.id), contact, error);
                 }
                 ContactSearch::Broken(contact, why) => {
                     // The contact's own job buries it; the lead waits for it as before.
-                    self.bury(Held::contact(contact.id), &why).await;
+                    self.bury(Record::new(Entity::Contact, contact.id), &why)
+                        .await;
                     let error = AmoError::InvalidResponse(format!("its contact: {why}"));
-                    return Plan::Failed(Held::lead(row.id), None, error);
+                    return Plan::Failed(Record::new(Entity::Lead, row.id), None, error);
                 }
                 ContactSearch::Skipped(contact) => {
-                    let contact = Some(Held::contact(contact.id));
-                    return Plan::Skipped(Held::lead(row.id), contact);
+                    let contact = Some(Record::new(Entity::Contact, contact.id));
+                    return Plan::Skipped(Record::new(Entity::Lead, row.id), contact);
                 }
             },
         };
         if self.stopping(halt) {
-            return Plan::Skipped(Held::lead(row.id), None);
+            return Plan::Skipped(Record::new(Entity::Lead, row.id), None);
         }
         if !searched(search, row.sync_attempts) {
             // The mirror was asked when the lead was stored (`LeadRepository::claim`).
@@ -350,147 +364,8 @@ impl RoundRunner<'_> {
             },
             Err(error) => {
                 halt_unless_rejection(halt, &error);
-                Plan::Failed(Held::lead(row.id), None, error)
+                Plan::Failed(Record::new(Entity::Lead, row.id), None, error)
             }
-        }
-    }
-
-    async fn create_contacts(&self, batch: Vec<(Contact, NewAmoContact)>) {
-        for chunk in batch.chunks(MAX_CONTACTS_PER_CREATE) {
-            let news: Vec<NewAmoContact> = chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(&news, |part| async move {
-                self.amo.create_contacts(&part).await
-            })
-            .await;
-            for ((row, _), result) in chunk.iter().zip(results) {
-                match result {
-                    Created::Yes(id) => self.finish_contact(row, id, &row.name, true).await,
-                    Created::Unanswered => {
-                        self.fail(Held::contact(row.id), &unanswered()).await;
-                    }
-                    Created::Failed(error) => self.fail(Held::contact(row.id), &error).await,
-                }
-            }
-        }
-    }
-
-    async fn create_leads(&self, batch: Vec<(Lead, NewAmoLead)>) {
-        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
-            let news: Vec<NewAmoLead> = chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(
-                &news,
-                |part| async move { self.amo.create_leads(&part).await },
-            )
-            .await;
-            for ((row, new), result) in chunk.iter().zip(results) {
-                match result {
-                    Created::Yes(id) => {
-                        self.finish_lead(row, new.clone().into_created(id), true)
-                            .await;
-                    }
-                    Created::Unanswered => self.fail(Held::lead(row.id), &unanswered()).await,
-                    Created::Failed(error) => self.fail(Held::lead(row.id), &error).await,
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::type_complexity)]
-    async fn create_leads_with_contacts(
-        &self,
-        batch: Vec<((Lead, Contact), (NewAmoLead, NewAmoContact))>,
-    ) {
-        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
-            let news: Vec<(NewAmoLead, NewAmoContact)> =
-                chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(&news, |part| async move {
-                self.amo.create_leads_with_contacts(&part).await
-            })
-            .await;
-            for (((row, contact), (lead, _)), result) in chunk.iter().zip(results) {
-                match result {
-                    Created::Yes(CreatedWithContact {
-                        lead_id,
-                        contact_id,
-                    }) => {
-                        self.finish_contact(contact, contact_id, &contact.name, true)
-                            .await;
-                        let mut lead = lead.clone();
-                        lead.contact_id = Some(contact_id);
-                        self.finish_lead(row, lead.into_created(lead_id), true)
-                            .await;
-                    }
-                    Created::Unanswered => {
-                        self.fail(Held::lead(row.id), &unanswered()).await;
-                        self.give_back(Held::contact(contact.id)).await;
-                    }
-                    Created::Failed(error) => {
-                        self.fail(Held::lead(row.id), &error).await;
-                        self.give_back(Held::contact(contact.id)).await;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn finish_contact(&self, row: &Contact, amocrm_id: i64, name: &str, created: bool) {
-        match self.contacts.finish_sync(row.id, amocrm_id, name).await {
-            Ok(record) => slog::info!(self.logger, "contact synced";
-                "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created),
-            // The lease lapses and the next round finds the AmoCRM record by its search.
-            Err(error) => slog::error!(self.logger, "could not store a synced contact";
-                "contact.id" => row.id, "contact.amocrm_id" => amocrm_id, "error" => error.to_string()),
-        }
-    }
-
-    async fn finish_lead(&self, row: &Lead, amo: AmoLead, created: bool) {
-        let amocrm_id = amo.id;
-        match self.leads.finish_sync(row.id, amo).await {
-            Ok(record) => slog::info!(self.logger, "lead synced";
-                "lead.id" => record.id, "lead.amocrm_id" => amocrm_id, "amo.created" => created),
-            Err(error) => slog::error!(self.logger, "could not store a synced lead";
-                "lead.id" => row.id, "lead.amocrm_id" => amocrm_id, "error" => error.to_string()),
-        }
-    }
-
-    /// Records the failure on the record and its job (backoff, or dead when refused).
-    async fn fail(&self, record: Held, error: &AmoError) {
-        let why = error.to_string();
-        let (retry, permanent) = (self.settings.retry, error.is_rejection());
-        let entity = record.entity_name();
-        let _ = match record {
-            Held::Contact(id) => {
-                let record = self.contacts.record_failure(id, &why, retry, permanent);
-                keep_pending(self.logger, entity, id, error.clone(), record).await
-            }
-            Held::Lead(id) => {
-                let record = self.leads.record_failure(id, &why, retry, permanent);
-                keep_pending(self.logger, entity, id, error.clone(), record).await
-            }
-        };
-    }
-
-    /// A record that cannot be sent as stored: its job is dead at once, visible to operators.
-    async fn bury(&self, record: Held, why: &str) {
-        let retry = self.settings.retry;
-        let buried = match record {
-            Held::Contact(id) => self.contacts.record_failure(id, why, retry, true).await,
-            Held::Lead(id) => self.leads.record_failure(id, why, retry, true).await,
-        };
-        slog::error!(self.logger, "a stored record cannot be synced, its job is dead";
-            "entity" => record.entity_name(), "record.id" => record.id(), "error" => why,
-            "recorded" => buried.is_ok());
-    }
-
-    /// A contact brought along by a lead that failed: its own job tries it again.
-    async fn give_back(&self, record: Held) {
-        let released = match record {
-            Held::Contact(id) => self.contacts.release(id).await,
-            Held::Lead(id) => self.leads.release(id).await,
-        };
-        if let Err(error) = released {
-            slog::warn!(self.logger, "could not release a lease; it lapses by itself";
-                "record.id" => record.id(), "error" => error.to_string());
         }
     }
 }
@@ -501,10 +376,6 @@ fn halt_unless_rejection(halt: &AtomicBool, error: &AmoError) {
     if !error.is_rejection() {
         halt.store(true, Ordering::SeqCst);
     }
-}
-
-fn unanswered() -> AmoError {
-    AmoError::InvalidResponse("AmoCRM's reply did not name this record".into())
 }
 
 fn new_contact(row: &Contact, phone: Phone) -> NewAmoContact {
@@ -523,6 +394,8 @@ fn new_lead(row: &Lead, contact_amocrm_id: Option<i64>) -> NewAmoLead {
         contact_id: contact_amocrm_id,
     }
 }
+
+mod creates;
 
 #[cfg(test)]
 mod tests;

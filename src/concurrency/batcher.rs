@@ -13,7 +13,20 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::oneshot;
 
-use crate::repositories::RepoError;
+/// What the batcher itself can go wrong with; each caller's error type says what
+/// it means for it (`From<BatchFailure>`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchFailure {
+    /// The runner holding the call went away before answering (runtime shutting down).
+    #[error("the batcher dropped a call")]
+    Dropped,
+    /// The batch's execution panicked.
+    #[error("a batch panicked")]
+    Panicked,
+    /// The execution answered with a different number of outputs than it got items.
+    #[error("a batch of {expected} gave {got} answers")]
+    Miscounted { expected: usize, got: usize },
+}
 
 /// Bounds of one batch and how many run at the same time.
 #[derive(Debug, Clone, Copy)]
@@ -29,32 +42,32 @@ pub struct BatchLimits {
     pub power_of_two_below: usize,
 }
 
-type Execute<I, O> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, RepoError>> + Send + Sync;
+type Execute<I, O, E> = dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, E>> + Send + Sync;
 
-struct Waiting<I, O> {
+struct Waiting<I, O, E> {
     item: I,
-    answer: oneshot::Sender<Result<O, RepoError>>,
+    answer: oneshot::Sender<Result<O, E>>,
 }
 
-struct Queue<I, O> {
-    waiting: VecDeque<Waiting<I, O>>,
+struct Queue<I, O, E> {
+    waiting: VecDeque<Waiting<I, O, E>>,
     /// Batches executing right now (at most `limits.runners`).
     running: usize,
 }
 
-struct Shared<I, O> {
-    queue: Mutex<Queue<I, O>>,
-    execute: Box<Execute<I, O>>,
+struct Shared<I, O, E> {
+    queue: Mutex<Queue<I, O, E>>,
+    execute: Box<Execute<I, O, E>>,
     limits: BatchLimits,
     weight: fn(&I) -> usize,
 }
 
 /// The handle callers submit items through; clones share the batches.
-pub struct Batcher<I, O> {
-    shared: Arc<Shared<I, O>>,
+pub struct Batcher<I, O, E> {
+    shared: Arc<Shared<I, O, E>>,
 }
 
-impl<I, O> Clone for Batcher<I, O> {
+impl<I, O, E> Clone for Batcher<I, O, E> {
     fn clone(&self) -> Self {
         Batcher {
             shared: Arc::clone(&self.shared),
@@ -62,13 +75,18 @@ impl<I, O> Clone for Batcher<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+impl<I, O, E> Batcher<I, O, E>
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    E: From<BatchFailure> + Clone + Send + 'static,
+{
     /// `execute` gets the items of one batch and returns one output per item, in
     /// the same order.
     pub fn new<F, Fut>(limits: BatchLimits, weight: fn(&I) -> usize, execute: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, RepoError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
         Batcher {
             shared: Arc::new(Shared {
@@ -87,7 +105,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// When fewer than `runners` batches are executing, this call starts one on
     /// the caller's runtime (a task of its own, so a caller that goes away cannot
     /// strand the others in its batch); otherwise the item waits for the next.
-    pub async fn submit(&self, item: I) -> Result<O, RepoError> {
+    pub async fn submit(&self, item: I) -> Result<O, E> {
         let (answer, outcome) = oneshot::channel();
         let lead = {
             let mut queue = self.shared.lock();
@@ -101,20 +119,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         if lead {
             tokio::spawn(run_batches(Arc::clone(&self.shared)));
         }
-        outcome
-            .await
-            .map_err(|_| RepoError::Unavailable("the batcher dropped a call".into()))?
+        outcome.await.map_err(|_| E::from(BatchFailure::Dropped))?
     }
 }
 
-impl<I, O> Shared<I, O> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<I, O>> {
+impl<I, O, E> Shared<I, O, E> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<I, O, E>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The next batch, up to the limits; `None` (and one runner fewer) when
     /// nothing waits.
-    fn next_batch(&self) -> Option<Vec<Waiting<I, O>>> {
+    fn next_batch(&self) -> Option<Vec<Waiting<I, O, E>>> {
         let mut queue = self.lock();
         let waiting = queue.waiting.len();
         let Some(first) = queue.waiting.pop_front() else {
@@ -140,7 +156,10 @@ impl<I, O> Shared<I, O> {
 }
 
 /// Executes batches until the queue is empty.
-async fn run_batches<I, O>(shared: Arc<Shared<I, O>>) {
+async fn run_batches<I, O, E>(shared: Arc<Shared<I, O, E>>)
+where
+    E: From<BatchFailure> + Clone,
+{
     while let Some(batch) = shared.next_batch() {
         let (items, answers): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|w| (w.item, w.answer)).unzip();
@@ -149,7 +168,7 @@ async fn run_batches<I, O>(shared: Arc<Shared<I, O>>) {
         let outcome = AssertUnwindSafe((shared.execute)(items))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| Err(RepoError::Query("a batch panicked".into())));
+            .unwrap_or_else(|_| Err(E::from(BatchFailure::Panicked)));
         match outcome {
             Ok(outputs) if outputs.len() == expected => {
                 for (answer, output) in answers.into_iter().zip(outputs) {
@@ -158,10 +177,10 @@ async fn run_batches<I, O>(shared: Arc<Shared<I, O>>) {
                 }
             }
             Ok(outputs) => {
-                let error = RepoError::Query(format!(
-                    "a batch of {expected} gave {} answers",
-                    outputs.len()
-                ));
+                let error = E::from(BatchFailure::Miscounted {
+                    expected,
+                    got: outputs.len(),
+                });
                 answers
                     .into_iter()
                     .for_each(|a| drop(a.send(Err(error.clone()))));
@@ -178,6 +197,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A caller's error: its own failures and the batcher's.
+    #[derive(Debug, Clone, PartialEq)]
+    enum TestError {
+        GoneAway,
+        Batch(BatchFailure),
+    }
+
+    impl From<BatchFailure> for TestError {
+        fn from(failure: BatchFailure) -> Self {
+            TestError::Batch(failure)
+        }
+    }
+
+    type TestBatcher<I, O> = Batcher<I, O, TestError>;
+
     fn limits(max_items: usize, max_weight: usize) -> BatchLimits {
         BatchLimits {
             max_items,
@@ -191,7 +225,7 @@ mod tests {
     async fn queued_calls_share_a_batch_and_each_gets_its_own_answer() {
         let batches = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&batches);
-        let doubler = Batcher::new(
+        let doubler: TestBatcher<u32, u32> = Batcher::new(
             limits(100, usize::MAX),
             |_| 1,
             move |items: Vec<u32>| {
@@ -217,7 +251,7 @@ mod tests {
     async fn a_batch_stops_at_its_item_and_weight_bounds() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
-        let echo = Batcher::new(
+        let echo: TestBatcher<usize, usize> = Batcher::new(
             limits(4, 30),
             |n: &usize| *n,
             move |items: Vec<usize>| {
@@ -239,7 +273,7 @@ mod tests {
     async fn below_the_bound_batches_hold_a_power_of_two_of_the_waiting_items() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
-        let echo = Batcher::new(
+        let echo: TestBatcher<usize, usize> = Batcher::new(
             BatchLimits {
                 power_of_two_below: 16,
                 ..limits(100, usize::MAX)
@@ -263,17 +297,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_short_batch_is_an_error_for_every_caller_in_it() {
-        let failing: Batcher<u8, u8> = Batcher::new(
+        let failing: TestBatcher<u8, u8> = Batcher::new(
             limits(10, usize::MAX),
             |_| 1,
-            |_| async { Err(RepoError::Unavailable("gone away".into())) },
+            |_| async { Err(TestError::GoneAway) },
         );
         let (a, b) = tokio::join!(failing.submit(1), failing.submit(2));
-        assert!(matches!(a, Err(RepoError::Unavailable(_))));
-        assert!(matches!(b, Err(RepoError::Unavailable(_))));
+        assert_eq!(a, Err(TestError::GoneAway));
+        assert_eq!(b, Err(TestError::GoneAway));
 
-        let short: Batcher<u8, u8> =
+        let short: TestBatcher<u8, u8> =
             Batcher::new(limits(10, usize::MAX), |_| 1, |_| async { Ok(vec![]) });
-        assert!(matches!(short.submit(1).await, Err(RepoError::Query(_))));
+        assert_eq!(
+            short.submit(1).await,
+            Err(TestError::Batch(BatchFailure::Miscounted {
+                expected: 1,
+                got: 0
+            }))
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::ServiceError;
 use crate::repositories::{JobRepository, SyncJob};
+use crate::services::ServiceError;
 
 pub struct JobService {
     repo: Arc<dyn JobRepository>,

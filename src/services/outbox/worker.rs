@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use slog::Logger;
 
-use super::lease_keeper::Held;
-use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
-use super::{MirrorAuthority, ServiceError, SyncSettings};
+use super::rounds::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
-use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
+use crate::repositories::{
+    ContactRepository, Entity, JobRepository, LeadRepository, Record, SyncJob, SyncRowRepository,
+};
+use crate::services::{MirrorAuthority, ServiceError, SyncSettings, SYNC_LEASE};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SyncWorkerConfig {
@@ -45,10 +46,10 @@ impl Default for SyncWorkerConfig {
         SyncWorkerConfig {
             batch_size: crate::amo::MAX_CONTACTS_PER_CREATE as i64,
             rounds_at_once: 3,
-            lease: super::SYNC_LEASE,
+            lease: SYNC_LEASE,
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
-            record_lease: super::SYNC_LEASE,
+            record_lease: SYNC_LEASE,
         }
     }
 }
@@ -69,6 +70,7 @@ pub struct SyncWorker {
     jobs: Arc<dyn JobRepository>,
     contact_repo: Arc<dyn ContactRepository>,
     lead_repo: Arc<dyn LeadRepository>,
+    rows: Arc<dyn SyncRowRepository>,
     sync: SyncSettings,
     config: SyncWorkerConfig,
     authority: Arc<MirrorAuthority>,
@@ -111,6 +113,7 @@ impl SyncWorker {
         jobs: Arc<dyn JobRepository>,
         contact_repo: Arc<dyn ContactRepository>,
         lead_repo: Arc<dyn LeadRepository>,
+        rows: Arc<dyn SyncRowRepository>,
         sync: SyncSettings,
         config: SyncWorkerConfig,
         authority: Arc<MirrorAuthority>,
@@ -125,6 +128,7 @@ impl SyncWorker {
             jobs,
             contact_repo,
             lead_repo,
+            rows,
             sync,
             config,
             authority,
@@ -217,6 +221,7 @@ impl SyncWorker {
                 amo: &*self.amo,
                 contacts: &*self.contact_repo,
                 leads: &*self.lead_repo,
+                rows: &*self.rows,
                 settings: self.sync,
                 authority: &self.authority,
                 lifecycle: Some(lifecycle),
@@ -238,20 +243,17 @@ impl SyncWorker {
 
     /// Records a halted round did not reach: their leases are freed and their jobs
     /// come back after the worker's pause, without counting an attempt.
-    async fn put_back(&self, report: &RoundReport, job_of: &HashMap<Held, i64>) {
+    async fn put_back(&self, report: &RoundReport, job_of: &HashMap<Record, i64>) {
         let delay = self.next_pause(report.halted);
         for record in &report.skipped {
-            let released = match record {
-                Held::Contact(id) => self.contact_repo.release(*id).await,
-                Held::Lead(id) => self.lead_repo.release(*id).await,
-            };
+            let released = self.rows.release(*record).await;
             let deferred = match job_of.get(record) {
                 Some(job) => self.jobs.defer(*job, delay).await,
                 None => Ok(()),
             };
             if let Err(error) = released.and(deferred) {
                 slog::warn!(self.logger, "could not put a skipped record back; its lease lapses";
-                    "record.id" => record.id(), "error" => error.to_string());
+                    "record.id" => record.id, "error" => error.to_string());
             }
         }
     }
@@ -296,7 +298,7 @@ impl SyncWorker {
         &self,
         job: &SyncJob,
         round: &mut Round,
-        job_of: &mut HashMap<Held, i64>,
+        job_of: &mut HashMap<Record, i64>,
     ) -> Result<JobStep, ServiceError> {
         match job.entity() {
             Some(Entity::Contact) => match self
@@ -305,7 +307,7 @@ impl SyncWorker {
                 .await?
             {
                 Some(row) => {
-                    job_of.insert(Held::contact(row.id), job.id);
+                    job_of.insert(Record::new(Entity::Contact, row.id), job.id);
                     round.contacts.push(row);
                     Ok(JobStep::Taken)
                 }
@@ -316,7 +318,7 @@ impl SyncWorker {
                 }
             },
             Some(Entity::Lead) => {
-                job_of.insert(Held::lead(job.record_id), job.id);
+                job_of.insert(Record::new(Entity::Lead, job.record_id), job.id);
                 self.take_lead(job, round).await
             }
             None => {
@@ -343,7 +345,7 @@ impl SyncWorker {
                     Some(contact) => LeadLink::Pending(contact),
                     // Its contact is being synced elsewhere right now: after it, then.
                     None => {
-                        self.lead_repo.release(row.id).await?;
+                        self.rows.release(Record::new(Entity::Lead, row.id)).await?;
                         self.jobs.defer(job.id, self.config.defer).await?;
                         return Ok(JobStep::Deferred);
                     }
@@ -374,7 +376,9 @@ impl SyncWorker {
 mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
-    use crate::repositories::{MockContactRepository, MockJobRepository, MockLeadRepository};
+    use crate::repositories::{
+        MockContactRepository, MockJobRepository, MockLeadRepository, MockSyncRowRepository,
+    };
     use crate::settings::DedupMode;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -399,6 +403,7 @@ mod tests {
             Arc::new(jobs),
             Arc::new(MockContactRepository::new()),
             Arc::new(MockLeadRepository::new()),
+            Arc::new(MockSyncRowRepository::new()),
             SyncSettings::default(),
             config,
             Arc::new(MirrorAuthority::fixed(mode)),

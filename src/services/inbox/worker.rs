@@ -1,98 +1,20 @@
-//! Webhooks: accepting a delivery (check the secret and account, store it raw,
-//! answer) and the background worker that applies stored deliveries to the mirror.
+//! The inbox worker: applies stored webhook deliveries to the mirror, in batches,
+//! standing aside while the receiver is busy acknowledging.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slog::Logger;
-use subtle::ConstantTimeEq;
-
-use super::{GroupCommit, Intake, ServiceError};
+use super::Intake;
 use crate::domain::{Phone, Region};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
     CompanyChange, ContactChange, InboxRepository, InboxRow, LeadChange, MirrorBatch,
-    MirrorRepository, NewDelivery, RefetchEntity, Removal, Retry,
+    MirrorRepository, RefetchEntity, Removal, Retry,
 };
-use crate::webhooks::{check_delivery, parse_delivery, Account, Action, Delivery, EventKind};
-
-/// The account deliveries must come from, when configured.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExpectedAccount {
-    pub id: Option<i64>,
-    pub subdomain: Option<String>,
-}
-
-impl ExpectedAccount {
-    fn admits(&self, account: &Account) -> bool {
-        let id_ok = self.id.is_none_or(|id| account.id == Some(id));
-        let subdomain_ok = self.subdomain.as_deref().is_none_or(|expected| {
-            account
-                .subdomain
-                .as_deref()
-                .is_some_and(|got| got.eq_ignore_ascii_case(expected))
-        });
-        id_ok && subdomain_ok
-    }
-}
-
-pub struct WebhookReceiver {
-    secret: Option<String>,
-    account: ExpectedAccount,
-    inbox: GroupCommit,
-    intake: Arc<Intake>,
-}
-
-impl WebhookReceiver {
-    pub fn new(
-        secret: Option<String>,
-        account: ExpectedAccount,
-        inbox: GroupCommit,
-        intake: Arc<Intake>,
-    ) -> Self {
-        WebhookReceiver {
-            secret,
-            account,
-            inbox,
-            intake,
-        }
-    }
-
-    /// Whether `presented` is the webhook secret (compared in constant time).
-    pub fn knows(&self, presented: &str) -> bool {
-        self.secret
-            .as_deref()
-            .is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(presented.as_bytes())))
-    }
-
-    /// Checks and stores one delivery; `Ok` only once it is durable. Applying it
-    /// happens later, in the worker, so AmoCRM's 2-second budget is never at risk.
-    pub async fn accept(
-        &self,
-        presented_secret: &str,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<i64, ServiceError> {
-        if !self.knows(presented_secret) {
-            return Err(ServiceError::NotFound);
-        }
-        let _acking = self.intake.acking();
-        let account = check_delivery(content_type, &body).map_err(ServiceError::Payload)?;
-        if !self.account.admits(&account) {
-            return Err(ServiceError::WrongAccount);
-        }
-        let id = self
-            .inbox
-            .store(NewDelivery {
-                content_type: content_type.unwrap_or_default().to_owned(),
-                body,
-            })
-            .await?;
-        self.intake.stored();
-        Ok(id)
-    }
-}
+use crate::services::ServiceError;
+use crate::webhooks::{parse_delivery, Action, Delivery, EventKind};
+use slog::Logger;
 
 /// Turns a parsed delivery into mirror changes.
 ///
@@ -385,7 +307,7 @@ impl WebhookWorker {
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("parsing deliveries failed: {e}").into()))?;
+        .map_err(|e| ServiceError::internal(format!("parsing deliveries failed: {e}")))?;
         let mut batch = MirrorBatch::default();
         let mut ignored = Vec::new();
         let mut good = Vec::with_capacity(parsed.len());
