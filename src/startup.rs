@@ -11,9 +11,7 @@ use actix_web::{web, App, HttpServer};
 use slog::Logger;
 
 use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
-use crate::controllers::{
-    self, AmoStatus, ApiTokens, BodyLimit, MetricsToken, WebhookBodyLimit, WebhookSecret,
-};
+use crate::controllers::{self, ApiTokens, MetricsToken};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsError};
 use crate::redact::Redactor;
@@ -30,6 +28,7 @@ use crate::services::{
     WorkerConfig,
 };
 use crate::settings::{Exposure, Settings};
+use crate::state::AppState;
 use crate::telemetry;
 
 /// How long in-flight requests get to finish after SIGTERM: under Docker's default
@@ -254,10 +253,6 @@ impl Application {
             restore_gate.handled(&worker_lifecycle).await;
             sync_worker.run(worker_lifecycle).await
         })];
-        let jobs = web::Data::new(JobService::new(jobs));
-        let idempotency = web::Data::new(IdempotencyService::new(Arc::new(
-            MysqlIdempotencyRepository::new(db.clone()),
-        )));
 
         let inbox = Arc::new(MysqlInboxRepository::new(db.clone()));
         let intake = Arc::new(Intake::default());
@@ -358,51 +353,40 @@ impl Application {
                 Arc::clone(&lifecycle),
             )));
         }
-        let subscription = web::Data::from(subscription);
-        let authority = web::Data::from(authority);
-        let receiver = web::Data::new(receiver);
-        let webhook_secret = web::Data::new(WebhookSecret(secret));
-        let webhook_limit = web::Data::new(WebhookBodyLimit(settings.webhook_max_body_bytes));
-
-        let contacts = web::Data::from(contacts);
-        let leads = web::Data::from(leads);
-        let db = web::Data::new(db);
-        let tokens = web::Data::new(ApiTokens::new(settings.api_tokens.clone()));
-        let region = web::Data::new(settings.default_phone_region);
-        let body_limit = web::Data::new(BodyLimit(settings.max_body_bytes));
-        let root_logger = web::Data::new(logger.clone());
-        let lifecycle_data = web::Data::from(Arc::clone(&lifecycle));
-        let amo_status = web::Data::new(AmoStatus(Arc::clone(&amo_for_hooks)));
-        let exposure = web::Data::new(exposure);
-        let proxies = web::Data::new(telemetry::TrustedProxies(settings.trusted_proxies.clone()));
-        let metrics = web::Data::new(Metrics::new()?);
-        let metrics_token = web::Data::new(MetricsToken(settings.metrics_token.clone()));
+        let state = web::Data::new(AppState {
+            contacts,
+            leads,
+            jobs: JobService::new(jobs),
+            idempotency: IdempotencyService::new(Arc::new(MysqlIdempotencyRepository::new(
+                db.clone(),
+            ))),
+            receiver,
+            subscription,
+            authority,
+            amo: amo_for_hooks,
+            db,
+            lifecycle: Arc::clone(&lifecycle),
+            metrics: Metrics::new()?,
+            logger: logger.clone(),
+            tokens: ApiTokens::new(settings.api_tokens.clone()),
+            metrics_token: MetricsToken(settings.metrics_token.clone()),
+            proxies: telemetry::TrustedProxies(settings.trusted_proxies.clone()),
+            exposure,
+            region: settings.default_phone_region,
+            body_limit: settings.max_body_bytes,
+            webhook_body_limit: settings.webhook_max_body_bytes,
+            webhook_secret: secret,
+            api_description: serde_json::to_vec(&controllers::openapi::document())
+                .unwrap_or_default()
+                .into(),
+        });
 
         let listener = TcpListener::bind((settings.bind_addr, settings.port))?;
         let port = listener.local_addr()?.port();
         slog::info!(logger, "listening"; "addr" => settings.bind_addr.to_string(), "port" => port);
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(contacts.clone())
-                .app_data(leads.clone())
-                .app_data(db.clone())
-                .app_data(tokens.clone())
-                .app_data(region.clone())
-                .app_data(body_limit.clone())
-                .app_data(root_logger.clone())
-                .app_data(proxies.clone())
-                .app_data(receiver.clone())
-                .app_data(lifecycle_data.clone())
-                .app_data(amo_status.clone())
-                .app_data(exposure.clone())
-                .app_data(authority.clone())
-                .app_data(jobs.clone())
-                .app_data(idempotency.clone())
-                .app_data(subscription.clone())
-                .app_data(webhook_secret.clone())
-                .app_data(webhook_limit.clone())
-                .app_data(metrics.clone())
-                .app_data(metrics_token.clone())
+                .app_data(state.clone())
                 .wrap(from_fn(controllers::headers::protective))
                 .wrap(from_fn(controllers::compression::skip_small))
                 .wrap(Compress::default())
