@@ -201,6 +201,14 @@ fn complete(operation: &mut utoipa::openapi::path::Operation, access: Access, id
         );
     }
     if idempotent {
+        // Operations whose own errors already have a 409 or 422 say these there.
+        let responses = &mut operation.responses.responses;
+        responses.entry("409".into()).or_insert_with(|| {
+            problem("Idempotency-Key still in flight (idempotency_in_progress)")
+        });
+        responses.entry("422".into()).or_insert_with(|| {
+            problem("Idempotency-Key malformed, or reused with another body")
+        });
         let key = ParameterBuilder::new()
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
