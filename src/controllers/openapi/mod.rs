@@ -206,9 +206,9 @@ fn complete(operation: &mut utoipa::openapi::path::Operation, access: Access, id
         responses.entry("409".into()).or_insert_with(|| {
             problem("Idempotency-Key still in flight (idempotency_in_progress)")
         });
-        responses.entry("422".into()).or_insert_with(|| {
-            problem("Idempotency-Key malformed, or reused with another body")
-        });
+        responses
+            .entry("422".into())
+            .or_insert_with(|| problem("Idempotency-Key malformed, or reused with another body"));
         let key = ParameterBuilder::new()
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
