@@ -158,7 +158,7 @@ fn dead_database() -> Db {
 /// A transport to the fake AmoCRM with short timeouts and no rate limit.
 fn transport(settings: &Settings) -> HttpAmoTransport {
     HttpAmoTransport::new(AmoClientConfig {
-        base_url: settings.amo_base_url.clone(),
+        base_url: settings.amo.base_url.clone(),
         access_token: FakeAmo::TOKEN.to_owned(),
         region: settings.default_phone_region,
         connect_timeout: Duration::from_secs(1),
