@@ -112,7 +112,7 @@ pub fn operations(item: &mut PathItem) -> [(Method, &mut Option<Operation>); 5] 
 pub fn mounted() -> Vec<Mounted> {
     let mut doc = Operations::openapi();
     let mut found = Vec::new();
-    for (path, item) in doc.paths.paths.iter_mut() {
+    for (path, item) in &mut doc.paths.paths {
         for (method, operation) in operations(item) {
             if let Some(id) = operation.as_ref().and_then(|o| o.operation_id.clone()) {
                 found.push((id, path.clone(), method));
