@@ -10,7 +10,7 @@ use super::extract::{
     field_errors, flag_schema, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
 };
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
-use crate::domain::{EntityName, FieldError, Phone, Region};
+use crate::domain::{EntityName, FieldError, Phone, Region, SyncStatus};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
 use crate::services::{ContactInput, Saved};
@@ -79,7 +79,7 @@ pub struct ContactBody {
     pub phone: Option<String>,
     /// `pending` until AmoCRM has confirmed the record, then `synced`.
     #[schema(value_type = String)]
-    pub sync_status: &'static str,
+    pub sync_status: SyncStatus,
     pub created_at: String,
     pub updated_at: String,
     /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
@@ -95,7 +95,7 @@ impl From<Contact> for ContactBody {
         ContactBody {
             id: c.id,
             amocrm_id: c.amocrm_id,
-            sync_status: c.status().as_str(),
+            sync_status: c.sync_status,
             created_at: timestamp(c.created_at),
             deleted_at: c.deleted_at.map(timestamp),
             updated_at: timestamp(c.updated_at),

@@ -10,7 +10,7 @@ use super::extract::{
     JsonBody, ShowQuery,
 };
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
-use crate::domain::{EntityName, FieldError, Region};
+use crate::domain::{EntityName, FieldError, Region, SyncStatus};
 use crate::error::ApiError;
 use crate::repositories::{Lead, LeadFilter};
 use crate::services::{LeadContact, LeadInput};
@@ -95,7 +95,7 @@ pub struct LeadBody {
     pub pipeline_id: Option<i64>,
     pub contact_id: Option<i64>,
     #[schema(value_type = String)]
-    pub sync_status: &'static str,
+    pub sync_status: SyncStatus,
     pub created_at: String,
     pub updated_at: String,
     /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
@@ -111,7 +111,7 @@ impl From<Lead> for LeadBody {
             status_id: l.status_id,
             pipeline_id: l.pipeline_id,
             contact_id: l.contact_id,
-            sync_status: l.status().as_str(),
+            sync_status: l.sync_status,
             created_at: timestamp(l.created_at),
             deleted_at: l.deleted_at.map(timestamp),
             updated_at: timestamp(l.updated_at),

@@ -2,9 +2,11 @@
 
 mod name;
 mod phone;
+mod sync_status;
 
 pub use name::{present_name, EntityName, NameError};
 pub use phone::{Phone, PhoneError, Region};
+pub use sync_status::{SyncStatus, UnknownSyncStatus};
 
 /// One wrong field of a client's input: the field's name as the client sent it
 /// (`phone`, `contact.phone`, `limit`) and what is wrong with it.

@@ -9,10 +9,11 @@ use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity};
-use super::models::{Claim, Contact, NewContact, SyncStatus};
+use super::models::{Claim, Contact, NewContact};
 use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
 use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
+use crate::domain::SyncStatus;
 use crate::schema::{contact_merges, contacts, leads};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,34 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::jobs::Entity;
+use crate::domain::SyncStatus;
 use crate::schema::{contacts, leads};
-
-/// Where a row stands with AmoCRM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncStatus {
-    /// Accepted locally; AmoCRM has not confirmed it yet.
-    Pending,
-    /// Has its `amocrm_id`.
-    Synced,
-}
-
-impl SyncStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::Pending => "pending",
-            SyncStatus::Synced => "synced",
-        }
-    }
-
-    pub fn parse(raw: &str) -> SyncStatus {
-        if raw == "synced" {
-            SyncStatus::Synced
-        } else {
-            SyncStatus::Pending
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = contacts, check_for_backend(diesel::mysql::Mysql))]
@@ -40,7 +14,9 @@ pub struct Contact {
     pub amocrm_id: Option<i64>,
     pub name: String,
     pub phone: Option<String>,
-    pub sync_status: String,
+    /// Parsed as the row is read: an unknown value fails the query.
+    #[diesel(deserialize_as = String)]
+    pub sync_status: SyncStatus,
     pub sync_attempts: i32,
     pub sync_error: Option<String>,
     pub sync_lease_until: Option<NaiveDateTime>,
@@ -61,7 +37,9 @@ pub struct Lead {
     pub pipeline_id: Option<i64>,
     pub contact_id: Option<i64>,
     pub contact_amocrm_id: Option<i64>,
-    pub sync_status: String,
+    /// Parsed as the row is read: an unknown value fails the query.
+    #[diesel(deserialize_as = String)]
+    pub sync_status: SyncStatus,
     pub sync_attempts: i32,
     pub sync_error: Option<String>,
     pub sync_lease_until: Option<NaiveDateTime>,
@@ -86,12 +64,8 @@ pub trait SyncRow: Clone + Send + Sync + 'static {
 macro_rules! sync_row {
     ($row:ty, $entity:expr) => {
         impl $row {
-            pub fn status(&self) -> SyncStatus {
-                SyncStatus::parse(&self.sync_status)
-            }
-
             pub fn is_synced(&self) -> bool {
-                self.status() == SyncStatus::Synced && self.amocrm_id.is_some()
+                self.sync_status == SyncStatus::Synced && self.amocrm_id.is_some()
             }
         }
 

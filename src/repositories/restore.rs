@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::{Db, RepoError};
+use crate::domain::SyncStatus;
 
 /// The reconciliation cursors (see `Reconciler::round`), rewound after a restore.
 const RECONCILE_CURSORS: [&str; 2] = ["reconcile.contacts", "reconcile.leads"];
@@ -85,8 +86,9 @@ impl RestoreRepository for MysqlRestoreRepository {
                     for table in ["contacts", "leads"] {
                         pending += diesel::sql_query(format!(
                             "UPDATE {table} SET sync_attempts = GREATEST(sync_attempts, 1) \
-                             WHERE sync_status = 'pending'"
+                             WHERE sync_status = ?"
                         ))
+                        .bind::<diesel::sql_types::Text, _>(SyncStatus::Pending.as_str())
                         .execute(conn)? as u64;
                     }
                     diesel::sql_query(

@@ -14,9 +14,10 @@ use diesel::{Connection, RunQueryDsl};
 
 use super::db::{retry_deadlocks, Db};
 use super::jobs::{self, Entity, RetryPolicy};
-use super::models::{Claim, SyncRow, SyncStatus};
+use super::models::{Claim, SyncRow};
 use super::sync_state::{bounded_error, db_now, last_insert_id, lease_end, lease_is_live};
 use super::RepoError;
+use crate::domain::SyncStatus;
 
 /// One mirrored record: which table, which row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

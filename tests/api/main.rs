@@ -35,6 +35,7 @@ mod real_deliveries;
 mod reconcile;
 mod retention;
 mod scopes;
+mod sync_status;
 mod webhook_events;
 mod webhook_subscription;
 mod webhooks;

@@ -6,6 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::RunQueryDsl;
 
 use super::{CompanyChange, ContactChange, LeadChange, MirrorBatch, Removal};
+use crate::domain::SyncStatus;
 use crate::repositories::RepoError;
 
 /// Rows per INSERT: far below MySQL's placeholder limit, large enough that a burst
@@ -101,13 +102,16 @@ fn upsert_contacts(
     changes: &[&ContactChange],
     carried: bool,
 ) -> Result<usize, RepoError> {
+    // What AmoCRM sends is by definition synced.
+    let synced = SyncStatus::Synced;
+    let row = format!("(?, ?, ?, '{synced}', ?)");
     let sql = |rows| {
         format!(
             "INSERT INTO contacts (amocrm_id, name, phone, sync_status, amo_updated_at) VALUES {} \
              ON DUPLICATE KEY UPDATE {}\
              phone = IF({NEWER}, VALUES(phone), phone), \
-             sync_status = 'synced', sync_error = NULL, {KEEP_NEWEST}",
-            placeholders(rows, "(?, ?, ?, 'synced', ?)"),
+             sync_status = '{synced}', sync_error = NULL, {KEEP_NEWEST}",
+            placeholders(rows, &row),
             name_rule(carried)
         )
     };
@@ -124,6 +128,8 @@ fn upsert_leads(
     changes: &[&LeadChange],
     carried: bool,
 ) -> Result<usize, RepoError> {
+    let synced = SyncStatus::Synced;
+    let row = format!("(?, ?, ?, ?, ?, ?, '{synced}', ?)");
     let sql = |rows| {
         format!(
             "INSERT INTO leads (amocrm_id, name, price, status_id, pipeline_id, contact_amocrm_id, \
@@ -134,8 +140,8 @@ fn upsert_leads(
              pipeline_id = IF({NEWER}, COALESCE(VALUES(pipeline_id), pipeline_id), pipeline_id), \
              contact_amocrm_id = IF({NEWER}, COALESCE(VALUES(contact_amocrm_id), contact_amocrm_id), \
              contact_amocrm_id), \
-             sync_status = 'synced', sync_error = NULL, {KEEP_NEWEST}",
-            placeholders(rows, "(?, ?, ?, ?, ?, ?, 'synced', ?)"),
+             sync_status = '{synced}', sync_error = NULL, {KEEP_NEWEST}",
+            placeholders(rows, &row),
             name_rule(carried)
         )
     };
@@ -191,15 +197,15 @@ impl Table {
     }
 
     /// The columns and row of a tombstone for a record the mirror never saw.
-    fn tombstone(self) -> (&'static str, &'static str) {
+    fn tombstone(self) -> (&'static str, String) {
         match self {
             Table::Contacts | Table::Leads => (
                 "(amocrm_id, name, sync_status, amo_updated_at, deleted_at)",
-                "(?, '', 'synced', ?, NOW(6))",
+                format!("(?, '', '{}', ?, NOW(6))", SyncStatus::Synced),
             ),
             Table::Companies => (
                 "(amocrm_id, name, amo_updated_at, deleted_at)",
-                "(?, '', ?, NOW(6))",
+                "(?, '', ?, NOW(6))".to_owned(),
             ),
         }
     }
@@ -223,7 +229,7 @@ fn delete(
              amo_updated_at = IF(VALUES(amo_updated_at) IS NULL, amo_updated_at, \
              GREATEST(COALESCE(amo_updated_at, 0), VALUES(amo_updated_at)))",
             table.name(),
-            placeholders(chunk.len(), row)
+            placeholders(chunk.len(), &row)
         );
         let mut q = query(sql);
         for r in chunk {

@@ -309,7 +309,7 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
 mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
-    use crate::domain::Region;
+    use crate::domain::{Region, SyncStatus};
     use crate::repositories::{
         Entity, MockContactRepository, MockSyncRowRepository, Record, RepoError,
     };
@@ -342,11 +342,10 @@ mod tests {
             name: "Иван".into(),
             phone: Some("+79161234567".into()),
             sync_status: if amocrm_id.is_some() {
-                "synced"
+                SyncStatus::Synced
             } else {
-                "pending"
-            }
-            .into(),
+                SyncStatus::Pending
+            },
             sync_attempts: 0,
             sync_error: None,
             sync_lease_until: None,

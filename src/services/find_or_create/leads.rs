@@ -218,7 +218,7 @@ pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -
 mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
-    use crate::domain::Region;
+    use crate::domain::{Region, SyncStatus};
     use crate::repositories::{
         Claim, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
     };
@@ -248,11 +248,10 @@ mod tests {
             name: "Иван".into(),
             phone: Some("+79161234567".into()),
             sync_status: if amocrm_id.is_some() {
-                "synced"
+                SyncStatus::Synced
             } else {
-                "pending"
-            }
-            .into(),
+                SyncStatus::Pending
+            },
             sync_attempts: 0,
             sync_error: None,
             sync_lease_until: None,
@@ -274,11 +273,10 @@ mod tests {
             contact_id,
             contact_amocrm_id: None,
             sync_status: if amocrm_id.is_some() {
-                "synced"
+                SyncStatus::Synced
             } else {
-                "pending"
-            }
-            .into(),
+                SyncStatus::Pending
+            },
             sync_attempts: 0,
             sync_error: None,
             sync_lease_until: None,

@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::amo::{CreatedWithContact, MockAmoTransport};
+use crate::domain::SyncStatus;
 use crate::repositories::{
     FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
 };
@@ -22,7 +23,7 @@ fn contact(id: i64, phone: &str) -> Contact {
         amocrm_id: None,
         name: format!("Клиент {id}"),
         phone: Some(phone.into()),
-        sync_status: "pending".into(),
+        sync_status: SyncStatus::Pending,
         sync_attempts: 0,
         sync_error: None,
         sync_lease_until: Some(at()),
@@ -43,7 +44,7 @@ fn lead(id: i64, contact_id: Option<i64>) -> Lead {
         pipeline_id: None,
         contact_id,
         contact_amocrm_id: None,
-        sync_status: "pending".into(),
+        sync_status: SyncStatus::Pending,
         sync_attempts: 0,
         sync_error: None,
         sync_lease_until: Some(at()),
@@ -347,7 +348,7 @@ async fn a_phone_the_mirror_already_holds_is_linked_to_that_contact_not_created(
     repo.expect_find_by_phone().returning(|_| {
         Ok(Some(Contact {
             amocrm_id: Some(900),
-            sync_status: "synced".into(),
+            sync_status: SyncStatus::Synced,
             name: "Из вебхука".into(),
             ..contact(50, "+79160000001")
         }))
@@ -401,7 +402,7 @@ fn pending(id: i64) -> Contact {
         amocrm_id: None,
         name: format!("Клиент {id}"),
         phone: Some(format!("+7916000{id:04}")),
-        sync_status: "pending".into(),
+        sync_status: SyncStatus::Pending,
         sync_attempts: 0,
         sync_error: None,
         sync_lease_until: Some(at),
