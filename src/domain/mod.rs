@@ -1,9 +1,11 @@
 //! Newtypes that parse at the boundary, so services never see raw client strings.
 
+mod ids;
 mod name;
 mod phone;
 mod sync_status;
 
+pub use ids::{AmoId, LocalId};
 pub use name::{present_name, EntityName, NameError};
 pub use phone::{Phone, PhoneError, Region};
 pub use sync_status::{SyncStatus, UnknownSyncStatus};

@@ -13,7 +13,7 @@ use super::models::{Claim, Contact, NewContact};
 use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
 use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
-use crate::domain::SyncStatus;
+use crate::domain::{AmoId, LocalId, SyncStatus};
 use crate::schema::{contact_merges, contacts, leads};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,7 +72,12 @@ pub trait ContactRepository: Send + Sync {
 
     /// Marks the row synced with its AmoCRM id. When another row already mirrors
     /// that AmoCRM contact, the pending row is folded into it and that row returned.
-    async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError>;
+    async fn finish_sync(
+        &self,
+        id: LocalId,
+        amocrm_id: AmoId,
+        name: &str,
+    ) -> Result<Contact, RepoError>;
 
     /// Takes the lease of a pending row for a background retry; `None` when it is
     /// synced, deleted, or leased to someone else right now.
@@ -282,10 +287,17 @@ impl ContactRepository for MysqlContactRepository {
             .await
     }
 
-    async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError> {
+    async fn finish_sync(
+        &self,
+        id: LocalId,
+        amocrm_id: AmoId,
+        name: &str,
+    ) -> Result<Contact, RepoError> {
         let name = name.to_owned();
         self.db
-            .run(move |conn| retry_deadlocks(conn, |conn| finish(conn, id, amocrm_id, &name)))
+            .run(move |conn| {
+                retry_deadlocks(conn, |conn| finish(conn, id.get(), amocrm_id.get(), &name))
+            })
             .await
     }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use amosync::domain::{AmoId, LocalId};
 use amosync::repositories::{
     Claim, ContactChange, ContactRepository, Db, MirrorBatch, MirrorRepository,
     MysqlContactRepository, MysqlMirrorRepository, NewContact,
@@ -46,7 +47,7 @@ async fn an_echo_that_overtakes_the_create_is_folded_into_one_row() {
     );
 
     let finished = contacts
-        .finish_sync(pending.id, 777, "Иван")
+        .finish_sync(LocalId::new(pending.id), AmoId::new(777), "Иван")
         .await
         .expect("finish folds");
     assert_eq!(finished.amocrm_id, Some(777));

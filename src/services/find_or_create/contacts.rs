@@ -14,7 +14,7 @@ use super::flight::{panicked, Outcome, Rules};
 use super::{Flight, Saved, SyncSettings};
 use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
 use crate::concurrency::{BatchLimits, Batcher, SingleFlight};
-use crate::domain::{EntityName, Phone};
+use crate::domain::{AmoId, EntityName, LocalId, Phone};
 use crate::repositories::{
     Claim, Contact, ContactFilter, ContactRepository, NewContact, RepoError, SyncRowRepository,
 };
@@ -295,7 +295,9 @@ impl Rules for ContactRules {
     }
 
     async fn finish(&self, row: &Contact, (id, name): (i64, String)) -> Result<Contact, RepoError> {
-        self.repo.finish_sync(row.id, id, &name).await
+        self.repo
+            .finish_sync(LocalId::new(row.id), AmoId::new(id), &name)
+            .await
     }
 }
 
@@ -425,7 +427,7 @@ mod tests {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(5, None));
         repo.expect_finish_sync()
-            .with(eq(5), eq(100), eq("Иван Петров"))
+            .with(eq(LocalId::new(5)), eq(AmoId::new(100)), eq("Иван Петров"))
             .times(1)
             .returning(|_, _, _| Ok(contact(5, Some(100))));
         let mut amo = MockAmoTransport::uncongested();
@@ -448,7 +450,7 @@ mod tests {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(6, None));
         repo.expect_finish_sync()
-            .with(eq(6), eq(555), eq("Иван"))
+            .with(eq(LocalId::new(6)), eq(AmoId::new(555)), eq("Иван"))
             .returning(|_, _, _| Ok(contact(6, Some(555))));
         let mut amo = MockAmoTransport::uncongested();
         amo.expect_find_contact_by_phone().returning(|_| Ok(vec![]));
@@ -597,7 +599,7 @@ mod tests {
         let mut repo = MockContactRepository::new();
         leased(&mut repo, contact(6, None));
         repo.expect_finish_sync()
-            .with(eq(6), eq(555), eq("Иван"))
+            .with(eq(LocalId::new(6)), eq(AmoId::new(555)), eq("Иван"))
             .times(1)
             .returning(|_, _, _| Ok(contact(6, Some(555))));
         let mut amo = MockAmoTransport::uncongested();
@@ -639,7 +641,7 @@ mod tests {
         };
         leased(&mut repo, retried);
         repo.expect_finish_sync()
-            .with(eq(7), eq(100), eq("Иван Петров"))
+            .with(eq(LocalId::new(7)), eq(AmoId::new(100)), eq("Иван Петров"))
             .times(1)
             .returning(|_, _, _| Ok(contact(7, Some(100))));
         let mut amo = MockAmoTransport::uncongested();

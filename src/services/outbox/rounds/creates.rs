@@ -6,6 +6,7 @@ use crate::amo::{
     AmoError, AmoLead, CreatedWithContact, NewAmoContact, NewAmoLead, MAX_CONTACTS_PER_CREATE,
     MAX_LEADS_PER_CREATE,
 };
+use crate::domain::{AmoId, LocalId};
 use crate::repositories::{Contact, Entity, Lead, Record};
 use crate::services::find_or_create::keep_pending;
 use crate::services::outbox::batches::{send_halving, Created};
@@ -108,7 +109,11 @@ impl RoundRunner<'_> {
         name: &str,
         created: bool,
     ) {
-        match self.contacts.finish_sync(row.id, amocrm_id, name).await {
+        match self
+            .contacts
+            .finish_sync(LocalId::new(row.id), AmoId::new(amocrm_id), name)
+            .await
+        {
             Ok(record) => slog::info!(self.logger, "contact synced";
                 "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created),
             // The lease lapses and the next round finds the AmoCRM record by its search.

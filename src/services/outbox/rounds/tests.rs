@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::amo::{CreatedWithContact, MockAmoTransport};
-use crate::domain::SyncStatus;
+use crate::domain::{AmoId, LocalId, SyncStatus};
 use crate::repositories::{
     FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
 };
@@ -142,9 +142,9 @@ async fn contacts_missing_from_amocrm_are_created_in_one_request_and_found_ones_
     let mut repo = MockContactRepository::new();
     for (id, amocrm_id) in [(1, 701), (2, 500), (3, 703)] {
         repo.expect_finish_sync()
-            .withf(move |row, amo, _| (*row, *amo) == (id, amocrm_id))
+            .withf(move |row, amo, _| (row.get(), amo.get()) == (id, amocrm_id))
             .times(1)
-            .returning(move |row, _, _| Ok(contact(row, "+79160000000")));
+            .returning(move |row, _, _| Ok(contact(row.get(), "+79160000000")));
     }
     let round = Round {
         contacts: (1..=3)
@@ -185,7 +185,7 @@ async fn lead_with_new_contact(authority: MirrorAuthority, searches: usize) {
         .returning(|_| Ok(Some(contact(9, "+79160000009"))));
     contacts
         .expect_finish_sync()
-        .with(eq(9), eq(90), eq("Клиент 9"))
+        .with(eq(LocalId::new(9)), eq(AmoId::new(90)), eq("Клиент 9"))
         .times(1)
         .returning(|_, _, _| Ok(contact(9, "+79160000009")));
     let mut leads = MockLeadRepository::new();
@@ -311,7 +311,7 @@ async fn round_of_new_phones(authority: MirrorAuthority, searches: usize) {
         });
     repo.expect_finish_sync()
         .times(3)
-        .returning(|row, _, _| Ok(contact(row, "+79160000000")));
+        .returning(|row, _, _| Ok(contact(row.get(), "+79160000000")));
     let round = Round {
         contacts: (1..=3)
             .map(|id| contact(id, &format!("+7916000000{id}")))
@@ -354,7 +354,7 @@ async fn a_phone_the_mirror_already_holds_is_linked_to_that_contact_not_created(
         }))
     });
     repo.expect_finish_sync()
-        .with(eq(1), eq(900), eq("Из вебхука"))
+        .with(eq(LocalId::new(1)), eq(AmoId::new(900)), eq("Из вебхука"))
         .times(1)
         .returning(|_, _, _| Ok(contact(50, "+79160000001")));
     let round = Round {
@@ -374,7 +374,7 @@ async fn a_retried_record_is_searched_for_even_in_mirror_mode() {
     amo.expect_create_contacts().never();
     let mut repo = MockContactRepository::new();
     repo.expect_finish_sync()
-        .with(eq(1), eq(500), eq("В AmoCRM"))
+        .with(eq(LocalId::new(1)), eq(AmoId::new(500)), eq("В AmoCRM"))
         .times(1)
         .returning(|_, _, _| Ok(contact(1, "+79160000001")));
     let round = Round {
@@ -436,8 +436,8 @@ async fn creates_of_a_round(count: i64, facts: FactAges) -> Vec<(usize, usize)> 
         .expect_finish_sync()
         .times(count as usize)
         .returning(|id, amocrm_id, _| {
-            let mut row = pending(id);
-            row.amocrm_id = Some(amocrm_id);
+            let mut row = pending(id.get());
+            row.amocrm_id = Some(amocrm_id.get());
             Ok(row)
         });
     let leads = MockLeadRepository::new();
