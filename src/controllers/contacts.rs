@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging};
+use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
 use super::extract::{field_errors, flag_schema, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
 use crate::domain::{EntityName, FieldError, Phone, Region};
@@ -111,10 +111,7 @@ impl EntityBody for ContactBody {
     summary = "Find or create a contact by phone",
     request_body = ContactRequest,
     responses(
-        (status = 201, description = "Created in AmoCRM", body = ContactBody, headers(("Location" = String))),
-        (status = 200, description = "Already existed (locally or in AmoCRM)", body = ContactBody),
-        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = ContactBody, headers(("Location" = String))),
-        JsonBodyErrors, FindOrCreateErrors,
+        SavedAnswers<ContactBody>, JsonBodyErrors, FindOrCreateErrors,
     ),
 )]
 pub async fn create_contact(

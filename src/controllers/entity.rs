@@ -3,10 +3,16 @@
 //! An entity's controller parses its own input and filter, then answers through here,
 //! so the HTTP contract of those steps is written once.
 
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use chrono::{NaiveDateTime, SecondsFormat};
 use serde::Serialize;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::{ContentBuilder, Header, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::ToSchema;
 
 use super::extract::{page_params, paginate, query_flag};
 use crate::domain::FieldError;
@@ -98,6 +104,39 @@ pub fn saved<B: EntityBody>(saved: Saved<B::Row>) -> HttpResponse {
     }
 }
 
+/// The three answers of `saved`, for an operation's `#[utoipa::path(responses(...))]`:
+/// described here once, beside the code that gives them.
+pub struct SavedAnswers<B>(PhantomData<B>);
+
+impl<B: EntityBody + ToSchema> utoipa::IntoResponses for SavedAnswers<B> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let answer = |description: &str, with_location: bool| {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(B::name())))
+                .build();
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body);
+            if with_location {
+                let location = Header::new(Object::with_type(Type::String));
+                response = response.header("Location", location);
+            }
+            RefOr::T(response.build())
+        };
+        BTreeMap::from([
+            ("201".to_owned(), answer("Created in AmoCRM", true)),
+            (
+                "200".to_owned(),
+                answer("Already existed (locally or in AmoCRM)", false),
+            ),
+            (
+                "202".to_owned(),
+                answer("Stored and queued: AmoCRM did not answer in time", true),
+            ),
+        ])
+    }
+}
+
 /// 200 with one record.
 pub fn shown<B: EntityBody>(row: B::Row) -> HttpResponse {
     HttpResponse::Ok().json(B::from(row))
@@ -124,7 +163,7 @@ mod tests {
         id: i64,
     }
 
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     struct Body {
         id: i64,
     }
@@ -169,6 +208,26 @@ mod tests {
         let accepted = saved::<Body>(Saved::Accepted(Row { id: 9 }));
         assert_eq!(accepted.status(), StatusCode::ACCEPTED);
         assert_eq!(location(&accepted), Some("/api/v1/things/9"));
+    }
+
+    #[test]
+    fn the_described_answers_are_the_ones_given() {
+        use utoipa::IntoResponses;
+        let described = serde_json::to_value(SavedAnswers::<Body>::responses()).expect("json");
+        for (status, with_location) in [("201", true), ("200", false), ("202", true)] {
+            let answer = &described[status];
+            assert_eq!(
+                answer["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Body",
+                "{status}"
+            );
+            assert_eq!(
+                answer["headers"]["Location"].is_object(),
+                with_location,
+                "{status}"
+            );
+        }
+        assert_eq!(described.as_object().map(|o| o.len()), Some(3));
     }
 
     #[actix_web::test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::contacts::ContactRequest;
-use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging};
+use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
 use super::extract::{field_errors, flag_schema, optional_integer, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
 use crate::domain::{EntityName, FieldError, Region};
@@ -131,10 +131,7 @@ impl EntityBody for LeadBody {
     summary = "Find or create a lead (same name and contact = same lead)",
     request_body = LeadRequest,
     responses(
-        (status = 201, description = "Created in AmoCRM", body = LeadBody, headers(("Location" = String))),
-        (status = 200, description = "Already existed (locally or in AmoCRM)", body = LeadBody),
-        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = LeadBody, headers(("Location" = String))),
-        JsonBodyErrors, FindOrCreateErrors,
+        SavedAnswers<LeadBody>, JsonBodyErrors, FindOrCreateErrors,
     ),
 )]
 pub async fn create_lead(
