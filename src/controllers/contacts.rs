@@ -1,19 +1,16 @@
 //! `/api/v1/contacts`: thin handlers over `ContactService`.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use chrono::{NaiveDateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::extract::{
-    field_errors, flag_schema, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
-};
+use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
+use super::extract::{field_errors, flag_schema, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
 use crate::domain::{EntityName, FieldError, Phone, Region, SyncStatus};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
-use crate::services::{ContactInput, Saved};
+use crate::services::ContactInput;
 use crate::state::AppState;
 
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
@@ -86,10 +83,6 @@ pub struct ContactBody {
     pub deleted_at: Option<String>,
 }
 
-pub fn timestamp(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl From<Contact> for ContactBody {
     fn from(c: Contact) -> Self {
         ContactBody {
@@ -105,27 +98,11 @@ impl From<Contact> for ContactBody {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-/// 201 + `Location` when this request created the record in AmoCRM, 200 when it
-/// existed, 202 + `Location` when it is stored and queued for AmoCRM.
-pub fn saved_response<T, B: Serialize>(
-    saved: Saved<T>,
-    location: impl Fn(&T) -> String,
-    body: impl Fn(T) -> B,
-) -> HttpResponse {
-    match saved {
-        Saved::Created(r) => HttpResponse::Created()
-            .insert_header((header::LOCATION, location(&r)))
-            .json(body(r)),
-        Saved::Found(r) => HttpResponse::Ok().json(body(r)),
-        Saved::Accepted(r) => HttpResponse::Accepted()
-            .insert_header((header::LOCATION, location(&r)))
-            .json(body(r)),
+impl EntityBody for ContactBody {
+    type Row = Contact;
+    const COLLECTION: &'static str = "/api/v1/contacts";
+    fn id(row: &Contact) -> i64 {
+        row.id
     }
 }
 
@@ -134,10 +111,7 @@ pub fn saved_response<T, B: Serialize>(
     summary = "Find or create a contact by phone",
     request_body = ContactRequest,
     responses(
-        (status = 201, description = "Created in AmoCRM", body = ContactBody, headers(("Location" = String))),
-        (status = 200, description = "Already existed (locally or in AmoCRM)", body = ContactBody),
-        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = ContactBody, headers(("Location" = String))),
-        JsonBodyErrors, FindOrCreateErrors,
+        SavedAnswers<ContactBody>, JsonBodyErrors, FindOrCreateErrors,
     ),
 )]
 pub async fn create_contact(
@@ -146,11 +120,7 @@ pub async fn create_contact(
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.into_input(state.region)?;
     let saved = state.contacts.find_or_create(input).await?;
-    Ok(saved_response(
-        saved,
-        |c| format!("/api/v1/contacts/{}", c.id),
-        ContactBody::from,
-    ))
+    Ok(entity::saved::<ContactBody>(saved))
 }
 
 #[utoipa::path(
@@ -171,7 +141,7 @@ pub async fn get_contact(
         .contacts
         .get(id.into_inner(), query.include_deleted()?)
         .await?;
-    Ok(HttpResponse::Ok().json(ContactBody::from(contact)))
+    Ok(entity::shown::<ContactBody>(contact))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -218,32 +188,21 @@ pub async fn list_contacts(
                 .ok()
         });
     let amocrm_id = query_id("amocrm_id", query.amocrm_id.as_deref(), &mut errors);
-    let (limit, after_id) =
-        page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
-    let include_deleted = query_flag(
-        "include_deleted",
+    let paging = Paging::parse(
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
         query.include_deleted.as_deref(),
         &mut errors,
     );
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    entity::reject(errors)?;
     let filter = ContactFilter {
         phone: phone.map(|p| p.as_e164().to_owned()),
-        name: query
-            .name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
+        name: text_filter(query.name.as_deref()),
         amocrm_id,
-        after_id,
-        limit: limit + 1,
-        include_deleted,
+        after_id: paging.after_id,
+        limit: paging.fetch(),
+        include_deleted: paging.include_deleted,
     };
-    let (rows, next_cursor) = paginate(state.contacts.list(filter).await?, limit, |c| c.id);
-    Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(ContactBody::from).collect(),
-        next_cursor,
-    }))
+    let rows = state.contacts.list(filter).await?;
+    Ok(entity::listed::<ContactBody>(rows, paging))
 }

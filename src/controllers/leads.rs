@@ -4,11 +4,9 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::contacts::{saved_response, timestamp, ContactRequest, Page};
-use super::extract::{
-    field_errors, flag_schema, optional_integer, page_params, paginate, query_flag, query_id,
-    JsonBody, ShowQuery,
-};
+use super::contacts::ContactRequest;
+use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
+use super::extract::{field_errors, flag_schema, optional_integer, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
 use crate::domain::{EntityName, FieldError, Region, SyncStatus};
 use crate::error::ApiError;
@@ -120,15 +118,20 @@ impl From<Lead> for LeadBody {
     }
 }
 
+impl EntityBody for LeadBody {
+    type Row = Lead;
+    const COLLECTION: &'static str = "/api/v1/leads";
+    fn id(row: &Lead) -> i64 {
+        row.id
+    }
+}
+
 #[utoipa::path(
     post, path = "/api/v1/leads", tag = "leads",
     summary = "Find or create a lead (same name and contact = same lead)",
     request_body = LeadRequest,
     responses(
-        (status = 201, description = "Created in AmoCRM", body = LeadBody, headers(("Location" = String))),
-        (status = 200, description = "Already existed (locally or in AmoCRM)", body = LeadBody),
-        (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = LeadBody, headers(("Location" = String))),
-        JsonBodyErrors, FindOrCreateErrors,
+        SavedAnswers<LeadBody>, JsonBodyErrors, FindOrCreateErrors,
     ),
 )]
 pub async fn create_lead(
@@ -137,11 +140,7 @@ pub async fn create_lead(
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0.parse(state.region)?;
     let saved = state.leads.find_or_create(input).await?;
-    Ok(saved_response(
-        saved,
-        |l| format!("/api/v1/leads/{}", l.id),
-        LeadBody::from,
-    ))
+    Ok(entity::saved::<LeadBody>(saved))
 }
 
 #[utoipa::path(
@@ -162,7 +161,7 @@ pub async fn get_lead(
         .leads
         .get(id.into_inner(), query.include_deleted()?)
         .await?;
-    Ok(HttpResponse::Ok().json(LeadBody::from(lead)))
+    Ok(entity::shown::<LeadBody>(lead))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -199,32 +198,21 @@ pub async fn list_leads(
     let mut errors = Vec::new();
     let status_id = query_id("status_id", query.status_id.as_deref(), &mut errors);
     let contact_id = query_id("contact_id", query.contact_id.as_deref(), &mut errors);
-    let (limit, after_id) =
-        page_params(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
-    let include_deleted = query_flag(
-        "include_deleted",
+    let paging = Paging::parse(
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
         query.include_deleted.as_deref(),
         &mut errors,
     );
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    entity::reject(errors)?;
     let filter = LeadFilter {
-        name: query
-            .name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
+        name: text_filter(query.name.as_deref()),
         status_id,
         contact_id,
-        after_id,
-        limit: limit + 1,
-        include_deleted,
+        after_id: paging.after_id,
+        limit: paging.fetch(),
+        include_deleted: paging.include_deleted,
     };
-    let (rows, next_cursor) = paginate(state.leads.list(filter).await?, limit, |l| l.id);
-    Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(LeadBody::from).collect(),
-        next_cursor,
-    }))
+    let rows = state.leads.list(filter).await?;
+    Ok(entity::listed::<LeadBody>(rows, paging))
 }

@@ -5,6 +5,7 @@ mod auth;
 pub mod compression;
 pub(crate) mod contacts;
 pub(crate) mod docs;
+mod entity;
 mod extract;
 pub(crate) mod headers;
 pub(crate) mod health;

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::contacts::{timestamp, Page};
+use super::entity::{timestamp, Page};
 use super::extract::{page_params, paginate};
 use super::openapi::problems::{NoSuchJob, ReadErrors};
 use crate::domain::FieldError;

@@ -1,0 +1,273 @@
+//! The handler steps every synced entity shares (contacts, leads, and whatever comes
+//! next): the 201/200/202 answer of a find-or-create, one record, and a keyset page.
+//! An entity's controller parses its own input and filter, then answers through here,
+//! so the HTTP contract of those steps is written once.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use chrono::{NaiveDateTime, SecondsFormat};
+use serde::Serialize;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::{ContentBuilder, Header, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::ToSchema;
+
+use super::extract::{page_params, paginate, query_flag};
+use crate::domain::FieldError;
+use crate::error::ApiError;
+use crate::services::Saved;
+
+/// An entity's response body and what the shared steps need to know about its rows.
+pub trait EntityBody: Serialize + From<Self::Row> {
+    /// The repository row the body is made from.
+    type Row;
+    /// The collection's path; one record lives at `{COLLECTION}/{id}`.
+    const COLLECTION: &'static str;
+    /// amosync's id of a row (the `Location` and the page cursor).
+    fn id(row: &Self::Row) -> i64;
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Times in bodies: RFC 3339 in UTC with milliseconds.
+pub fn timestamp(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A non-blank text filter, trimmed; blank means no filter.
+pub fn text_filter(raw: Option<&str>) -> Option<String> {
+    raw.map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
+/// The paging part of a list query, parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    /// Rows on a page (1..=500).
+    pub limit: i64,
+    /// The cursor: rows after this id.
+    pub after_id: Option<i64>,
+    pub include_deleted: bool,
+}
+
+impl Paging {
+    /// Collects wrong `limit`, `cursor` or `include_deleted` into `errors`.
+    pub fn parse(
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        include_deleted: Option<&str>,
+        errors: &mut Vec<FieldError>,
+    ) -> Self {
+        let (limit, after_id) = page_params(limit, cursor, errors);
+        let include_deleted = query_flag("include_deleted", include_deleted, errors);
+        Paging {
+            limit,
+            after_id,
+            include_deleted,
+        }
+    }
+
+    /// How many rows to fetch: one more than a page tells whether another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+}
+
+/// A 422 listing every wrong field, or nothing when there is none.
+pub fn reject(errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// 201 + `Location` when this request created the record in AmoCRM, 200 when it
+/// existed, 202 + `Location` when it is stored and queued for AmoCRM.
+pub fn saved<B: EntityBody>(saved: Saved<B::Row>) -> HttpResponse {
+    let location = |row: &B::Row| format!("{}/{}", B::COLLECTION, B::id(row));
+    match saved {
+        Saved::Created(row) => HttpResponse::Created()
+            .insert_header((header::LOCATION, location(&row)))
+            .json(B::from(row)),
+        Saved::Found(row) => HttpResponse::Ok().json(B::from(row)),
+        Saved::Accepted(row) => HttpResponse::Accepted()
+            .insert_header((header::LOCATION, location(&row)))
+            .json(B::from(row)),
+    }
+}
+
+/// The three answers of `saved`, for an operation's `#[utoipa::path(responses(...))]`:
+/// described here once, beside the code that gives them.
+pub struct SavedAnswers<B>(PhantomData<B>);
+
+impl<B: EntityBody + ToSchema> utoipa::IntoResponses for SavedAnswers<B> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let answer = |description: &str, with_location: bool| {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(B::name())))
+                .build();
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body);
+            if with_location {
+                let location = Header::new(Object::with_type(Type::String));
+                response = response.header("Location", location);
+            }
+            RefOr::T(response.build())
+        };
+        BTreeMap::from([
+            ("201".to_owned(), answer("Created in AmoCRM", true)),
+            (
+                "200".to_owned(),
+                answer("Already existed (locally or in AmoCRM)", false),
+            ),
+            (
+                "202".to_owned(),
+                answer("Stored and queued: AmoCRM did not answer in time", true),
+            ),
+        ])
+    }
+}
+
+/// 200 with one record.
+pub fn shown<B: EntityBody>(row: B::Row) -> HttpResponse {
+    HttpResponse::Ok().json(B::from(row))
+}
+
+/// 200 with one page of `rows` (fetched with `Paging::fetch`) and the next cursor.
+pub fn listed<B: EntityBody>(rows: Vec<B::Row>, paging: Paging) -> HttpResponse {
+    let (rows, next_cursor) = paginate(rows, paging.limit, B::id);
+    HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(B::from).collect::<Vec<_>>(),
+        next_cursor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use actix_web::http::StatusCode;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    struct Row {
+        id: i64,
+    }
+
+    #[derive(Serialize, utoipa::ToSchema)]
+    struct Body {
+        id: i64,
+    }
+
+    impl From<Row> for Body {
+        fn from(row: Row) -> Self {
+            Body { id: row.id }
+        }
+    }
+
+    impl EntityBody for Body {
+        type Row = Row;
+        const COLLECTION: &'static str = "/api/v1/things";
+        fn id(row: &Row) -> i64 {
+            row.id
+        }
+    }
+
+    fn location(response: &HttpResponse) -> Option<&str> {
+        response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    async fn json_of(response: HttpResponse) -> Value {
+        let bytes = to_bytes(response.into_body()).await.expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[actix_web::test]
+    async fn created_and_accepted_point_at_the_record_and_found_does_not() {
+        let created = saved::<Body>(Saved::Created(Row { id: 7 }));
+        assert_eq!(created.status(), StatusCode::CREATED);
+        assert_eq!(location(&created), Some("/api/v1/things/7"));
+        assert_eq!(json_of(created).await, json!({"id": 7}));
+
+        let found = saved::<Body>(Saved::Found(Row { id: 8 }));
+        assert_eq!(found.status(), StatusCode::OK);
+        assert_eq!(location(&found), None);
+
+        let accepted = saved::<Body>(Saved::Accepted(Row { id: 9 }));
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        assert_eq!(location(&accepted), Some("/api/v1/things/9"));
+    }
+
+    #[test]
+    fn the_described_answers_are_the_ones_given() {
+        use utoipa::IntoResponses;
+        let described = serde_json::to_value(SavedAnswers::<Body>::responses()).expect("json");
+        for (status, with_location) in [("201", true), ("200", false), ("202", true)] {
+            let answer = &described[status];
+            assert_eq!(
+                answer["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Body",
+                "{status}"
+            );
+            assert_eq!(
+                answer["headers"]["Location"].is_object(),
+                with_location,
+                "{status}"
+            );
+        }
+        assert_eq!(described.as_object().map(|o| o.len()), Some(3));
+    }
+
+    #[actix_web::test]
+    async fn a_full_page_carries_the_cursor_to_the_next() {
+        let mut errors = Vec::new();
+        let paging = Paging::parse(Some("2"), None, None, &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(paging.fetch(), 3);
+        let rows = (1..=3).map(|id| Row { id }).collect();
+        let page = json_of(listed::<Body>(rows, paging)).await;
+        assert_eq!(
+            page,
+            json!({"items": [{"id": 1}, {"id": 2}], "next_cursor": "2"})
+        );
+    }
+
+    #[actix_web::test]
+    async fn the_last_page_has_no_cursor() {
+        let mut errors = Vec::new();
+        let paging = Paging::parse(Some("5"), Some("10"), Some("true"), &mut errors);
+        assert_eq!(paging.after_id, Some(10));
+        assert!(paging.include_deleted);
+        let page = json_of(listed::<Body>(vec![Row { id: 11 }], paging)).await;
+        assert_eq!(page, json!({"items": [{"id": 11}], "next_cursor": null}));
+    }
+
+    #[test]
+    fn wrong_paging_names_every_field() {
+        let mut errors = Vec::new();
+        Paging::parse(Some("0"), Some("x"), Some("maybe"), &mut errors);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "cursor", "include_deleted"]);
+        assert!(matches!(reject(errors), Err(ApiError::Validation(e)) if e.len() == 3));
+        assert!(reject(Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn a_blank_text_filter_is_no_filter() {
+        assert_eq!(text_filter(None), None);
+        assert_eq!(text_filter(Some("   ")), None);
+        assert_eq!(text_filter(Some(" Иван ")), Some("Иван".to_owned()));
+    }
+}
