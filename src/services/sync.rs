@@ -3,15 +3,18 @@
 //! once), takes the leases of their records, and runs one search-then-create round
 //! over all of them (`sync_round`), so records waiting together are created in
 //! AmoCRM together. Failures are rescheduled with backoff on each record's job.
+//! Several rounds run at once: without searches freely; with searches in turns
+//! (`Turn`), the next claimed as the current one starts its last searches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use slog::Logger;
+use tokio::sync::Semaphore;
 
 use super::lease_keeper::Held;
-use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
+use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner, Turn};
 use super::{MirrorAuthority, ServiceError, SyncSettings};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
@@ -21,12 +24,14 @@ use crate::repositories::{ContactRepository, Entity, JobRepository, LeadReposito
 pub struct SyncWorkerConfig {
     /// Jobs claimed per round: a full `POST /contacts` worth.
     pub batch_size: i64,
-    /// Rounds worked at the same time while the mirror is authoritative (rounds
-    /// without searches). While one round writes its results (a commit per record),
-    /// the next is already in AmoCRM: a burst is not worked off one round-trip after
-    /// another. Claims skip each other's jobs. A searching round alone keeps
-    /// AmoCRM's requests per second busy; more of them would only queue in the
-    /// limiter ahead of reconciliation, so then one round runs at a time.
+    /// Rounds worked at the same time. While the mirror is authoritative (rounds
+    /// without searches), freely: while one round writes its results (a commit per
+    /// record), the next is already in AmoCRM, so a burst is not worked off one
+    /// round-trip after another. Claims skip each other's jobs. While rounds search,
+    /// in turns: the next round is claimed when the current one has only its last
+    /// searches left to start, so the limiter has its calls before the current round
+    /// ends; more searching at once would only queue in the limiter ahead of
+    /// reconciliation.
     pub rounds_at_once: usize,
     /// How long a claimed job is exclusive: after a crash, it is retried once this
     /// lapses. The same length as `record_lease` (one setting, `SYNC_LEASE_SECS`):
@@ -72,6 +77,8 @@ pub struct SyncWorker {
     sync: SyncSettings,
     config: SyncWorkerConfig,
     authority: Arc<MirrorAuthority>,
+    /// One permit: the turn to claim a searching round and start its searches.
+    search_turns: Arc<Semaphore>,
     /// The current wait after halted rounds (zero while rounds get through).
     halt_pause: Mutex<Duration>,
     logger: Logger,
@@ -84,6 +91,13 @@ const MAX_HALT_PAUSE: Duration = Duration::from_secs(15);
 /// Without searches a create costs one request however few records it carries, so
 /// a round that claimed less than a batch waits this long for a burst to fill it.
 const BATCH_LINGER: Duration = Duration::from_secs(1);
+
+/// Jobs a searching round claims. Its searches go one by one anyway and its
+/// creates every 50 records (`sync_round`), so a full create's worth (250) would
+/// only hold its first search back by 250 leases (seconds while a burst of
+/// submissions keeps the pool busy) and its records' creates by its 36 s of
+/// searching; rounds in turns keep the limiter busy all the same.
+const SEARCHING_ROUND: i64 = 50;
 
 /// What one call of `process_due` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +142,7 @@ impl SyncWorker {
             sync,
             config,
             authority,
+            search_turns: Arc::new(Semaphore::new(1)),
             halt_pause: Mutex::new(Duration::ZERO),
             logger,
         }
@@ -136,17 +151,20 @@ impl SyncWorker {
     /// Works jobs until the service drains. Draining, the rounds in hand send no new
     /// search: what was searched is finished, the rest is put back for other instances.
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
-        let loops = (0..self.config.rounds_at_once.max(1)).map(|n| self.work(&lifecycle, n > 0));
+        let loops = (0..self.config.rounds_at_once.max(1)).map(|_| self.work(&lifecycle));
         futures::future::join_all(loops).await;
         slog::info!(self.logger, "sync worker stopped");
     }
 
-    async fn work(&self, lifecycle: &Lifecycle, extra: bool) {
+    async fn work(&self, lifecycle: &Lifecycle) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
-            if extra && self.authority.search_amocrm().await {
-                lifecycle.pause(self.config.poll).await;
-                continue;
+            // Held through this loop's pauses too: while rounds search, an idle queue
+            // is polled by one loop, and after a halted round nobody claims more.
+            let searching = self.authority.search_amocrm().await;
+            let turn = Turn::take(&self.search_turns, searching).await;
+            if lifecycle.is_draining() {
+                break;
             }
             if let AmoAccess::Refused { .. } = self.amo.access() {
                 // Jobs stay queued (no attempts burnt). The probe goes out only once per
@@ -162,7 +180,7 @@ impl SyncWorker {
                 }
                 continue;
             }
-            match self.process_due(lifecycle).await {
+            match self.process_due(lifecycle, &turn).await {
                 Ok(Worked { claimed: 0, .. }) => lifecycle.pause(self.config.poll).await,
                 Ok(Worked { halted: true, .. }) => {
                     let wait = *self
@@ -181,16 +199,23 @@ impl SyncWorker {
         }
     }
 
-    /// Works one batch of due jobs as one round.
-    pub async fn process_due(&self, lifecycle: &Lifecycle) -> Result<Worked, ServiceError> {
-        let mut jobs = self
-            .jobs
-            .claim_due(self.config.batch_size, self.config.lease)
-            .await?;
-        let short = (jobs.len() as i64) < self.config.batch_size;
-        if !jobs.is_empty() && short && !self.authority.search_amocrm().await {
+    /// Works one batch of due jobs as one round, which passes `turn` on when it
+    /// starts its last searches.
+    pub async fn process_due(
+        &self,
+        lifecycle: &Lifecycle,
+        turn: &Turn,
+    ) -> Result<Worked, ServiceError> {
+        let search = self.authority.search_amocrm().await;
+        let size = match search {
+            true => self.config.batch_size.min(SEARCHING_ROUND),
+            false => self.config.batch_size,
+        };
+        let mut jobs = self.jobs.claim_due(size, self.config.lease).await?;
+        let short = (jobs.len() as i64) < size;
+        if !jobs.is_empty() && short && !search {
             lifecycle.pause(BATCH_LINGER).await;
-            let more = self.config.batch_size - jobs.len() as i64;
+            let more = size - jobs.len() as i64;
             jobs.extend(self.jobs.claim_due(more, self.config.lease).await?);
         }
         let mut round = Round::default();
@@ -220,6 +245,7 @@ impl SyncWorker {
                 settings: self.sync,
                 authority: &self.authority,
                 lifecycle: Some(lifecycle),
+                turn: Some(turn),
                 logger: &self.logger,
             };
             let report = runner.run(round).await;
@@ -409,11 +435,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn extra_rounds_work_only_while_rounds_skip_the_search() {
+    async fn while_rounds_search_an_idle_queue_is_polled_by_one_loop_at_a_time() {
         let window = Duration::from_millis(300);
         let searching = claims_in(DedupMode::Remote, window).await;
         let trusted = claims_in(DedupMode::Mirror, window).await;
-        // One loop claims every 20 ms while rounds search, three while they do not.
+        // While rounds search, the loop holding the turn keeps it through its pause:
+        // one claim every 20 ms; while they do not, three.
         assert!(searching >= 5, "{searching} claims in 300 ms");
         assert!(
             trusted >= 2 * searching,
