@@ -18,7 +18,9 @@ use super::sync_round::{LeadItem, LeadLink, Round, RoundReport, RoundRunner, Tur
 use super::{MirrorAuthority, ServiceError, SyncSettings};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
-use crate::repositories::{ContactRepository, Entity, JobRepository, LeadRepository, SyncJob};
+use crate::repositories::{
+    Contact, ContactRepository, Entity, JobRepository, LeadRepository, SyncJob,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SyncWorkerConfig {
@@ -228,14 +230,26 @@ impl SyncWorker {
             Some(Entity::Contact) => 1,
             None => 2,
         });
-        for job in ordered {
-            match self.take(job, &mut round, &mut job_of).await {
-                Ok(step) => slog::debug!(self.logger, "sync job taken";
-                    "job.id" => job.id, "job.entity" => &job.entity, "record.id" => job.record_id, "step" => format!("{step:?}")),
-                // The job's lease runs out and it comes back; nothing is lost.
-                Err(err) => slog::warn!(self.logger, "sync job failed before reaching AmoCRM";
-                    "job.id" => job.id, "error" => err.to_string()),
-            }
+        let (contacts, others): (Vec<&SyncJob>, Vec<&SyncJob>) = ordered
+            .into_iter()
+            .partition(|job| matches!(job.entity(), Some(Entity::Contact)));
+        for job in others {
+            let step = self.take(job, &mut round, &mut job_of).await;
+            self.log_taken(job, &step);
+        }
+        // A contact's lease is one query of its own: all of them at once, not one
+        // after another each waiting for a pooled connection (a burst of submissions
+        // keeps the pool busy), or the round's first search waits for its last lease.
+        let taken = futures::future::join_all(contacts.iter().map(|job| self.take_contact(job)));
+        for (job, taken) in contacts.iter().zip(taken.await) {
+            let step = taken.map(|(step, row)| {
+                if let Some(row) = row {
+                    job_of.insert(Held::contact(row.id), job.id);
+                    round.contacts.push(row);
+                }
+                step
+            });
+            self.log_taken(job, &step);
         }
         if !round.is_empty() {
             let runner = RoundRunner {
@@ -325,22 +339,14 @@ impl SyncWorker {
         job_of: &mut HashMap<Held, i64>,
     ) -> Result<JobStep, ServiceError> {
         match job.entity() {
-            Some(Entity::Contact) => match self
-                .contact_repo
-                .lease(job.record_id, self.config.record_lease)
-                .await?
-            {
-                Some(row) => {
+            Some(Entity::Contact) => {
+                let (step, row) = self.take_contact(job).await?;
+                if let Some(row) = row {
                     job_of.insert(Held::contact(row.id), job.id);
                     round.contacts.push(row);
-                    Ok(JobStep::Taken)
                 }
-                None => {
-                    let row = self.contact_repo.get(job.record_id, true).await?;
-                    let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());
-                    self.settle_or_defer(job, Entity::Contact, done).await
-                }
-            },
+                Ok(step)
+            }
             Some(Entity::Lead) => {
                 job_of.insert(Held::lead(job.record_id), job.id);
                 self.take_lead(job, round).await
@@ -349,6 +355,33 @@ impl SyncWorker {
                 slog::error!(self.logger, "sync job of an unknown entity"; "job.id" => job.id, "job.entity" => &job.entity);
                 self.jobs.defer(job.id, Duration::from_secs(3600)).await?;
                 Ok(JobStep::Deferred)
+            }
+        }
+    }
+
+    fn log_taken(&self, job: &SyncJob, step: &Result<JobStep, ServiceError>) {
+        match step {
+            Ok(step) => slog::debug!(self.logger, "sync job taken";
+                "job.id" => job.id, "job.entity" => &job.entity, "record.id" => job.record_id, "step" => format!("{step:?}")),
+            // The job's lease runs out and it comes back; nothing is lost.
+            Err(err) => slog::warn!(self.logger, "sync job failed before reaching AmoCRM";
+                "job.id" => job.id, "error" => err.to_string()),
+        }
+    }
+
+    /// Leases a contact job's record: the row when it joins the round.
+    async fn take_contact(
+        &self,
+        job: &SyncJob,
+    ) -> Result<(JobStep, Option<Contact>), ServiceError> {
+        let lease = self.config.record_lease;
+        match self.contact_repo.lease(job.record_id, lease).await? {
+            Some(row) => Ok((JobStep::Taken, Some(row))),
+            None => {
+                let row = self.contact_repo.get(job.record_id, true).await?;
+                let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());
+                let step = self.settle_or_defer(job, Entity::Contact, done).await?;
+                Ok((step, None))
             }
         }
     }
