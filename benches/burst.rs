@@ -12,7 +12,10 @@
 //! second, and the 429s it answered. Two figures are timed at the fake, where AmoCRM
 //! would see them: the limiter's utilisation (calls per second from the burst's
 //! first call to its last, divided by `AMO_MAX_RPS`) and the mean time from a
-//! contact's POST to the arrival of the call that created it in AmoCRM.
+//! contact's POST to the arrival of the call that created it in AmoCRM. Also from
+//! the arrivals: the time lost against the full rate (stalls, and the rest) and the
+//! tightest span of `rps + 1` consecutive calls; `BENCH_ARRIVALS_FILE=<path>` writes
+//! each arrival (milliseconds from the first, creates marked) for a closer look.
 //!
 //! By default (`BENCH_AUTHORITATIVE=1`) the mirror is made authoritative first, as
 //! an operator would: a full import (of the empty fake), the webhook subscribed, a
