@@ -2,7 +2,8 @@
 # Multi-stage build. cargo-chef turns the manifests into a recipe, and the
 # dependencies compile from it in a cached layer with a stub for every target
 # Cargo.toml declares, so a bench or binary added there needs no change here.
-# The runtime image carries only the two binaries, the MariaDB/MySQL client library
+# The runtime image carries only the two binaries (amosync, and the fake AmoCRM from
+# crates/fake-amocrm for the demo stack), the MariaDB/MySQL client library
 # and curl. scripts/check-dockerfile replays the build stages without Docker (CI).
 
 FROM rust:1.95.0-bookworm AS chef
@@ -16,18 +17,20 @@ WORKDIR /app
 FROM chef AS planner
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY benches benches
 RUN cargo chef prepare --recipe-path recipe.json
 
 # Dependency layer (rebuilt only when the recipe changes), then the crate itself.
 FROM chef AS build
 COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --locked --bins --recipe-path recipe.json
+RUN cargo chef cook --release --locked --workspace --bins --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY crates crates
 COPY migrations migrations
 COPY benches benches
-RUN cargo build --release --locked --bins
+RUN cargo build --release --locked --workspace --bins
 
 FROM debian:12.12-slim AS runtime
 RUN apt-get update \

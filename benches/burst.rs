@@ -31,11 +31,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amosync::fake_amocrm::{FakeAmo, FakeConfig};
 use amosync::repositories::Db;
 use amosync::settings::Settings;
 use amosync::startup::importer;
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
+use fake_amocrm::{FakeAmo, FakeConfig};
 
 mod common;
 use common::env_or;

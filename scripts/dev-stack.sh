@@ -188,7 +188,7 @@ up() { # [--reset]
     prepare_database "$reset"
 
     say "building release binaries into $BIN (the first build takes several minutes)"
-    cargo build --release --bin amosync --bin amosync-fake-amocrm
+    cargo build --release --workspace --bin amosync --bin amosync-fake-amocrm
 
     # The build took minutes: someone may have taken a port meanwhile.
     check_ports_free

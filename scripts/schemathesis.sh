@@ -86,7 +86,7 @@ wait_for() { # url, what
 ST=$(st_command)
 
 say "building the binaries"
-cargo build --quiet --bin amosync --bin amosync-fake-amocrm
+cargo build --quiet --workspace --bin amosync --bin amosync-fake-amocrm
 BIN=$(cd "$CARGO_TARGET_DIR/debug" && pwd)
 
 say "recreating database $DB_NAME"

@@ -301,8 +301,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::AmoUnavailable { error, pending_id }
             }
             ServiceError::SyncInProgress { id } => ApiError::SyncInProgress { id },
+            // The cause's whole chain goes to the one log line a 5xx gets.
             ServiceError::DatabaseUnavailable(why) => {
-                ApiError::DatabaseUnavailable(why.to_string())
+                ApiError::DatabaseUnavailable(crate::cause::chain(&why))
             }
             ServiceError::Payload(PayloadError::UnsupportedContentType(_)) => {
                 ApiError::UnsupportedMediaType
@@ -312,7 +313,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::WrongAccount => {
                 ApiError::Forbidden("the delivery comes from another AmoCRM account".into())
             }
-            ServiceError::Internal(why) => ApiError::Internal(why.to_string()),
+            ServiceError::Internal(why) => ApiError::Internal(crate::cause::chain(&why)),
         }
     }
 }

@@ -2,12 +2,13 @@
 //! MySQL mirror. The binary is a thin shell; tests start the real app from here.
 
 pub mod amo;
+pub mod cause;
 pub mod cli;
+pub mod concurrency;
 pub mod controllers;
 pub mod crypto;
 pub mod domain;
 pub mod error;
-pub mod fake_amocrm;
 pub mod host;
 pub mod lifecycle;
 pub mod metrics;

@@ -91,10 +91,16 @@ impl utoipa::PartialSchema for WebhookForm {
         ObjectBuilder::new()
             .description(Some(
                 "AmoCRM's form-encoded (v2) payload: bracketed keys such as `account[id]` or \
-                 `contacts[add][0][name]`, each with a text value. At least one pair; a JSON \
-                 object of the same shape is accepted too.",
+                 `contacts[add][0][name]`, each with a text value. At least one pair; every \
+                 bracket closes and a key has at most 31 bracket groups. A JSON object of \
+                 the same shape is accepted too.",
             ))
             .min_properties(Some(1))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(crate::webhooks::WEBHOOK_KEY_PATTERN)),
+            ))
             .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
             .into()
     }

@@ -21,7 +21,8 @@ use crate::repositories::{
     Db, MysqlContactRepository, MysqlCursorRepository, MysqlDuplicateRepository,
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
     MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlRefetchRepository,
-    MysqlSenderRepository, MysqlTokenStore, RepoError, Resealed, RetryPolicy, TokenStoreError,
+    MysqlSenderRepository, MysqlSyncRowRepository, MysqlTokenStore, RepoError, Resealed,
+    RetryPolicy, TokenStoreError,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
@@ -208,6 +209,7 @@ impl Application {
         };
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
+        let sync_rows = Arc::new(MysqlSyncRowRepository::new(db.clone()));
         let facts = Arc::new(MysqlMirrorFactRepository::new(db.clone()));
         let authority = Arc::new(MirrorAuthority::new(
             settings.amo_dedup,
@@ -217,6 +219,7 @@ impl Application {
         ));
         let contacts = Arc::new(ContactService::new(
             contact_repo.clone(),
+            sync_rows.clone(),
             Arc::clone(&amo),
             sync,
             Arc::clone(&authority),
@@ -225,6 +228,7 @@ impl Application {
         let leads = Arc::new(LeadService::new(
             lead_repo.clone(),
             contact_repo.clone(),
+            sync_rows.clone(),
             Arc::clone(&contacts),
             amo,
             sync,
@@ -236,6 +240,7 @@ impl Application {
             jobs.clone(),
             contact_repo,
             lead_repo,
+            sync_rows,
             sync,
             SyncWorkerConfig::with_lease(settings.sync_lease),
             Arc::clone(&authority),

@@ -316,18 +316,6 @@ fn every_sync_option_has_help() {
     }
 }
 
-#[test]
-fn the_fake_amocrm_help_describes_the_fake() {
-    let out = Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
-        .arg("--help")
-        .env_clear()
-        .output()
-        .expect("run the fake");
-    let stdout = text(&out.stdout);
-    let headline = stdout.lines().next().unwrap_or_default();
-    assert!(headline.contains("fake AmoCRM"), "{headline:?}");
-}
-
 /// The fake AmoCRM binary with `contacts` seeded, until dropped.
 struct Fake(Child, u16);
 
@@ -343,7 +331,7 @@ fn start_fake(contacts: u32) -> Fake {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
-    let child = Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
+    let child = Command::new(support::fake_amocrm_binary())
         .args(["--port", &port.to_string(), "--rps-limit", "0"])
         .args(["--long-lived-token", "cli-fake-token"])
         .args(["--seed-contacts", &contacts.to_string()])

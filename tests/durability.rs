@@ -44,7 +44,7 @@ impl Drop for Killed {
 }
 
 fn fake_amocrm(port: u16, rps_limit: u32, latency_ms: u32) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
+    Command::new(support::fake_amocrm_binary())
         .args([
             "--port",
             &port.to_string(),

@@ -105,7 +105,7 @@ async fn start_stack_with(options: StackOptions) -> Stack {
     let mut children = Vec::new();
 
     children.push(
-        Command::new(env!("CARGO_BIN_EXE_amosync-fake-amocrm"))
+        Command::new(support::fake_amocrm_binary())
             .args([
                 "--bind",
                 "127.0.0.1",

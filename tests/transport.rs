@@ -1,5 +1,6 @@
 //! `HttpAmoTransport` against an in-process AmoCRM double (wiremock): what goes on the
-//! wire, and how each documented AmoCRM answer maps to a result or an `AmoError`.
+//! wire, and how each documented AmoCRM answer maps to a result or an `AmoError`; and,
+//! against the fake AmoCRM's strict one-second window, that its own limiter earns no 429.
 
 use std::time::Duration;
 
@@ -7,6 +8,8 @@ use amosync::amo::{
     AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, NewAmoContact, NewAmoLead,
 };
 use amosync::domain::{Phone, Region};
+use fake_amocrm::{FakeAmo, FakeConfig};
+use futures::future::join_all;
 use serde_json::{json, Value};
 use url::Url;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -844,4 +847,29 @@ async fn contacts_none_of_which_amocrm_still_has_answer_204_and_read_as_none() {
         .mount(&server)
         .await;
     assert_eq!(amo.contacts_by_ids(&[5]).await.expect("204"), vec![]);
+}
+
+#[tokio::test]
+async fn amosyncs_own_limiter_never_earns_a_429_from_the_strict_window() {
+    let amo = FakeAmo::start_with(FakeConfig {
+        rps_limit: Some(7),
+        ..FakeConfig::default()
+    })
+    .await;
+    let transport = HttpAmoTransport::new(AmoClientConfig {
+        base_url: Url::parse(&amo.base_url()).expect("fake url"),
+        access_token: FakeAmo::TOKEN.into(),
+        region: Region::default(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        max_rps: 7,
+        access_probe: Duration::from_secs(1),
+    })
+    .expect("transport");
+    let phone = phone();
+    // Five windows' worth at once, as a burst's searches come.
+    let searches = join_all((0..36).map(|_| transport.find_contact_by_phone(&phone))).await;
+    assert!(searches.iter().all(Result::is_ok));
+    assert_eq!(amo.rate_limited(), 0);
+    assert_eq!(amo.max_requests_in_one_second(), 7);
 }

@@ -8,12 +8,10 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
-use super::jobs::{self, Entity, RetryPolicy};
+use super::jobs::{self, Entity};
 use super::models::{Claim, Contact, NewContact, SyncStatus};
-use super::sync_state::{
-    bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
-    CLAIM_LOCK_TIMEOUT_SECS,
-};
+use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
+use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
 use crate::schema::{contact_merges, contacts, leads};
 
@@ -75,74 +73,14 @@ pub trait ContactRepository: Send + Sync {
     /// that AmoCRM contact, the pending row is folded into it and that row returned.
     async fn finish_sync(&self, id: i64, amocrm_id: i64, name: &str) -> Result<Contact, RepoError>;
 
-    /// Keeps the row pending, records why, frees its lease and schedules the next
-    /// attempt of its job (or buries the job); returns `true` when the job is dead.
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError>;
-
-    /// Frees the row's lease without counting an attempt.
-    async fn release(&self, id: i64) -> Result<(), RepoError>;
-
     /// Takes the lease of a pending row for a background retry; `None` when it is
     /// synced, deleted, or leased to someone else right now.
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError>;
 
-    /// Extends a lease the caller still holds (`held_until` unchanged since it took
-    /// it) and returns the new end; `None` when it lapsed and someone else may be
-    /// working on the row.
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
-
-    /// `renew_lease` for many rows over one connection: each row's new lease end,
-    /// or `None` for a row whose lease lapsed.
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError>;
-
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError>;
 }
 
-pub struct MysqlContactRepository {
-    db: Db,
-}
-
-impl MysqlContactRepository {
-    pub fn new(db: Db) -> Self {
-        MysqlContactRepository { db }
-    }
-}
-
-fn active() -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
-    rows(false)
-}
-
-fn rows(include_deleted: bool) -> contacts::BoxedQuery<'static, diesel::mysql::Mysql> {
-    if include_deleted {
-        contacts::table.into_boxed()
-    } else {
-        contacts::table
-            .filter(contacts::deleted_at.is_null())
-            .into_boxed()
-    }
-}
-
-fn load(conn: &mut MysqlConnection, id: i64) -> Result<Contact, RepoError> {
-    Ok(contacts::table
-        .find(id)
-        .select(Contact::as_select())
-        .first(conn)?)
-}
+mirrored_table!(MysqlContactRepository, contacts, Contact);
 
 /// Runs under the per-phone named lock, which is what keeps two claimers apart.
 fn claim(
@@ -151,7 +89,6 @@ fn claim(
     lease: Duration,
 ) -> Result<Claim<Contact>, RepoError> {
     conn.transaction(|conn| {
-        let now = db_now(conn)?;
         let found = active()
             .filter(contacts::phone.eq(&new.phone))
             .order((
@@ -161,31 +98,17 @@ fn claim(
             .select(Contact::as_select())
             .first(conn)
             .optional()?;
-        let until = lease_end(now, lease);
-        match found {
-            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
-            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
-            Some(row) => {
-                diesel::update(contacts::table.find(row.id))
-                    .set(contacts::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                jobs::arm(conn, Entity::Contact, row.id)?;
-                Ok(Claim::Leased(load(conn, row.id)?))
-            }
-            None => {
-                diesel::insert_into(contacts::table)
-                    .values((
-                        contacts::name.eq(&new.name),
-                        contacts::phone.eq(&new.phone),
-                        contacts::sync_status.eq(SyncStatus::Pending.as_str()),
-                        contacts::sync_lease_until.eq(until),
-                    ))
-                    .execute(conn)?;
-                let id = last_insert_id(conn)?;
-                jobs::arm(conn, Entity::Contact, id)?;
-                Ok(Claim::Leased(load(conn, id)?))
-            }
-        }
+        let insert = |conn: &mut MysqlConnection, until| {
+            diesel::insert_into(contacts::table)
+                .values((
+                    contacts::name.eq(&new.name),
+                    contacts::phone.eq(&new.phone),
+                    contacts::sync_status.eq(SyncStatus::Pending.as_str()),
+                    contacts::sync_lease_until.eq(until),
+                ))
+                .execute(conn)
+        };
+        claim_found(conn, found, lease, insert, load)
     })
 }
 
@@ -214,18 +137,14 @@ fn finish(
             }
             Err(RepoError::Conflict(_)) => {
                 // The AmoCRM contact is mirrored already (it holds several phones, or
-                // a webhook brought it in): that row is the truth, ours was a placeholder.
-                let twin: Contact = contacts::table
+                // a webhook brought it in): ours folds into that row.
+                let twin: i64 = contacts::table
                     .filter(contacts::amocrm_id.eq(amocrm_id))
-                    .select(Contact::as_select())
+                    .select(contacts::id)
                     .first(conn)?;
-                diesel::update(contacts::table.find(twin.id))
-                    .set(contacts::deleted_at.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                merge(conn, id, twin.id)?;
-                diesel::delete(contacts::table.find(id)).execute(conn)?;
-                jobs::complete(conn, Entity::Contact, id)?;
-                load(conn, twin.id)
+                merge(conn, id, twin)?;
+                fold_into(conn, Record::new(Entity::Contact, id), twin)?;
+                load(conn, twin)
             }
             Err(other) => Err(other),
         }
@@ -369,101 +288,9 @@ impl ContactRepository for MysqlContactRepository {
             .await
     }
 
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError> {
-        let error = bounded_error(error);
-        self.db
-            .run(move |conn| {
-                retry_deadlocks(conn, |conn| {
-                    conn.transaction(|conn| {
-                        diesel::update(contacts::table.find(id))
-                            .set((
-                                contacts::sync_error.eq(&error),
-                                contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                                contacts::sync_attempts.eq(contacts::sync_attempts + 1),
-                            ))
-                            .execute(conn)?;
-                        jobs::fail(conn, Entity::Contact, id, &error, &policy, permanent)
-                    })
-                })
-            })
-            .await
-    }
-
-    async fn release(&self, id: i64) -> Result<(), RepoError> {
-        self.db
-            .run(move |conn| {
-                diesel::update(contacts::table.find(id))
-                    .set(contacts::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
-        let renewed = self.renew_leases(vec![(id, held_until)], lease).await?;
-        Ok(renewed.into_iter().next().and_then(|(_, until)| until))
-    }
-
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError> {
-        self.db
-            .run(move |conn| {
-                let until = lease_end(db_now(conn)?, lease);
-                let mut renewed = Vec::with_capacity(held.len());
-                for (id, held_until) in held {
-                    let rows = diesel::update(
-                        contacts::table
-                            .find(id)
-                            .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
-                            .filter(contacts::sync_lease_until.eq(held_until)),
-                    )
-                    .set(contacts::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                    renewed.push((id, (rows == 1).then_some(until)));
-                }
-                Ok(renewed)
-            })
-            .await
-    }
-
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Contact>, RepoError> {
         self.db
-            .run(move |conn| {
-                let now = db_now(conn)?;
-                let taken = diesel::update(
-                    contacts::table
-                        .find(id)
-                        .filter(contacts::sync_status.eq(SyncStatus::Pending.as_str()))
-                        .filter(contacts::deleted_at.is_null())
-                        .filter(
-                            contacts::sync_lease_until
-                                .is_null()
-                                .or(contacts::sync_lease_until.lt(now)),
-                        ),
-                )
-                .set(contacts::sync_lease_until.eq(lease_end(now, lease)))
-                .execute(conn)?;
-                if taken == 1 {
-                    load(conn, id).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
+            .run(move |conn| take_lease(conn, id, lease, load))
             .await
     }
 

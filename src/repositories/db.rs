@@ -12,6 +12,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use slog::Logger;
 
 use super::RepoError;
+use crate::cause::Cause;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -105,15 +106,15 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
-                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+                .map_err(|e| RepoError::Unavailable(Cause::new(e)))?;
             let result = f(&mut conn.inner);
             if let Err(RepoError::Unavailable(why)) = &result {
-                conn.lost = super::is_connection_lost(why);
+                conn.lost = super::is_connection_lost(&why.to_string());
             }
             result
         })
         .await
-        .map_err(|e| RepoError::Query(format!("database task failed: {e}")))?
+        .map_err(|e| RepoError::Query(Cause::new(e)))?
     }
 
     /// Waits, with growing pauses, until the database answers or `limit` has passed.
@@ -149,15 +150,14 @@ impl Db {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let result = MysqlConnection::establish(&url)
-                .map_err(|e| RepoError::Unavailable(e.to_string()))
+                .map_err(|e| RepoError::Unavailable(Cause::new(e)))
                 .and_then(|mut conn| ping(&mut conn));
             let _ = tx.send(result);
         });
         rx.recv_timeout(timeout).unwrap_or_else(|_| {
-            Err(RepoError::Unavailable(format!(
-                "the server did not answer within {} s",
-                timeout.as_secs()
-            )))
+            Err(RepoError::Unavailable(
+                format!("the server did not answer within {} s", timeout.as_secs()).into(),
+            ))
         })
     }
 
@@ -167,7 +167,7 @@ impl Db {
             with_named_lock(conn, "amosync.migrations", 120, |conn| {
                 let applied = conn
                     .run_pending_migrations(MIGRATIONS)
-                    .map_err(|e| RepoError::Query(format!("migration failed: {e}")))?;
+                    .map_err(|e| RepoError::Query(format!("migration failed: {e}").into()))?;
                 Ok(applied.iter().map(|v| v.to_string()).collect())
             })
         })
@@ -180,7 +180,7 @@ impl Db {
             ping(conn)?;
             conn.has_pending_migration(MIGRATIONS)
                 .map(|pending| !pending)
-                .map_err(|e| RepoError::Query(format!("cannot read migration state: {e}")))
+                .map_err(|e| RepoError::Query(format!("cannot read migration state: {e}").into()))
         })
         .await
     }
@@ -208,9 +208,9 @@ pub fn with_named_lock<T>(
     )
     .get_result(conn)?;
     if got != Some(1) {
-        return Err(RepoError::Unavailable(format!(
-            "could not take lock {name} within {timeout_secs}s"
-        )));
+        return Err(RepoError::Unavailable(
+            format!("could not take lock {name} within {timeout_secs}s").into(),
+        ));
     }
     let result = f(conn);
     let released: Result<Option<i32>, _> = diesel::select(
@@ -251,6 +251,6 @@ pub fn retry_deadlocks<T>(
     }
 }
 
-fn is_deadlock(message: &str) -> bool {
-    message.contains("Deadlock found")
+fn is_deadlock(cause: &Cause) -> bool {
+    cause.to_string().contains("Deadlock found")
 }

@@ -138,7 +138,7 @@ pub(super) fn mark_processed(conn: &mut MysqlConnection, ids: &[i64]) -> Result<
 fn inserted_ids(conn: &mut MysqlConnection, count: usize) -> Result<Vec<i64>, RepoError> {
     let (first, step): (u64, u64) = InsertedBlock.get_result(conn)?;
     let first = i64::try_from(first)
-        .map_err(|_| RepoError::Query(format!("insert id {first} out of range")))?;
+        .map_err(|_| RepoError::Query(format!("insert id {first} out of range").into()))?;
     let step = i64::try_from(step.max(1)).unwrap_or(1);
     Ok((0..count as i64).map(|i| first + i * step).collect())
 }

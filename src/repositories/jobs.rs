@@ -19,7 +19,7 @@ pub const JOB_DONE: &str = "done";
 pub const JOB_DEAD: &str = "dead";
 
 /// What a job syncs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
     Contact,

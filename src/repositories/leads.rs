@@ -8,12 +8,10 @@ use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
-use super::jobs::{self, Entity, RetryPolicy};
+use super::jobs::{self, Entity};
 use super::models::{Claim, Lead, NewLead, SyncStatus};
-use super::sync_state::{
-    bounded_error, db_now, last_insert_id, lease_end, lease_is_live, lock_name,
-    CLAIM_LOCK_TIMEOUT_SECS,
-};
+use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
+use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
 use crate::amo::AmoLead;
 use crate::schema::leads;
@@ -48,67 +46,14 @@ pub trait LeadRepository: Send + Sync {
     /// existing row that already mirrors the same AmoCRM lead).
     async fn finish_sync(&self, id: i64, amo: AmoLead) -> Result<Lead, RepoError>;
 
-    /// Keeps the row pending, records why, frees its lease and schedules the next
-    /// attempt of its job (or buries the job); returns `true` when the job is dead.
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError>;
-
-    /// Frees the row's lease without counting an attempt (it waits for its contact).
-    async fn release(&self, id: i64) -> Result<(), RepoError>;
-
     /// Takes the lease of a pending row for a background retry; `None` when it is
     /// synced, deleted, or leased to someone else right now.
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError>;
 
-    /// Extends a lease the caller still holds (`held_until` unchanged since it took
-    /// it) and returns the new end; `None` when it lapsed and someone else may be
-    /// working on the row.
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError>;
-
-    /// `renew_lease` for many rows over one connection: each row's new lease end,
-    /// or `None` for a row whose lease lapsed.
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError>;
-
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError>;
 }
 
-pub struct MysqlLeadRepository {
-    db: Db,
-}
-
-impl MysqlLeadRepository {
-    pub fn new(db: Db) -> Self {
-        MysqlLeadRepository { db }
-    }
-}
-
-fn active() -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
-    rows(false)
-}
-
-fn rows(include_deleted: bool) -> leads::BoxedQuery<'static, diesel::mysql::Mysql> {
-    if include_deleted {
-        leads::table.into_boxed()
-    } else {
-        leads::table
-            .filter(leads::deleted_at.is_null())
-            .into_boxed()
-    }
-}
+mirrored_table!(MysqlLeadRepository, leads, Lead);
 
 fn matching(
     name: &str,
@@ -124,13 +69,6 @@ fn matching(
     ))
 }
 
-fn load(conn: &mut MysqlConnection, id: i64) -> Result<Lead, RepoError> {
-    Ok(leads::table
-        .find(id)
-        .select(Lead::as_select())
-        .first(conn)?)
-}
-
 /// Runs under the per-identity named lock, which is what keeps two claimers apart.
 fn claim(
     conn: &mut MysqlConnection,
@@ -138,35 +76,20 @@ fn claim(
     lease: Duration,
 ) -> Result<Claim<Lead>, RepoError> {
     conn.transaction(|conn| {
-        let now = db_now(conn)?;
         let found = matching(&new.name, new.contact_id)
             .select(Lead::as_select())
             .first(conn)
             .optional()?;
-        let until = lease_end(now, lease);
-        match found {
-            Some(row) if row.is_synced() => Ok(Claim::Existing(row)),
-            Some(row) if lease_is_live(row.sync_lease_until, now) => Ok(Claim::Busy(row)),
-            Some(row) => {
-                diesel::update(leads::table.find(row.id))
-                    .set(leads::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                jobs::arm(conn, Entity::Lead, row.id)?;
-                Ok(Claim::Leased(load(conn, row.id)?))
-            }
-            None => {
-                diesel::insert_into(leads::table)
-                    .values((
-                        new,
-                        leads::sync_status.eq(SyncStatus::Pending.as_str()),
-                        leads::sync_lease_until.eq(until),
-                    ))
-                    .execute(conn)?;
-                let id = last_insert_id(conn)?;
-                jobs::arm(conn, Entity::Lead, id)?;
-                Ok(Claim::Leased(load(conn, id)?))
-            }
-        }
+        let insert = |conn: &mut MysqlConnection, until| {
+            diesel::insert_into(leads::table)
+                .values((
+                    new,
+                    leads::sync_status.eq(SyncStatus::Pending.as_str()),
+                    leads::sync_lease_until.eq(until),
+                ))
+                .execute(conn)
+        };
+        claim_found(conn, found, lease, insert, load)
     })
 }
 
@@ -193,16 +116,13 @@ fn finish(conn: &mut MysqlConnection, id: i64, amo: &AmoLead) -> Result<Lead, Re
                 load(conn, id)
             }
             Err(RepoError::Conflict(_)) => {
-                let twin: Lead = leads::table
+                // The AmoCRM lead is mirrored already: ours folds into that row.
+                let twin: i64 = leads::table
                     .filter(leads::amocrm_id.eq(amo.id))
-                    .select(Lead::as_select())
+                    .select(leads::id)
                     .first(conn)?;
-                diesel::update(leads::table.find(twin.id))
-                    .set(leads::deleted_at.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                diesel::delete(leads::table.find(id)).execute(conn)?;
-                jobs::complete(conn, Entity::Lead, id)?;
-                load(conn, twin.id)
+                fold_into(conn, Record::new(Entity::Lead, id), twin)?;
+                load(conn, twin)
             }
             Err(other) => Err(other),
         }
@@ -264,101 +184,9 @@ impl LeadRepository for MysqlLeadRepository {
             .await
     }
 
-    async fn record_failure(
-        &self,
-        id: i64,
-        error: &str,
-        policy: RetryPolicy,
-        permanent: bool,
-    ) -> Result<bool, RepoError> {
-        let error = bounded_error(error);
-        self.db
-            .run(move |conn| {
-                retry_deadlocks(conn, |conn| {
-                    conn.transaction(|conn| {
-                        diesel::update(leads::table.find(id))
-                            .set((
-                                leads::sync_error.eq(&error),
-                                leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>),
-                                leads::sync_attempts.eq(leads::sync_attempts + 1),
-                            ))
-                            .execute(conn)?;
-                        jobs::fail(conn, Entity::Lead, id, &error, &policy, permanent)
-                    })
-                })
-            })
-            .await
-    }
-
-    async fn release(&self, id: i64) -> Result<(), RepoError> {
-        self.db
-            .run(move |conn| {
-                diesel::update(leads::table.find(id))
-                    .set(leads::sync_lease_until.eq(None::<chrono::NaiveDateTime>))
-                    .execute(conn)?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn renew_lease(
-        &self,
-        id: i64,
-        held_until: chrono::NaiveDateTime,
-        lease: Duration,
-    ) -> Result<Option<chrono::NaiveDateTime>, RepoError> {
-        let renewed = self.renew_leases(vec![(id, held_until)], lease).await?;
-        Ok(renewed.into_iter().next().and_then(|(_, until)| until))
-    }
-
-    async fn renew_leases(
-        &self,
-        held: Vec<(i64, chrono::NaiveDateTime)>,
-        lease: Duration,
-    ) -> Result<Vec<(i64, Option<chrono::NaiveDateTime>)>, RepoError> {
-        self.db
-            .run(move |conn| {
-                let until = lease_end(db_now(conn)?, lease);
-                let mut renewed = Vec::with_capacity(held.len());
-                for (id, held_until) in held {
-                    let rows = diesel::update(
-                        leads::table
-                            .find(id)
-                            .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
-                            .filter(leads::sync_lease_until.eq(held_until)),
-                    )
-                    .set(leads::sync_lease_until.eq(until))
-                    .execute(conn)?;
-                    renewed.push((id, (rows == 1).then_some(until)));
-                }
-                Ok(renewed)
-            })
-            .await
-    }
-
     async fn lease(&self, id: i64, lease: Duration) -> Result<Option<Lead>, RepoError> {
         self.db
-            .run(move |conn| {
-                let now = db_now(conn)?;
-                let taken = diesel::update(
-                    leads::table
-                        .find(id)
-                        .filter(leads::sync_status.eq(SyncStatus::Pending.as_str()))
-                        .filter(leads::deleted_at.is_null())
-                        .filter(
-                            leads::sync_lease_until
-                                .is_null()
-                                .or(leads::sync_lease_until.lt(now)),
-                        ),
-                )
-                .set(leads::sync_lease_until.eq(lease_end(now, lease)))
-                .execute(conn)?;
-                if taken == 1 {
-                    load(conn, id).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
+            .run(move |conn| take_lease(conn, id, lease, load))
             .await
     }
 

@@ -1,5 +1,8 @@
 //! Repositories own all SQL. Each is a trait (mocked in service tests) with a
-//! MySQL implementation whose queries run through `Db::run`.
+//! MySQL implementation whose queries run through `Db::run`. The sync bookkeeping
+//! all mirrored records share (leases, failed attempts) is written once, keyed by
+//! `Entity` (`sync_rows`); each entity's repository keeps only its own lookups,
+//! claim and finish.
 
 mod contacts;
 mod cursors;
@@ -17,6 +20,7 @@ mod restore;
 mod retention;
 mod senders;
 mod stats;
+mod sync_rows;
 mod sync_state;
 mod tables;
 mod tokens;
@@ -41,7 +45,7 @@ pub use mirror::{
     CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
     RefetchEntity, Removal,
 };
-pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncStatus};
+pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow, SyncStatus};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{
@@ -49,6 +53,7 @@ pub use retention::{
 };
 pub use senders::{MysqlSenderRepository, SenderRepository};
 pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
+pub use sync_rows::{MysqlSyncRowRepository, Record, SyncRowRepository};
 pub use tables::{table_sizes, TableSize};
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
@@ -78,36 +83,56 @@ pub use restore::MockRestoreRepository;
 pub use retention::MockRetentionRepository;
 #[cfg(test)]
 pub use senders::MockSenderRepository;
+#[cfg(test)]
+pub use sync_rows::MockSyncRowRepository;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::cause::Cause;
+
+/// Each variant keeps what went wrong as its `source()`: the driver's or pool's
+/// error itself, or a description where the repository found the fault.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RepoError {
     /// The database cannot be reached, the pool is exhausted or a lock timed out:
     /// worth retrying, and a 503 for the client.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A unique key already holds this value.
     #[error("unique constraint violated: {0}")]
-    Conflict(String),
+    Conflict(#[source] Cause),
     /// Any other failure of a query: a bug or a schema mismatch.
     #[error("query failed: {0}")]
-    Query(String),
+    Query(#[source] Cause),
 }
 
 impl From<DieselError> for RepoError {
     fn from(err: DieselError) -> Self {
-        match &err {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                RepoError::Conflict(info.message().to_owned())
+        let kind = match &err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                RepoError::Conflict
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                RepoError::Unavailable(err.to_string())
+                RepoError::Unavailable
             }
             DieselError::DatabaseError(_, info) if is_transient_mysql_message(info.message()) => {
-                RepoError::Unavailable(info.message().to_owned())
+                RepoError::Unavailable
             }
-            _ => RepoError::Query(err.to_string()),
+            _ => RepoError::Query,
+        };
+        kind(Cause::new(err))
+    }
+}
+
+/// A batched query whose batch failed in the batcher itself: a dropped call is the
+/// runtime going away (worth retrying), the rest are bugs.
+impl From<crate::concurrency::BatchFailure> for RepoError {
+    fn from(failure: crate::concurrency::BatchFailure) -> Self {
+        match failure {
+            crate::concurrency::BatchFailure::Dropped => {
+                RepoError::Unavailable(Cause::new(failure))
+            }
+            _ => RepoError::Query(Cause::new(failure)),
         }
     }
 }
@@ -116,9 +141,10 @@ impl RepoError {
     /// The server answered and refused the account or the database (wrong user or
     /// password, no grant, no such database): waiting will not change that.
     pub fn is_access_refused(&self) -> bool {
-        let RepoError::Unavailable(message) = self else {
+        let RepoError::Unavailable(cause) = self else {
             return false;
         };
+        let message = crate::cause::chain(cause);
         ["Access denied", "Unknown database"]
             .iter()
             .any(|needle| message.contains(needle))

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::jobs::Entity;
 use crate::schema::{contacts, leads};
 
 /// Where a row stands with AmoCRM.
@@ -49,15 +50,6 @@ pub struct Contact {
     pub updated_at: NaiveDateTime,
 }
 
-impl Contact {
-    pub fn status(&self) -> SyncStatus {
-        SyncStatus::parse(&self.sync_status)
-    }
-    pub fn is_synced(&self) -> bool {
-        self.status() == SyncStatus::Synced && self.amocrm_id.is_some()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = leads, check_for_backend(diesel::mysql::Mysql))]
 pub struct Lead {
@@ -79,14 +71,54 @@ pub struct Lead {
     pub updated_at: NaiveDateTime,
 }
 
-impl Lead {
-    pub fn status(&self) -> SyncStatus {
-        SyncStatus::parse(&self.sync_status)
-    }
-    pub fn is_synced(&self) -> bool {
-        self.status() == SyncStatus::Synced && self.amocrm_id.is_some()
-    }
+/// What the sync protocol reads of any mirrored row: which record it is, whether
+/// it is synced, and its lease and attempts.
+pub trait SyncRow: Clone + Send + Sync + 'static {
+    const ENTITY: Entity;
+
+    fn record_id(&self) -> i64;
+    fn lease_until(&self) -> Option<NaiveDateTime>;
+    fn attempts(&self) -> i32;
+    fn synced(&self) -> bool;
 }
+
+/// Every mirrored row has the same sync columns; this maps them once per row type.
+macro_rules! sync_row {
+    ($row:ty, $entity:expr) => {
+        impl $row {
+            pub fn status(&self) -> SyncStatus {
+                SyncStatus::parse(&self.sync_status)
+            }
+
+            pub fn is_synced(&self) -> bool {
+                self.status() == SyncStatus::Synced && self.amocrm_id.is_some()
+            }
+        }
+
+        impl SyncRow for $row {
+            const ENTITY: Entity = $entity;
+
+            fn record_id(&self) -> i64 {
+                self.id
+            }
+
+            fn lease_until(&self) -> Option<NaiveDateTime> {
+                self.sync_lease_until
+            }
+
+            fn attempts(&self) -> i32 {
+                self.sync_attempts
+            }
+
+            fn synced(&self) -> bool {
+                self.is_synced()
+            }
+        }
+    };
+}
+
+sync_row!(Contact, Entity::Contact);
+sync_row!(Lead, Entity::Lead);
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
 #[diesel(table_name = contacts)]

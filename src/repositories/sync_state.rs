@@ -32,7 +32,7 @@ pub fn lease_is_live(lease_until: Option<NaiveDateTime>, now: NaiveDateTime) -> 
 pub fn last_insert_id(conn: &mut MysqlConnection) -> Result<i64, RepoError> {
     let id: u64 = diesel::select(diesel::dsl::sql::<Unsigned<BigInt>>("LAST_INSERT_ID()"))
         .get_result(conn)?;
-    i64::try_from(id).map_err(|_| RepoError::Query(format!("insert id {id} out of range")))
+    i64::try_from(id).map_err(|_| RepoError::Query(format!("insert id {id} out of range").into()))
 }
 
 /// A MySQL named-lock name (at most 64 characters) for one record identity.

@@ -7,4 +7,4 @@ mod payload;
 pub use event::{
     Account, Action, CompanyEvent, ContactEvent, Delivery, EventKind, LeadEvent, PayloadError,
 };
-pub use payload::{check_delivery, parse_delivery};
+pub use payload::{check_delivery, parse_delivery, WEBHOOK_KEY_PATTERN};

@@ -14,6 +14,8 @@ mod tree;
 use super::{Account, Delivery, PayloadError};
 use form::FormPairs;
 
+pub use brackets::KEY_PATTERN as WEBHOOK_KEY_PATTERN;
+
 enum Encoding {
     Form,
     Json,

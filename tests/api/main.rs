@@ -3,7 +3,7 @@
 
 /// The library's fake AmoCRM, started in-process for each test.
 mod fake_amo {
-    pub use amosync::fake_amocrm::{FakeAmo, FakeConfig};
+    pub use fake_amocrm::{FakeAmo, FakeConfig};
 }
 mod helpers;
 #[path = "../common/noise.rs"]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use amosync::fake_amocrm::{FakeAmo, NoteTarget};
+use fake_amocrm::{FakeAmo, NoteTarget};
 
 use crate::helpers::{ignored_events, spawn_app, TestApp, WEBHOOK_SECRET};
 

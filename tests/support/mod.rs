@@ -1,11 +1,13 @@
 //! The test database, taken the same way by every test binary: the server named by
 //! `TEST_DATABASE_URL` (e.g. `mysql://root@127.0.0.1:3306`) or, when that is unset, a
 //! MySQL 8.0 container started with testcontainers (a Docker engine must run). Each
-//! test gets a database of its own, dropped when the test ends.
+//! test gets a database of its own, dropped when the test ends. Also where the tests that
+//! run amosync's binary find the fake AmoCRM's.
 //!
 //! Each test binary uses a part of this module; the rest would warn as dead code.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amosync::repositories::Db;
@@ -171,4 +173,18 @@ pub fn require_program(program: &str, why: &str, install: &str) {
         "`{program}` is not on PATH: {why}. Install it ({install}), or run scripts/test, \
          which installs what a fresh machine lacks"
     );
+}
+
+/// The `amosync-fake-amocrm` binary, beside amosync's own in the target directory: it
+/// belongs to the workspace's other package (crates/fake-amocrm), and a package's tests
+/// are given `CARGO_BIN_EXE_*` only for its own binaries. `scripts/test` builds it first.
+pub fn fake_amocrm_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_amosync")).with_file_name("amosync-fake-amocrm");
+    assert!(
+        path.is_file(),
+        "no {}: build it with `cargo build --workspace --bin amosync-fake-amocrm` \
+         (scripts/test does)",
+        path.display()
+    );
+    path
 }

@@ -7,6 +7,13 @@ use crate::webhooks::PayloadError;
 /// `contacts[add][0][custom_fields][0][values][0][value]` (7).
 pub(super) const MAX_SEGMENTS: usize = 32;
 
+/// The keys [`split_key_into`] accepts, as a regular expression for the OpenAPI
+/// document (`propertyNames`), so that generated deliveries stay within them and a
+/// key outside them is known to be refused. A key is refused only when a bracket
+/// never closes or it has more than `MAX_SEGMENTS - 1` bracket groups; a key that
+/// starts with `[` is dropped as PHP drops it, which is not a refusal.
+pub const KEY_PATTERN: &str = r"^(\[[\s\S]*|[^\[]*|[^\[]*(\[[^\]]*\]){1,31}([^\[][\s\S]*)?)$";
+
 /// One step of a key's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Segment<'a> {
@@ -152,6 +159,34 @@ mod tests {
             split_key(&too_deep),
             Err(PayloadError::Malformed(_))
         ));
+    }
+
+    /// Every key over a small alphabet up to seven characters, plus the depth limit:
+    /// the published pattern matches exactly the keys the parser does not refuse.
+    #[test]
+    fn the_published_key_pattern_matches_exactly_the_accepted_keys() {
+        let pattern = regex::Regex::new(KEY_PATTERN).expect("KEY_PATTERN compiles");
+        let agrees = |key: &str| pattern.is_match(key) == split_key(key).is_ok();
+        let alphabet = ['a', '[', ']', '\n'];
+        let mut keys = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..7 {
+            keys = keys
+                .iter()
+                .flat_map(|key| alphabet.iter().map(move |c| format!("{key}{c}")))
+                .collect();
+            for key in &keys {
+                assert!(agrees(key), "pattern and parser disagree on {key:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 21_844);
+        let deepest = format!("a{}", "[x]".repeat(MAX_SEGMENTS - 1));
+        let too_deep = format!("a{}", "[x]".repeat(MAX_SEGMENTS));
+        for key in [deepest, too_deep.clone(), format!("{too_deep}tail")] {
+            assert!(agrees(&key), "pattern and parser disagree on {key}");
+        }
+        assert!(!pattern.is_match(&too_deep));
     }
 
     #[test]
