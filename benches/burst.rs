@@ -48,7 +48,7 @@ const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 /// (done here through the library), the webhook subscribed through the API, and the
 /// reconciler's round at start-up. Returns whether `/ready` then says authoritative.
 async fn make_mirror_authoritative(settings: &Settings, app_url: &str) -> bool {
-    let db = Db::new(settings.database_url.expose(), 2, Duration::from_secs(5));
+    let db = Db::new(settings.db.url.expose(), 2, Duration::from_secs(5));
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let imported = importer(settings, &db, logger)
         .expect("AmoCRM client")

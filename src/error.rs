@@ -43,7 +43,7 @@ pub enum ApiError {
     #[error("the token lacks the {needed} scope")]
     InsufficientScope { needed: Scope },
     #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     /// 422: an `Idempotency-Key` already used for a different request.
     #[error("idempotency key reused for another request")]
     IdempotencyKeyReused,
@@ -82,16 +82,26 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// Every error body: RFC 9457 problem details plus a stable `code`. Published as
+/// `ProblemDetails`, the schema every error response of the API description names.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProblemDetails)]
+pub struct Problem<'a> {
+    /// `urn:amosync:problem:{code}`.
     #[serde(rename = "type")]
     kind: String,
+    #[schema(value_type = String)]
     title: &'a str,
     status: u16,
     detail: String,
+    /// Stable, snake_case: `validation_failed`, `not_found`, `unauthorized`, …
+    #[schema(value_type = String)]
     code: &'a str,
+    /// 422 only: each wrong field and why.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
+    /// `409 already_exists` and `502 amocrm_rejected`: the stored record's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<i64>,
 }
@@ -270,7 +280,7 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if let ApiError::MethodNotAllowed { allow } = self {
-            res.insert_header((header::ALLOW, *allow));
+            res.insert_header((header::ALLOW, allow.as_str()));
         }
         match self {
             ApiError::Unauthorized => {

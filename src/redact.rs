@@ -65,15 +65,16 @@ impl Redactor {
     /// keys are kept as ciphers only, never as text that could be logged.)
     pub fn from_settings(settings: &Settings) -> Redactor {
         let mut secrets: Vec<String> = settings
+            .http
             .api_tokens
             .iter()
             .map(|t| t.token.expose().to_owned())
             .collect();
         let optional = [
-            Some(&settings.amo_access_token),
-            settings.amo_client_secret.as_ref(),
-            settings.webhook_secret.as_ref(),
-            settings.metrics_token.as_ref(),
+            Some(&settings.amo.access_token),
+            settings.amo.client_secret.as_ref(),
+            settings.webhooks.secret.as_ref(),
+            settings.http.metrics_token.as_ref(),
         ];
         secrets.extend(
             optional
@@ -81,7 +82,7 @@ impl Redactor {
                 .flatten()
                 .map(|s| s.expose().to_owned()),
         );
-        if let Ok(url) = url::Url::parse(settings.database_url.expose()) {
+        if let Ok(url) = url::Url::parse(settings.db.url.expose()) {
             if let Some(password) = url.password() {
                 secrets.push(password.to_owned());
                 secrets.extend(percent_decoded(password));

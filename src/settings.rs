@@ -15,9 +15,11 @@ use crate::domain::Region;
 mod api_tokens;
 mod exposure;
 mod report;
+mod sections;
 
 pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
 pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
+pub use sections::{Amo, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
 
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,65 +42,16 @@ impl fmt::Debug for Secret {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub bind_addr: IpAddr,
-    pub port: u16,
-    pub server_url: Option<Url>,
-    pub database_url: Secret,
-    pub db_pool_size: u32,
-    pub db_wait: Duration,
-    pub db_checkout_timeout: Duration,
-    pub amo_base_url: Url,
-    pub amo_access_token: Secret,
-    pub amo_client_id: Option<String>,
-    pub amo_client_secret: Option<Secret>,
-    pub amo_redirect_uri: Option<String>,
-    pub amo_connect_timeout: Duration,
-    pub amo_request_timeout: Duration,
-    /// AmoCRM calls allowed in any one-second window (`AMO_MAX_RPS`, 0: no limit).
-    pub amo_max_rps: u32,
-    /// While AmoCRM refuses access (401/402/403): one probe call this often (`AMO_ACCESS_PROBE_SECS`).
-    pub amo_access_probe: Duration,
-    /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
-    pub sync_inline_budget: Duration,
-    /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
-    pub sync_max_attempts: i32,
-    /// How often AmoCRM's changes are pulled to heal lost webhooks (`RECONCILE_INTERVAL_SECS`, 0: off).
-    pub reconcile_interval: Duration,
-    /// Pages (of 250) per entity and round (`RECONCILE_MAX_PAGES`); the rest follows next round.
-    pub reconcile_max_pages: u32,
-    /// Days a processed webhook delivery is kept (`WEBHOOK_INBOX_RETENTION_DAYS`, 0: forever).
-    pub inbox_retention_days: u32,
-    /// Days a done sync job is kept (`SYNC_JOBS_RETENTION_DAYS`, 0: forever).
-    pub jobs_retention_days: u32,
-    /// Time between retention passes (`RETENTION_INTERVAL_SECS`).
-    pub retention_interval: Duration,
-    /// Whether a new contact or lead is first searched for in AmoCRM (`AMO_DEDUP`).
-    pub amo_dedup: DedupMode,
-    /// How long a record's claim is exclusive (`SYNC_LEASE_SECS`): what a crash costs.
-    pub sync_lease: Duration,
-    /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
-    pub sync_retry_base: Duration,
-    pub api_tokens: Vec<ApiClientToken>,
-    pub log_level: slog::Level,
+    pub http: Http,
+    pub db: Db,
+    pub amo: Amo,
+    pub sync: Sync,
+    pub webhooks: Webhooks,
+    pub reconcile: Reconcile,
+    pub retention: Retention,
+    pub log: Log,
+    /// How a phone without a country code is read (`DEFAULT_PHONE_REGION`).
     pub default_phone_region: Region,
-    pub max_body_bytes: usize,
-    pub http_workers: usize,
-    /// The secret path segment of the webhook URL; webhooks are off without it.
-    pub webhook_secret: Option<Secret>,
-    pub webhook_max_body_bytes: usize,
-    /// Events the webhook subscribes to in AmoCRM.
-    pub webhook_events: Vec<String>,
-    /// Deliveries must come from this account (`AMO_ACCOUNT_ID`) ...
-    pub amo_account_id: Option<i64>,
-    /// ... and this subdomain (taken from `AMO_DOMAIN`).
-    pub amo_subdomain: Option<String>,
-    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (the reverse proxy).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
-    pub metrics_token: Option<Secret>,
-    /// `TOKEN_ENCRYPTION_KEY` (and `_PREVIOUS`): seals the OAuth tokens in the
-    /// database. Required in OAuth mode; a long-lived token is never stored.
-    pub token_cipher: Option<TokenCipher>,
     /// `AMOSYNC_DEMO=true`: a throw-away demo against a local fake may run with the
     /// published sample values (see `exposure`).
     pub demo: bool,
@@ -164,29 +117,16 @@ pub const DEFAULT_WEBHOOK_EVENTS: [&str; 13] = [
 ];
 
 impl Settings {
-    /// OAuth mode: no long-lived token, and the integration's id, secret and redirect URI.
-    pub fn oauth(&self) -> Option<crate::amo::OAuthClient> {
-        if !self.amo_access_token.expose().is_empty() {
-            return None;
-        }
-        let token_url = self.amo_base_url.join("oauth2/access_token").ok()?;
-        Some(crate::amo::OAuthClient {
-            token_url,
-            client_id: self.amo_client_id.clone()?,
-            client_secret: self.amo_client_secret.as_ref()?.expose().to_owned(),
-            redirect_uri: self.amo_redirect_uri.clone()?,
-        })
-    }
-
     /// `{SERVER_URL}/webhooks/amocrm/{WEBHOOK_SECRET}`, when both are set.
     pub fn webhook_destination(&self) -> Option<String> {
         let base = self
+            .http
             .server_url
             .as_ref()?
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        let secret = self.webhook_secret.as_ref()?;
+        let secret = self.webhooks.secret.as_ref()?;
         Some(format!("{base}/webhooks/amocrm/{}", secret.expose()))
     }
 }
@@ -213,54 +153,96 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
         Ok(Settings {
-            bind_addr: parse_or(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]))?,
-            port: parse_or(&get, "PORT", 3000)?,
-            server_url: get("SERVER_URL")
-                .map(|v| parse_url("SERVER_URL", &v))
-                .transpose()?,
-            database_url: Secret(database_url(&get)?),
-            db_pool_size: parse_or(&get, "DB_POOL_SIZE", 10)?,
-            db_wait: Duration::from_secs(parse_or(&get, "DB_WAIT_SECS", 60)?),
-            db_checkout_timeout: Duration::from_millis(parse_or(
-                &get,
-                "DB_CHECKOUT_TIMEOUT_MS",
-                3000,
-            )?),
-            amo_base_url: amo_base_url(&get)?,
-            amo_access_token: amo_access_token(&get)?,
-            amo_client_id: get("AMO_CLIENT_ID"),
-            amo_client_secret: get("AMO_CLIENT_SECRET").map(Secret),
-            amo_redirect_uri: get("AMO_REDIRECT_URI"),
-            amo_connect_timeout: Duration::from_secs(parse_or(
-                &get,
-                "AMO_CONNECT_TIMEOUT_SECS",
-                5,
-            )?),
-            amo_request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
-            amo_max_rps: parse_or(&get, "AMO_MAX_RPS", 7)?,
-            amo_access_probe: Duration::from_secs(parse_or(&get, "AMO_ACCESS_PROBE_SECS", 60)?),
-            sync_inline_budget: Duration::from_millis(parse_or(
-                &get,
-                "SYNC_INLINE_BUDGET_MS",
-                1500,
-            )?),
-            sync_max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
-            sync_lease: Duration::from_secs(parse_or(&get, "SYNC_LEASE_SECS", 90)?),
-            sync_retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
-            reconcile_interval: Duration::from_secs(parse_or(
-                &get,
-                "RECONCILE_INTERVAL_SECS",
-                300,
-            )?),
-            reconcile_max_pages: parse_or(&get, "RECONCILE_MAX_PAGES", 20)?,
-            inbox_retention_days: parse_or(&get, "WEBHOOK_INBOX_RETENTION_DAYS", 7)?,
-            jobs_retention_days: parse_or(&get, "SYNC_JOBS_RETENTION_DAYS", 30)?,
-            retention_interval: Duration::from_secs(
-                parse_or(&get, "RETENTION_INTERVAL_SECS", 600u64)?.max(1),
-            ),
-            amo_dedup: parse_or(&get, "AMO_DEDUP", DedupMode::Auto)?,
-            api_tokens: api_tokens(&get)?,
-            log_level: log_level(&get)?,
+            http: Http {
+                bind_addr: parse_or(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]))?,
+                port: parse_or(&get, "PORT", 3000)?,
+                server_url: get("SERVER_URL")
+                    .map(|v| parse_url("SERVER_URL", &v))
+                    .transpose()?,
+                workers: parse_or(&get, "HTTP_WORKERS", default_workers())?,
+                max_body_bytes: parse_or(&get, "MAX_BODY_BYTES", 64 * 1024)?,
+                api_tokens: api_tokens(&get)?,
+                trusted_proxies: trusted_proxies(
+                    &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
+                )?,
+                metrics_token: metrics_token(&get)?,
+            },
+            db: Db {
+                url: Secret(database_url(&get)?),
+                pool_size: parse_or(&get, "DB_POOL_SIZE", 10)?,
+                wait: Duration::from_secs(parse_or(&get, "DB_WAIT_SECS", 60)?),
+                checkout_timeout: Duration::from_millis(parse_or(
+                    &get,
+                    "DB_CHECKOUT_TIMEOUT_MS",
+                    3000,
+                )?),
+            },
+            amo: Amo {
+                base_url: amo_base_url(&get)?,
+                access_token: amo_access_token(&get)?,
+                client_id: get("AMO_CLIENT_ID"),
+                client_secret: get("AMO_CLIENT_SECRET").map(Secret),
+                redirect_uri: get("AMO_REDIRECT_URI"),
+                connect_timeout: Duration::from_secs(parse_or(
+                    &get,
+                    "AMO_CONNECT_TIMEOUT_SECS",
+                    5,
+                )?),
+                request_timeout: Duration::from_secs(parse_or(&get, "AMO_TIMEOUT_SECS", 15)?),
+                max_rps: parse_or(&get, "AMO_MAX_RPS", 7)?,
+                access_probe: Duration::from_secs(parse_or(&get, "AMO_ACCESS_PROBE_SECS", 60)?),
+                dedup: parse_or(&get, "AMO_DEDUP", DedupMode::Auto)?,
+                account_id: get("AMO_ACCOUNT_ID")
+                    .map(|raw| {
+                        raw.parse().map_err(|_| SettingsError::Invalid {
+                            name: "AMO_ACCOUNT_ID",
+                            reason: "not an integer".into(),
+                        })
+                    })
+                    .transpose()?,
+                subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
+                token_cipher: token_cipher(&get)?,
+            },
+            sync: Sync {
+                inline_budget: Duration::from_millis(parse_or(
+                    &get,
+                    "SYNC_INLINE_BUDGET_MS",
+                    1500,
+                )?),
+                max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
+                lease: Duration::from_secs(parse_or(&get, "SYNC_LEASE_SECS", 90)?),
+                retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
+            },
+            webhooks: Webhooks {
+                secret: webhook_secret(&get)?,
+                max_body_bytes: parse_or(&get, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
+                events: match get("WEBHOOK_EVENTS") {
+                    Some(raw) => raw
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    None => DEFAULT_WEBHOOK_EVENTS
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect(),
+                },
+            },
+            reconcile: Reconcile {
+                interval: Duration::from_secs(parse_or(&get, "RECONCILE_INTERVAL_SECS", 300)?),
+                max_pages: parse_or(&get, "RECONCILE_MAX_PAGES", 20)?,
+            },
+            retention: Retention {
+                inbox_days: parse_or(&get, "WEBHOOK_INBOX_RETENTION_DAYS", 7)?,
+                jobs_days: parse_or(&get, "SYNC_JOBS_RETENTION_DAYS", 30)?,
+                interval: Duration::from_secs(
+                    parse_or(&get, "RETENTION_INTERVAL_SECS", 600u64)?.max(1),
+                ),
+            },
+            log: Log {
+                level: log_level(&get)?,
+            },
             default_phone_region: match get("DEFAULT_PHONE_REGION") {
                 Some(v) => v.parse().map_err(|reason| SettingsError::Invalid {
                     name: "DEFAULT_PHONE_REGION",
@@ -268,36 +250,6 @@ impl Settings {
                 })?,
                 None => Region::default(),
             },
-            max_body_bytes: parse_or(&get, "MAX_BODY_BYTES", 64 * 1024)?,
-            http_workers: parse_or(&get, "HTTP_WORKERS", default_workers())?,
-            webhook_secret: webhook_secret(&get)?,
-            webhook_max_body_bytes: parse_or(&get, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
-            webhook_events: match get("WEBHOOK_EVENTS") {
-                Some(raw) => raw
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                None => DEFAULT_WEBHOOK_EVENTS
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect(),
-            },
-            amo_account_id: get("AMO_ACCOUNT_ID")
-                .map(|raw| {
-                    raw.parse().map_err(|_| SettingsError::Invalid {
-                        name: "AMO_ACCOUNT_ID",
-                        reason: "not an integer".into(),
-                    })
-                })
-                .transpose()?,
-            amo_subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
-            trusted_proxies: trusted_proxies(
-                &get("TRUSTED_PROXIES").unwrap_or_else(|| DEFAULT_TRUSTED_PROXIES.into()),
-            )?,
-            metrics_token: metrics_token(&get)?,
-            token_cipher: token_cipher(&get)?,
             demo: flag(&get, DEMO_SWITCH)?,
         })
     }
@@ -627,13 +579,10 @@ mod tests {
     #[test]
     fn node_service_variables_are_enough() {
         let s = settings(BASE).expect("valid");
-        assert_eq!(
-            s.database_url.expose(),
-            "mysql://root@127.0.0.1:3306/amosync"
-        );
-        assert_eq!(s.amo_base_url.as_str(), "https://example.amocrm.ru/");
-        assert_eq!(s.port, 3000);
-        assert_eq!(s.api_tokens[0].client_id, "client-1");
+        assert_eq!(s.db.url.expose(), "mysql://root@127.0.0.1:3306/amosync");
+        assert_eq!(s.amo.base_url.as_str(), "https://example.amocrm.ru/");
+        assert_eq!(s.http.port, 3000);
+        assert_eq!(s.http.api_tokens[0].client_id, "client-1");
     }
 
     #[test]
@@ -642,8 +591,8 @@ mod tests {
         vars.push(("DATABASE_URL", "mysql://u:p@db:3307/x"));
         vars.push(("AMO_BASE_URL", "http://127.0.0.1:9000"));
         let s = settings(&vars).expect("valid");
-        assert_eq!(s.database_url.expose(), "mysql://u:p@db:3307/x");
-        assert_eq!(s.amo_base_url.as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(s.db.url.expose(), "mysql://u:p@db:3307/x");
+        assert_eq!(s.amo.base_url.as_str(), "http://127.0.0.1:9000/");
     }
 
     #[test]
@@ -653,7 +602,7 @@ mod tests {
         vars.push(("DB_HOST", "db"));
         let s = settings(&vars).expect("valid");
         assert_eq!(
-            s.database_url.expose(),
+            s.db.url.expose(),
             "mysql://root:p%40ss%3Aw%2Frd@db:3306/amosync"
         );
     }
@@ -690,13 +639,14 @@ mod tests {
         vars.push(("TOKEN_ENCRYPTION_KEY", KEY));
         let oauth = settings(&vars)
             .expect("OAuth mode")
+            .amo
             .oauth()
             .expect("oauth client");
         assert_eq!(
             oauth.token_url.as_str(),
             "https://example.amocrm.ru/oauth2/access_token"
         );
-        assert!(settings(BASE).expect("long-lived").oauth().is_none());
+        assert!(settings(BASE).expect("long-lived").amo.oauth().is_none());
     }
 
     #[test]
@@ -714,18 +664,23 @@ mod tests {
         ));
         vars.retain(|(k, _)| *k != "PORT");
         let s = settings(&vars).expect("valid");
-        let ids: Vec<_> = s.api_tokens.iter().map(|t| t.client_id.as_str()).collect();
+        let ids: Vec<_> = s
+            .http
+            .api_tokens
+            .iter()
+            .map(|t| t.client_id.as_str())
+            .collect();
         assert_eq!(ids, ["forms", "partner"]);
     }
 
     #[test]
     fn webhook_settings_have_safe_defaults_and_checks() {
         let s = settings(BASE).expect("valid");
-        assert!(s.webhook_secret.is_none());
+        assert!(s.webhooks.secret.is_none());
         assert_eq!(s.webhook_destination(), None);
-        assert_eq!(s.amo_subdomain.as_deref(), Some("example"));
-        assert_eq!(s.webhook_events.len(), 13);
-        assert!(s.webhook_events.iter().any(|e| e == "update_company"));
+        assert_eq!(s.amo.subdomain.as_deref(), Some("example"));
+        assert_eq!(s.webhooks.events.len(), 13);
+        assert!(s.webhooks.events.iter().any(|e| e == "update_company"));
         let mut vars = BASE.to_vec();
         vars.push(("WEBHOOK_SECRET", "too-short"));
         assert!(matches!(
@@ -744,7 +699,7 @@ mod tests {
             s.webhook_destination().as_deref(),
             Some("https://hooks.example.com/webhooks/amocrm/0123456789abcdef0123456789abcdef")
         );
-        assert_eq!(s.webhook_events, ["add_contact", "update_lead"]);
+        assert_eq!(s.webhooks.events, ["add_contact", "update_lead"]);
         assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
     }
 
@@ -752,7 +707,11 @@ mod tests {
 
     #[test]
     fn encryption_keys_are_checked_and_the_previous_one_needs_a_current_one() {
-        assert!(settings(BASE).expect("long-lived").token_cipher.is_none());
+        assert!(settings(BASE)
+            .expect("long-lived")
+            .amo
+            .token_cipher
+            .is_none());
         let mut vars = BASE.to_vec();
         vars.push(("TOKEN_ENCRYPTION_KEY", "too-short"));
         assert!(matches!(
@@ -774,7 +733,7 @@ mod tests {
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ));
         let s = settings(&vars).expect("valid");
-        assert!(s.token_cipher.is_some());
+        assert!(s.amo.token_cipher.is_some());
         assert!(!format!("{s:?}").contains(KEY));
     }
 
@@ -791,22 +750,30 @@ mod tests {
         ));
         vars.pop();
         vars.push(("METRICS_TOKEN", "scrape-token-0123456789"));
-        assert!(settings(&vars).expect("valid").metrics_token.is_some());
+        assert!(settings(&vars).expect("valid").http.metrics_token.is_some());
     }
 
     #[test]
     fn trusted_proxies_take_addresses_networks_or_none() {
         let s = settings(BASE).expect("valid");
         assert!(s
+            .http
             .trusted_proxies
             .iter()
             .any(|n| n.contains(&"172.18.0.5".parse::<IpAddr>().expect("ip"))));
         let mut vars = BASE.to_vec();
         vars.push(("TRUSTED_PROXIES", "10.1.2.3, 192.168.0.0/16"));
-        assert_eq!(settings(&vars).expect("valid").trusted_proxies.len(), 2);
+        assert_eq!(
+            settings(&vars).expect("valid").http.trusted_proxies.len(),
+            2
+        );
         vars.pop();
         vars.push(("TRUSTED_PROXIES", "none"));
-        assert!(settings(&vars).expect("valid").trusted_proxies.is_empty());
+        assert!(settings(&vars)
+            .expect("valid")
+            .http
+            .trusted_proxies
+            .is_empty());
         vars.pop();
         vars.push(("TRUSTED_PROXIES", "nginx"));
         assert!(matches!(
@@ -820,10 +787,10 @@ mod tests {
 
     #[test]
     fn dedup_defaults_to_auto_and_takes_only_known_modes() {
-        assert_eq!(settings(BASE).expect("valid").amo_dedup, DedupMode::Auto);
+        assert_eq!(settings(BASE).expect("valid").amo.dedup, DedupMode::Auto);
         let mut vars = BASE.to_vec();
         vars.push(("AMO_DEDUP", "Mirror"));
-        assert_eq!(settings(&vars).expect("valid").amo_dedup, DedupMode::Mirror);
+        assert_eq!(settings(&vars).expect("valid").amo.dedup, DedupMode::Mirror);
         vars.pop();
         vars.push(("AMO_DEDUP", "never"));
         assert!(matches!(

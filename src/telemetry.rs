@@ -12,6 +12,7 @@ use actix_web::{web, Error, HttpMessage, HttpRequest};
 use slog::{o, Drain, Logger};
 
 use crate::redact::Redactor;
+use crate::state::AppState;
 
 mod buffered;
 
@@ -203,21 +204,20 @@ fn new_request_id() -> String {
 
 /// Middleware: request id, child logger, access log line, `X-Request-Id` echoed back.
 pub async fn request_context(
-    root: web::Data<Logger>,
-    proxies: web::Data<TrustedProxies>,
+    state: web::Data<AppState>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let request_id = request_id_of(&req);
-    let logger = root.new(o!("request_id" => request_id.clone()));
+    let logger = state.logger.new(o!("request_id" => request_id.clone()));
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         logger: logger.clone(),
     });
     let method = req.method().to_string();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let client_ip = proxies.client_ip(
+    let client_ip = state.proxies.client_ip(
         req.peer_addr().map(|a| a.ip()),
         header("x-forwarded-for"),
         header("x-real-ip"),

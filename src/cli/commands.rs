@@ -20,7 +20,7 @@ pub(super) fn check_config(settings: &Settings) -> Result<(), CliError> {
     for (name, value) in settings.redacted() {
         println!("{name}={value}");
     }
-    match Db::probe(settings.database_url.expose(), PROBE_TIMEOUT) {
+    match Db::probe(settings.db.url.expose(), PROBE_TIMEOUT) {
         Ok(()) => {
             println!("# database: reachable, account accepted");
             Ok(())
@@ -41,8 +41,8 @@ pub(super) fn with_runtime(
     redactor: &Redactor,
     command: Command,
 ) -> Result<(), CliError> {
-    let (logger, _guard) = crate::telemetry::init_redacting(settings.log_level, redactor.clone());
-    let blocking = crate::startup::blocking_threads(settings.db_pool_size);
+    let (logger, _guard) = crate::telemetry::init_redacting(settings.log.level, redactor.clone());
+    let blocking = crate::startup::blocking_threads(settings.db.pool_size);
     // This runtime runs the background workers (the HTTP workers have runtimes of
     // their own): its blocking threads, where their queries and parsing run, yield
     // the CPU to request handling.
@@ -122,16 +122,12 @@ async fn webhooks(
     action: WebhookAction,
     redactor: &Redactor,
 ) -> Result<(), CliError> {
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
+    let db = Db::new(settings.db.url.expose(), 2, settings.db.checkout_timeout);
     let amo = amo_transport(&settings, &db)?;
     let subscription = WebhookSubscription::new(
         Arc::new(amo),
         settings.webhook_destination(),
-        settings.webhook_events.clone(),
+        settings.webhooks.events.clone(),
     )
     .with_facts(Arc::new(MysqlMirrorFactRepository::new(db)));
     let mask = |text: &str| redactor.redact(text).into_owned();
@@ -202,7 +198,7 @@ async fn auth_code() -> Result<String, CliError> {
 }
 
 async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliError> {
-    let client = settings.oauth().ok_or_else(|| {
+    let client = settings.amo.oauth().ok_or_else(|| {
         CliError::Usage(
             "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, \
              and no AMO_ACCESS_TOKEN"
@@ -213,7 +209,7 @@ async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliErr
     let db = open_db(&settings, &logger).await?;
     db.migrate().await?;
     let transport = amo_transport(&settings, &db)?;
-    let store = token_store(&settings, &db)?
+    let store = token_store(&settings.amo, &db)?
         .ok_or_else(|| CliError::Usage("OAuth mode needs TOKEN_ENCRYPTION_KEY".into()))?;
     let tokens = OAuthTokens::new(
         client,
@@ -232,11 +228,7 @@ async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliErr
 /// A small pool for a command, once the database answers (it may still be booting;
 /// a refused account fails at once).
 pub(super) async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, CliError> {
-    let db = Db::new(
-        settings.database_url.expose(),
-        2,
-        settings.db_checkout_timeout,
-    );
-    db.wait_until_reachable(settings.db_wait, logger).await?;
+    let db = Db::new(settings.db.url.expose(), 2, settings.db.checkout_timeout);
+    db.wait_until_reachable(settings.db.wait, logger).await?;
     Ok(db)
 }

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::settings::{ApiClientToken, Scope, Scopes};
+use crate::state::AppState;
 use crate::telemetry::ClientId;
 
 pub struct ApiTokens(Vec<ApiClientToken>);
@@ -51,7 +52,7 @@ impl ApiTokens {
 /// Middleware on every client route: `401` without a configured token; otherwise the
 /// client's name (for the access line) and scopes (for `needs`) go into the request.
 pub async fn require_api_token(
-    tokens: web::Data<ApiTokens>,
+    state: web::Data<AppState>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
@@ -59,7 +60,7 @@ pub async fn require_api_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match tokens.authenticate(authorization) {
+    match state.tokens.authenticate(authorization) {
         Some(client) => {
             req.extensions_mut().insert(ClientId(client.id));
             req.extensions_mut().insert(client.scopes);

@@ -9,11 +9,12 @@ use validator::Validate;
 use super::extract::{
     field_errors, flag_schema, page_params, paginate, query_flag, query_id, JsonBody, ShowQuery,
 };
+use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
-use crate::openapi::ProblemDetails;
 use crate::repositories::{Contact, ContactFilter};
-use crate::services::{ContactInput, ContactService, Saved};
+use crate::services::{ContactInput, Saved};
+use crate::state::AppState;
 
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -21,7 +22,7 @@ pub struct ContactRequest {
     /// 1 to 255 characters once surrounding whitespace is trimmed, with no control
     /// characters inside (the `pattern` says exactly this).
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, example = "Иван Петров", pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
+    #[schema(required = true, value_type = String, example = "Иван Петров")]
     pub name: Option<String>,
     /// Any common spelling; stored as E.164.
     #[validate(required(message = "is required"))]
@@ -132,30 +133,19 @@ pub fn saved_response<T, B: Serialize>(
     post, path = "/api/v1/contacts", tag = "contacts",
     summary = "Find or create a contact by phone",
     request_body = ContactRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created in AmoCRM", body = ContactBody, headers(("Location" = String))),
         (status = 200, description = "Already existed (locally or in AmoCRM)", body = ContactBody),
         (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = ContactBody, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency-Key still in flight (idempotency_in_progress)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        JsonBodyErrors, FindOrCreateErrors,
     ),
-    security(("bearer" = ["write"]))
 )]
 pub async fn create_contact(
-    service: web::Data<ContactService>,
-    region: web::Data<Region>,
+    state: web::Data<AppState>,
     body: JsonBody<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.into_input(**region)?;
-    let saved = service.find_or_create(input).await?;
+    let input = body.0.into_input(state.region)?;
+    let saved = state.contacts.find_or_create(input).await?;
     Ok(saved_response(
         saved,
         |c| format!("/api/v1/contacts/{}", c.id),
@@ -169,20 +159,16 @@ pub async fn create_contact(
     params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
     responses(
         (status = 200, description = "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id", body = ContactBody),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such contact (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        NoSuchContact, ReadErrors,
     ),
-    security(("bearer" = ["read"]))
 )]
 pub async fn get_contact(
-    service: web::Data<ContactService>,
+    state: web::Data<AppState>,
     id: web::Path<i64>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let contact = service
+    let contact = state
+        .contacts
         .get(id.into_inner(), query.include_deleted()?)
         .await?;
     Ok(HttpResponse::Ok().json(ContactBody::from(contact)))
@@ -214,16 +200,11 @@ pub struct ContactListQuery {
     params(ContactListQuery),
     responses(
         (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<ContactBody>),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        ReadErrors,
     ),
-    security(("bearer" = ["read"]))
 )]
 pub async fn list_contacts(
-    service: web::Data<ContactService>,
-    region: web::Data<Region>,
+    state: web::Data<AppState>,
     query: web::Query<ContactListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -232,7 +213,7 @@ pub async fn list_contacts(
         .as_deref()
         .filter(|p| !p.trim().is_empty())
         .and_then(|raw| {
-            Phone::parse(raw, **region)
+            Phone::parse(raw, state.region)
                 .map_err(|e| errors.push(FieldError::new("phone", e.to_string())))
                 .ok()
         });
@@ -260,7 +241,7 @@ pub async fn list_contacts(
         limit: limit + 1,
         include_deleted,
     };
-    let (rows, next_cursor) = paginate(service.list(filter).await?, limit, |c| c.id);
+    let (rows, next_cursor) = paginate(state.contacts.list(filter).await?, limit, |c| c.id);
     Ok(HttpResponse::Ok().json(Page {
         items: rows.into_iter().map(ContactBody::from).collect(),
         next_cursor,

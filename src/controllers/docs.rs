@@ -1,9 +1,10 @@
 //! `GET /openapi.json` (the generated OpenAPI 3.1 document) and `GET /docs`, a page
 //! that renders it in the browser with no CDN or download: the HTML is in the binary.
 
-use actix_web::HttpResponse;
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpResponse};
 
-use crate::openapi;
+use crate::state::AppState;
 
 /// Renders `/openapi.json` with a few lines of inline script: no third-party UI bundle
 /// to vendor or fetch, so the page works on an offline host.
@@ -13,8 +14,10 @@ const DOCS_PAGE: &str = include_str!("docs/index.html");
     get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json"))
 )]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(openapi::document())
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(state.api_description.clone())
 }
 
 #[utoipa::path(

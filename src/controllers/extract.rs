@@ -11,10 +11,7 @@ use validator::{ValidationErrors, ValidationErrorsKind};
 
 use crate::domain::FieldError;
 use crate::error::ApiError;
-
-/// The largest JSON body accepted, set from `MAX_BODY_BYTES`.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+use crate::state::AppState;
 
 /// A JSON body of type `T`. Unlike `web::Json`, a wrong type is reported with the
 /// path of the field (`contact.phone`), and every failure is an `ApiError`.
@@ -26,8 +23,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req
-            .app_data::<web::Data<BodyLimit>>()
-            .map(|l| l.0)
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.body_limit)
             .unwrap_or(64 * 1024);
         let checks = check_content_type(req).and_then(|()| check_declared_length(req, limit));
         let body = read_limited(payload.take(), limit);
@@ -38,17 +35,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// The largest webhook body accepted, set from `WEBHOOK_MAX_BODY_BYTES`.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookBodyLimit(pub usize);
-
-/// A raw body of at most `WebhookBodyLimit` bytes, for webhooks, which are stored
+/// A raw body of at most `WEBHOOK_MAX_BODY_BYTES`, for webhooks, which are stored
 /// verbatim. A function, not an extractor: the handler reads it only once the secret
 /// in the path is known to be right.
 pub async fn read_raw_body(req: &HttpRequest, payload: Payload) -> Result<Vec<u8>, ApiError> {
     let limit = req
-        .app_data::<web::Data<WebhookBodyLimit>>()
-        .map(|l| l.0)
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.webhook_body_limit)
         .unwrap_or(1024 * 1024);
     check_declared_length(req, limit)?;
     Ok(read_limited(payload, limit).await?.to_vec())

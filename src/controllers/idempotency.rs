@@ -9,11 +9,12 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
-use super::extract::{read_limited, BodyLimit};
+use super::extract::read_limited;
 use crate::domain::FieldError;
 use crate::error::ApiError;
 use crate::repositories::{KeyState, StoredResponse};
 use crate::services::IdempotencyService;
+use crate::state::AppState;
 use crate::telemetry::{request_logger, ClientId};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -23,9 +24,7 @@ fn reply(req: ServiceRequest, error: ApiError) -> ServiceResponse<BoxBody> {
 }
 
 pub async fn idempotent(
-    service: web::Data<IdempotencyService>,
-    logger: web::Data<slog::Logger>,
-    limit: web::Data<BodyLimit>,
+    state: web::Data<AppState>,
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -50,7 +49,7 @@ pub async fn idempotent(
         .get::<ClientId>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
-    let body = match read_limited(req.take_payload(), limit.0).await {
+    let body = match read_limited(req.take_payload(), state.body_limit).await {
         Ok(body) => body.freeze(),
         Err(error) => return Ok(reply(req, error)),
     };
@@ -66,6 +65,7 @@ pub async fn idempotent(
         .map(|b| format!("{b:02x}"))
         .collect();
 
+    let service = &state.idempotency;
     match service.begin(&client_id, &key, &hash).await {
         Err(error) => Ok(reply(req, error.into())),
         Ok(KeyState::Mismatch) => Ok(reply(req, ApiError::IdempotencyKeyReused)),
@@ -96,7 +96,7 @@ pub async fn idempotent(
             };
             if let Err(err) = service.finish(&client_id, &key, stored).await {
                 // The client has its answer; a repeat will find the key abandoned later.
-                slog::warn!(request_logger(&http_req, &logger),
+                slog::warn!(request_logger(&http_req, &state.logger),
                     "could not store the idempotent response"; "error" => err.to_string());
             }
             Ok(ServiceResponse::new(

@@ -9,18 +9,19 @@ use super::extract::{
     field_errors, flag_schema, optional_integer, page_params, paginate, query_flag, query_id,
     JsonBody, ShowQuery,
 };
+use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
-use crate::openapi::ProblemDetails;
 use crate::repositories::{Lead, LeadFilter};
-use crate::services::{LeadContact, LeadInput, LeadService};
+use crate::services::{LeadContact, LeadInput};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct LeadRequest {
     /// 1 to 255 characters once surrounding whitespace is trimmed, with no control
     /// characters inside (the `pattern` says exactly this).
     #[validate(required(message = "is required"))]
-    #[schema(required = true, value_type = String, pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
+    #[schema(required = true, value_type = String)]
     pub name: Option<String>,
     #[validate(range(min = 0, message = "must not be negative"))]
     #[schema(minimum = 0)]
@@ -123,30 +124,19 @@ impl From<Lead> for LeadBody {
     post, path = "/api/v1/leads", tag = "leads",
     summary = "Find or create a lead (same name and contact = same lead)",
     request_body = LeadRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created in AmoCRM", body = LeadBody, headers(("Location" = String))),
         (status = 200, description = "Already existed (locally or in AmoCRM)", body = LeadBody),
         (status = 202, description = "Stored and queued: AmoCRM did not answer in time", body = LeadBody, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "Idempotency-Key still in flight (idempotency_in_progress)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        JsonBodyErrors, FindOrCreateErrors,
     ),
-    security(("bearer" = ["write"]))
 )]
 pub async fn create_lead(
-    service: web::Data<LeadService>,
-    region: web::Data<Region>,
+    state: web::Data<AppState>,
     body: JsonBody<LeadRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.parse(**region)?;
-    let saved = service.find_or_create(input).await?;
+    let input = body.0.parse(state.region)?;
+    let saved = state.leads.find_or_create(input).await?;
     Ok(saved_response(
         saved,
         |l| format!("/api/v1/leads/{}", l.id),
@@ -160,20 +150,16 @@ pub async fn create_lead(
     params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
     responses(
         (status = 200, description = "The lead", body = LeadBody),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such lead (or deleted in AmoCRM)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        NoSuchLead, ReadErrors,
     ),
-    security(("bearer" = ["read"]))
 )]
 pub async fn get_lead(
-    service: web::Data<LeadService>,
+    state: web::Data<AppState>,
     id: web::Path<i64>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let lead = service
+    let lead = state
+        .leads
         .get(id.into_inner(), query.include_deleted()?)
         .await?;
     Ok(HttpResponse::Ok().json(LeadBody::from(lead)))
@@ -203,15 +189,11 @@ pub struct LeadListQuery {
     params(LeadListQuery),
     responses(
         (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<LeadBody>),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `read` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        ReadErrors,
     ),
-    security(("bearer" = ["read"]))
 )]
 pub async fn list_leads(
-    service: web::Data<LeadService>,
+    state: web::Data<AppState>,
     query: web::Query<LeadListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -240,7 +222,7 @@ pub async fn list_leads(
         limit: limit + 1,
         include_deleted,
     };
-    let (rows, next_cursor) = paginate(service.list(filter).await?, limit, |l| l.id);
+    let (rows, next_cursor) = paginate(state.leads.list(filter).await?, limit, |l| l.id);
     Ok(HttpResponse::Ok().json(Page {
         items: rows.into_iter().map(LeadBody::from).collect(),
         next_cursor,

@@ -8,10 +8,10 @@ use serde::Serialize;
 use super::contacts::ContactRequest;
 use super::extract::JsonBody;
 use super::leads::LeadRequest;
-use crate::domain::Region;
+use super::openapi::problems::{JsonBodyErrors, LegacyCreateErrors};
 use crate::error::ApiError;
-use crate::openapi::ProblemDetails;
-use crate::services::{ContactService, LeadService, Saved};
+use crate::services::Saved;
+use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
@@ -41,29 +41,18 @@ fn shape<T>(saved: Saved<T>, id_of: impl Fn(&T) -> i64) -> (i64, Saved<()>) {
     post, path = "/contacts/create", tag = "legacy",
     summary = "Create a contact (the earlier Node service's route)",
     request_body = ContactRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 202, description = "Stored and queued for AmoCRM", body = Created),
-        (status = 409, description = "Already existed (already_exists, with its id), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        JsonBodyErrors, LegacyCreateErrors,
     ),
-    security(("bearer" = ["write"]))
 )]
 pub async fn create_contact_legacy(
-    service: web::Data<ContactService>,
-    region: web::Data<Region>,
+    state: web::Data<AppState>,
     body: JsonBody<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.into_input(**region)?;
-    let (id, saved) = shape(service.find_or_create(input).await?, |r| r.id);
+    let input = body.0.into_input(state.region)?;
+    let (id, saved) = shape(state.contacts.find_or_create(input).await?, |r| r.id);
     created_or_conflict(id, saved)
 }
 
@@ -71,28 +60,17 @@ pub async fn create_contact_legacy(
     post, path = "/leads/create", tag = "legacy",
     summary = "Create a lead (the earlier Node service's route)",
     request_body = LeadRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created", body = Created),
         (status = 202, description = "Stored and queued for AmoCRM", body = Created),
-        (status = 409, description = "Already existed (already_exists, with its id), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `write` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, or Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 502, description = "AmoCRM refused the record (amocrm_rejected, with the stored id)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        JsonBodyErrors, LegacyCreateErrors,
     ),
-    security(("bearer" = ["write"]))
 )]
 pub async fn create_lead_legacy(
-    service: web::Data<LeadService>,
-    region: web::Data<Region>,
+    state: web::Data<AppState>,
     body: JsonBody<LeadRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.parse(**region)?;
-    let (id, saved) = shape(service.find_or_create(input).await?, |r| r.id);
+    let input = body.0.parse(state.region)?;
+    let (id, saved) = shape(state.leads.find_or_create(input).await?, |r| r.id);
     created_or_conflict(id, saved)
 }

@@ -9,17 +9,14 @@ use std::net::IpAddr;
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use slog::Logger;
 use subtle::ConstantTimeEq;
 
+use super::openapi::problems::MetricsErrors;
 use crate::amo::AmoAccess;
-use crate::controllers::AmoStatus;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::openapi::ProblemDetails;
-use crate::repositories::{queue_stats, table_sizes, Db};
-use crate::services::MirrorAuthority;
+use crate::repositories::{queue_stats, table_sizes};
 use crate::settings::Secret;
+use crate::state::AppState;
 use crate::telemetry::{is_internal, request_logger, ClientIp};
 
 /// `METRICS_TOKEN`: when set, scrapers must present it as a bearer token.
@@ -57,46 +54,41 @@ impl MetricsToken {
     summary = "Prometheus metrics (text format)",
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
-        (status = 401, description = "METRICS_TOKEN is set and was not presented", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "No METRICS_TOKEN is set and the client is outside the internal networks", body = ProblemDetails, content_type = "application/problem+json"),
+        MetricsErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub async fn get_metrics(
     req: HttpRequest,
-    token: web::Data<MetricsToken>,
-    metrics: web::Data<Metrics>,
-    db: web::Data<Db>,
-    amo: web::Data<AmoStatus>,
-    authority: web::Data<MirrorAuthority>,
-    logger: web::Data<Logger>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let (metrics, db, logger) = (&state.metrics, &state.db, &state.logger);
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let client = req.extensions().get::<ClientIp>().map(|ip| ip.0);
-    token.admits(authorization, client)?;
+    state.metrics_token.admits(authorization, client)?;
     // A database outage must not blind the scraper to everything else: the queue
     // gauges keep their last values and the failure is logged.
-    match queue_stats(&db).await {
+    match queue_stats(db).await {
         Ok(stats) => {
             metrics.record_queues(&stats);
             metrics.record_database_up(true);
         }
         Err(err) => {
             metrics.record_database_up(false);
-            slog::warn!(request_logger(&req, &logger), "queue gauges not refreshed"; "error" => err.to_string())
+            slog::warn!(request_logger(&req, logger), "queue gauges not refreshed"; "error" => err.to_string())
         }
     }
-    match table_sizes(&db).await {
+    match table_sizes(db).await {
         Ok(tables) => metrics.record_tables(&tables),
         Err(err) => {
-            slog::warn!(request_logger(&req, &logger), "table gauges not refreshed"; "error" => err.to_string())
+            slog::warn!(request_logger(&req, logger), "table gauges not refreshed"; "error" => err.to_string())
         }
     }
-    let refused = matches!(amo.0.access(), AmoAccess::Refused { .. });
-    metrics.record_amocrm(refused, authority.mode().as_str());
+    let refused = matches!(state.amo.access(), AmoAccess::Refused { .. });
+    metrics.record_amocrm(refused, state.authority.mode().as_str());
     metrics.record_pool(db.pool_state());
     let body = metrics
         .encode()

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::contacts::{timestamp, Page};
 use super::extract::{page_params, paginate};
+use super::openapi::problems::{NoSuchJob, ReadErrors};
 use crate::domain::FieldError;
 use crate::error::ApiError;
-use crate::openapi::ProblemDetails;
 use crate::repositories::{SyncJob, JOB_DEAD, JOB_DONE, JOB_PENDING};
-use crate::services::JobService;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobBody {
@@ -59,15 +59,11 @@ pub struct JobListQuery {
     params(JobListQuery),
     responses(
         (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<JobBody>),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or query parameter (errors name them)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        ReadErrors,
     ),
-    security(("bearer" = ["admin"]))
 )]
 pub async fn list_jobs(
-    service: web::Data<JobService>,
+    state: web::Data<AppState>,
     query: web::Query<JobListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -85,7 +81,7 @@ pub async fn list_jobs(
         return Err(ApiError::Validation(errors));
     }
     let (rows, next_cursor) = paginate(
-        service.list(status, after_id, limit + 1).await?,
+        state.jobs.list(status, after_id, limit + 1).await?,
         limit,
         |j| j.id,
     );
@@ -101,17 +97,13 @@ pub async fn list_jobs(
     params(("id" = i64, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The re-queued job", body = JobBody),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such job", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        NoSuchJob,
     ),
-    security(("bearer" = ["admin"]))
 )]
 pub async fn retry_job(
-    service: web::Data<JobService>,
+    state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = service.retry(id.into_inner()).await?;
+    let job = state.jobs.retry(id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(JobBody::from(job)))
 }

@@ -4,13 +4,59 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use super::extract::read_raw_body;
+use super::openapi::problems::{AmoErrors, DeliveryErrors, SubscribeErrors, UnsubscribeErrors};
 use crate::amo::AmoWebhook;
 use crate::error::ApiError;
-use crate::openapi::{ProblemDetails, WebhookAccepted, WebhookForm, WebhookList};
-use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
+use crate::services::Subscribed;
+use crate::state::AppState;
+
+/// AmoCRM's webhook body as it is sent, form-encoded: PHP-style bracketed keys such as
+/// `account[id]` or `contacts[add][0][name]`, each with a text value. A JSON object of
+/// the same shape is accepted too.
+pub struct WebhookForm;
+
+impl utoipa::PartialSchema for WebhookForm {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "AmoCRM's form-encoded (v2) payload: bracketed keys such as `account[id]` or \
+                 `contacts[add][0][name]`, each with a text value. At least one pair; every \
+                 bracket closes and a key has at most 31 bracket groups. A JSON object of \
+                 the same shape is accepted too.",
+            ))
+            .min_properties(Some(1))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(crate::webhooks::WEBHOOK_KEY_PATTERN)),
+            ))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookForm {}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    pub inbox_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    /// Whether amosync's own hook is subscribed.
+    pub subscribed: bool,
+    /// amosync's own hook (none or one), its secret masked. Other integrations' hooks
+    /// carry their own secrets and are never shown.
+    pub webhooks: Vec<HookBody>,
+}
 
 /// Stores the delivery and answers 200 at once; a wrong secret is a plain 404, so
 /// the URL reveals nothing, and nothing is stored. The secret is checked before a
@@ -22,20 +68,16 @@ use crate::services::{Subscribed, WebhookReceiver, WebhookSubscription};
     request_body(content = WebhookForm, content_type = "application/x-www-form-urlencoded", description = "AmoCRM's form-encoded (v2) payload; JSON is accepted too"),
     responses(
         (status = 200, description = "Stored", body = WebhookAccepted),
-        (status = 400, description = "Empty, or not a payload (invalid JSON, keys nested too deep or in conflict)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Neither form-encoded nor JSON", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "From another AmoCRM account", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "Wrong secret, or webhooks are off", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than WEBHOOK_MAX_BODY_BYTES", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable (Retry-After)", body = ProblemDetails, content_type = "application/problem+json"),
+        DeliveryErrors,
     )
 )]
 pub async fn receive_webhook(
-    receiver: web::Data<WebhookReceiver>,
+    state: web::Data<AppState>,
     secret: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let receiver = &state.receiver;
     if !receiver.knows(&secret) {
         return Err(ApiError::NotFound);
     }
@@ -45,7 +87,10 @@ pub async fn receive_webhook(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let id = receiver.accept(&secret, content_type, body).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "inbox_id": id })))
+    Ok(HttpResponse::Ok().json(WebhookAccepted {
+        status: "accepted".into(),
+        inbox_id: id,
+    }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -70,58 +115,41 @@ fn masked(hook: AmoWebhook, secret: Option<&str>) -> HookBody {
     }
 }
 
-/// The webhook secret, for masking it in admin responses.
-#[derive(Clone)]
-pub struct WebhookSecret(pub Option<String>);
-
 #[utoipa::path(
     get, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
     summary = "amosync's own webhook in AmoCRM, its secret masked (no other integration's hook)",
     responses(
         (status = 200, description = "Webhooks in AmoCRM", body = WebhookList),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+        AmoErrors,
     ),
-    security(("bearer" = ["admin"]))
 )]
-pub async fn list_webhooks(
-    subscription: web::Data<WebhookSubscription>,
-    secret: web::Data<WebhookSecret>,
-) -> Result<HttpResponse, ApiError> {
-    let ours = subscription.ours().await?;
+pub async fn list_webhooks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let ours = state.subscription.ours().await?;
     let subscribed = ours.is_some();
     let hooks: Vec<_> = ours
         .into_iter()
-        .map(|h| masked(h, secret.0.as_deref()))
+        .map(|h| masked(h, state.webhook_secret.as_deref()))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "subscribed": subscribed, "webhooks": hooks })))
+    Ok(HttpResponse::Ok().json(WebhookList {
+        subscribed,
+        webhooks: hooks,
+    }))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/amocrm/webhooks", tag = "webhooks",
     summary = "Subscribe amosync's webhook (no-op when already subscribed)",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to repeats for 24 h", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Subscribed now", body = HookBody),
         (status = 200, description = "Was already subscribed", body = HookBody),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured), or Idempotency-Key in flight", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+        SubscribeErrors, AmoErrors,
     ),
-    security(("bearer" = ["admin"]))
 )]
-pub async fn subscribe_webhook(
-    subscription: web::Data<WebhookSubscription>,
-    secret: web::Data<WebhookSecret>,
-) -> Result<HttpResponse, ApiError> {
-    Ok(match subscription.subscribe().await? {
-        Subscribed::Already(hook) => HttpResponse::Ok().json(masked(hook, secret.0.as_deref())),
-        Subscribed::Created(hook) => {
-            HttpResponse::Created().json(masked(hook, secret.0.as_deref()))
-        }
+pub async fn subscribe_webhook(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let secret = state.webhook_secret.as_deref();
+    Ok(match state.subscription.subscribe().await? {
+        Subscribed::Already(hook) => HttpResponse::Ok().json(masked(hook, secret)),
+        Subscribed::Created(hook) => HttpResponse::Created().json(masked(hook, secret)),
     })
 }
 
@@ -130,16 +158,10 @@ pub async fn subscribe_webhook(
     summary = "Unsubscribe amosync's webhook",
     responses(
         (status = 204, description = "Unsubscribed (or was not subscribed)"),
-        (status = 401, description = "Missing or unknown bearer token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `admin` scope (insufficient_scope)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "SERVER_URL or WEBHOOK_SECRET not set (not_configured)", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, description = "AmoCRM unavailable, rate-limited, or refusing access (amocrm_*), or the database is down", body = ProblemDetails, content_type = "application/problem+json"),
+        UnsubscribeErrors, AmoErrors,
     ),
-    security(("bearer" = ["admin"]))
 )]
-pub async fn unsubscribe_webhook(
-    subscription: web::Data<WebhookSubscription>,
-) -> Result<HttpResponse, ApiError> {
-    subscription.unsubscribe().await?;
+pub async fn unsubscribe_webhook(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.subscription.unsubscribe().await?;
     Ok(HttpResponse::NoContent().finish())
 }

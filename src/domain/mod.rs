@@ -8,8 +8,10 @@ pub use phone::{Phone, PhoneError, Region};
 
 /// One wrong field of a client's input: the field's name as the client sent it
 /// (`phone`, `contact.phone`, `limit`) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FieldProblem)]
 pub struct FieldError {
+    /// The field path, e.g. `phone` or `contact.phone`.
     pub field: String,
     pub message: String,
 }

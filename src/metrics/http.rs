@@ -17,7 +17,8 @@ use actix_web::{web, Error};
 use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-use super::{Metrics, NAMESPACE};
+use super::NAMESPACE;
+use crate::state::AppState;
 
 /// The endpoint of a request no route pattern matched (scanners, typos).
 pub const UNMATCHED: &str = "UNMATCHED";
@@ -110,10 +111,11 @@ pub fn status_label(status: &StatusCode) -> &str {
 /// Middleware (outermost, so the latency includes every other middleware): one count
 /// and one latency sample per request.
 pub async fn record(
-    metrics: web::Data<Metrics>,
+    state: web::Data<AppState>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let metrics = &state.metrics;
     let started = Instant::now();
     let method = req.method().clone();
     let result = next.call(req).await;

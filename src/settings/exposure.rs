@@ -92,7 +92,7 @@ const GENERATE: &str = "e.g. openssl rand -hex 24";
 impl Settings {
     /// Whether AmoCRM is a real account rather than a local fake.
     pub fn talks_to_real_account(&self) -> bool {
-        !is_local_host(&self.amo_base_url)
+        !is_local_host(&self.amo.base_url)
     }
 
     /// The variables that hold a published sample or placeholder value.
@@ -124,10 +124,10 @@ impl Settings {
             })
             .collect();
         if real {
-            if let Some(url) = self.server_url.as_ref().filter(|u| !is_public(u)) {
+            if let Some(url) = self.http.server_url.as_ref().filter(|u| !is_public(u)) {
                 refusals.push(Refusal::PrivateServerUrl {
                     host: url.host_str().unwrap_or_default().to_owned(),
-                    amo: self.amo_base_url.as_str().trim_end_matches('/').to_owned(),
+                    amo: self.amo.base_url.as_str().trim_end_matches('/').to_owned(),
                 });
             }
         }
@@ -145,25 +145,30 @@ impl Settings {
     fn sample_findings(&self) -> Vec<(&'static str, String, &'static str)> {
         let sample = |secret: Option<&Secret>| secret.is_some_and(|s| is_sample(s.expose()));
         let mut found = Vec::new();
-        if let Some(client) = self.api_tokens.iter().find(|t| is_sample(t.token.expose())) {
+        if let Some(client) = self
+            .http
+            .api_tokens
+            .iter()
+            .find(|t| is_sample(t.token.expose()))
+        {
             let whose = format!(" (client `{}`)", client.client_id);
             found.push(("API_TOKENS", whose, GENERATE));
         }
-        if sample(self.webhook_secret.as_ref()) {
+        if sample(self.webhooks.secret.as_ref()) {
             found.push(("WEBHOOK_SECRET", String::new(), GENERATE));
         }
-        if sample(self.metrics_token.as_ref()) {
+        if sample(self.http.metrics_token.as_ref()) {
             found.push(("METRICS_TOKEN", String::new(), GENERATE));
         }
         if self.talks_to_real_account() {
-            if sample(Some(&self.amo_access_token)) {
+            if sample(Some(&self.amo.access_token)) {
                 found.push((
                     "AMO_ACCESS_TOKEN",
                     String::new(),
                     "your integration's long-lived token",
                 ));
             }
-            if sample(self.amo_client_secret.as_ref()) {
+            if sample(self.amo.client_secret.as_ref()) {
                 found.push((
                     "AMO_CLIENT_SECRET",
                     String::new(),

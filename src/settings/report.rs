@@ -14,28 +14,29 @@ impl Settings {
         let millis = |d: std::time::Duration| d.as_millis().to_string();
         let set_or_not = |set: bool| if set { MASK } else { "(not set)" }.to_owned();
         vec![
-            ("BIND_ADDR", self.bind_addr.to_string()),
-            ("PORT", self.port.to_string()),
+            ("BIND_ADDR", self.http.bind_addr.to_string()),
+            ("PORT", self.http.port.to_string()),
             (
                 "SERVER_URL",
-                self.server_url
+                self.http
+                    .server_url
                     .as_ref()
                     .map_or_else(|| "(not set)".to_owned(), masked_url),
             ),
             (
                 "DATABASE_URL",
-                Url::parse(self.database_url.expose())
+                Url::parse(self.db.url.expose())
                     .map(|u| masked_url(&u))
                     // Settings only accept mysql:// URLs, which parse; never echo one that does not.
                     .unwrap_or_else(|_| MASK.to_owned()),
             ),
-            ("DB_POOL_SIZE", self.db_pool_size.to_string()),
-            ("DB_CHECKOUT_TIMEOUT_MS", millis(self.db_checkout_timeout)),
-            ("DB_WAIT_SECS", secs(self.db_wait)),
-            ("AMO_BASE_URL", masked_url(&self.amo_base_url)),
+            ("DB_POOL_SIZE", self.db.pool_size.to_string()),
+            ("DB_CHECKOUT_TIMEOUT_MS", millis(self.db.checkout_timeout)),
+            ("DB_WAIT_SECS", secs(self.db.wait)),
+            ("AMO_BASE_URL", masked_url(&self.amo.base_url)),
             (
                 "AMO_ACCESS_TOKEN",
-                if self.amo_access_token.expose().is_empty() {
+                if self.amo.access_token.expose().is_empty() {
                     "(not set: OAuth mode)".to_owned()
                 } else {
                     MASK.to_owned()
@@ -43,17 +44,18 @@ impl Settings {
             ),
             (
                 "AMO_CLIENT_ID",
-                self.amo_client_id
+                self.amo
+                    .client_id
                     .clone()
                     .unwrap_or_else(|| "(not set)".into()),
             ),
             (
                 "AMO_CLIENT_SECRET",
-                set_or_not(self.amo_client_secret.is_some()),
+                set_or_not(self.amo.client_secret.is_some()),
             ),
             (
                 "AMO_REDIRECT_URI",
-                self.amo_redirect_uri.as_deref().map_or_else(
+                self.amo.redirect_uri.as_deref().map_or_else(
                     || "(not set)".into(),
                     // Not necessarily a URL amosync parsed; never echoed if it does not parse.
                     |raw| Url::parse(raw).map_or_else(|_| MASK.to_owned(), |u| masked_url(&u)),
@@ -61,19 +63,21 @@ impl Settings {
             ),
             (
                 "AMO_ACCOUNT_ID",
-                self.amo_account_id
+                self.amo
+                    .account_id
                     .map_or_else(|| "(not set)".to_owned(), |id| id.to_string()),
             ),
-            ("AMO_CONNECT_TIMEOUT_SECS", secs(self.amo_connect_timeout)),
-            ("AMO_TIMEOUT_SECS", secs(self.amo_request_timeout)),
-            ("AMO_MAX_RPS", self.amo_max_rps.to_string()),
-            ("AMO_ACCESS_PROBE_SECS", secs(self.amo_access_probe)),
-            ("AMO_DEDUP", self.amo_dedup.as_str().to_owned()),
+            ("AMO_CONNECT_TIMEOUT_SECS", secs(self.amo.connect_timeout)),
+            ("AMO_TIMEOUT_SECS", secs(self.amo.request_timeout)),
+            ("AMO_MAX_RPS", self.amo.max_rps.to_string()),
+            ("AMO_ACCESS_PROBE_SECS", secs(self.amo.access_probe)),
+            ("AMO_DEDUP", self.amo.dedup.as_str().to_owned()),
             (
                 "API_TOKENS",
                 // Client names are what logs show, scopes what each may do (as held:
                 // a token written without scopes shows `write`); the tokens stay hidden.
-                self.api_tokens
+                self.http
+                    .api_tokens
                     .iter()
                     .map(|t| format!("{}:{}:{MASK}", t.client_id, t.scopes))
                     .collect::<Vec<_>>()
@@ -81,7 +85,7 @@ impl Settings {
             ),
             (
                 "WEBHOOK_SECRET",
-                if self.webhook_secret.is_some() {
+                if self.webhooks.secret.is_some() {
                     MASK.to_owned()
                 } else {
                     "(not set: webhooks are off)".to_owned()
@@ -89,40 +93,44 @@ impl Settings {
             ),
             (
                 "WEBHOOK_MAX_BODY_BYTES",
-                self.webhook_max_body_bytes.to_string(),
+                self.webhooks.max_body_bytes.to_string(),
             ),
-            ("WEBHOOK_EVENTS", self.webhook_events.join(",")),
-            ("SYNC_INLINE_BUDGET_MS", millis(self.sync_inline_budget)),
-            ("SYNC_MAX_ATTEMPTS", self.sync_max_attempts.to_string()),
-            ("SYNC_RETRY_BASE_MS", millis(self.sync_retry_base)),
-            ("SYNC_LEASE_SECS", secs(self.sync_lease)),
-            ("RECONCILE_INTERVAL_SECS", secs(self.reconcile_interval)),
-            ("RECONCILE_MAX_PAGES", self.reconcile_max_pages.to_string()),
+            ("WEBHOOK_EVENTS", self.webhooks.events.join(",")),
+            ("SYNC_INLINE_BUDGET_MS", millis(self.sync.inline_budget)),
+            ("SYNC_MAX_ATTEMPTS", self.sync.max_attempts.to_string()),
+            ("SYNC_RETRY_BASE_MS", millis(self.sync.retry_base)),
+            ("SYNC_LEASE_SECS", secs(self.sync.lease)),
+            ("RECONCILE_INTERVAL_SECS", secs(self.reconcile.interval)),
+            ("RECONCILE_MAX_PAGES", self.reconcile.max_pages.to_string()),
             (
                 "WEBHOOK_INBOX_RETENTION_DAYS",
-                self.inbox_retention_days.to_string(),
+                self.retention.inbox_days.to_string(),
             ),
             (
                 "SYNC_JOBS_RETENTION_DAYS",
-                self.jobs_retention_days.to_string(),
+                self.retention.jobs_days.to_string(),
             ),
-            ("RETENTION_INTERVAL_SECS", secs(self.retention_interval)),
+            ("RETENTION_INTERVAL_SECS", secs(self.retention.interval)),
             (
                 "TRUSTED_PROXIES",
-                self.trusted_proxies
+                self.http
+                    .trusted_proxies
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("HTTP_WORKERS", self.http_workers.to_string()),
+            ("MAX_BODY_BYTES", self.http.max_body_bytes.to_string()),
+            ("HTTP_WORKERS", self.http.workers.to_string()),
             (
                 "DEFAULT_PHONE_REGION",
                 format!("{:?}", self.default_phone_region.id()),
             ),
-            ("LOG_LEVEL", self.log_level.as_str().to_lowercase()),
-            ("METRICS_TOKEN", set_or_not(self.metrics_token.is_some())),
+            ("LOG_LEVEL", self.log.level.as_str().to_lowercase()),
+            (
+                "METRICS_TOKEN",
+                set_or_not(self.http.metrics_token.is_some()),
+            ),
             (super::DEMO_SWITCH, self.demo.to_string()),
         ]
     }

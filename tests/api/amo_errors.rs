@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_logging_to, CapturedLogs, API_TOKEN};
+use crate::helpers::{CapturedLogs, TestApp, API_TOKEN};
 
 /// No digits, so only the redactor (not the scrubbing of numbers) can hide it.
 const SECRET: &str = "webhook-secret-without-any-digits-abcdefghij";
@@ -13,10 +13,13 @@ const FIELD: &str = "custom_fields_values.0.values.0.value";
 #[tokio::test]
 async fn echoed_values_and_secrets_stay_out_of_every_place_an_error_goes() {
     let captured = CapturedLogs::default();
-    let app = spawn_app_logging_to(captured.logger(), |env| {
-        env.insert("WEBHOOK_SECRET".into(), SECRET.into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .logging_to(captured.logger())
+        .env(|env| {
+            env.insert("WEBHOOK_SECRET".into(), SECRET.into());
+        })
+        .spawn()
+        .await;
     let echo = format!("The value \"+79161234567\" of Иван Эхов is not valid for {API_TOKEN}");
     app.amo.reject_writes_with(Some(json!({
         "title": "Bad Request", "status": 400, "detail": "Request validation failed",

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_logging_to, spawn_app_with, CapturedLogs, API_TOKEN};
+use crate::helpers::{spawn_app, CapturedLogs, TestApp, API_TOKEN};
 
 #[tokio::test]
 async fn health_and_readiness_answer_without_a_token() {
@@ -24,14 +24,16 @@ async fn readiness_says_when_demo_mode_accepts_published_sample_values() {
     assert_eq!(ready.body["demo"], json!(false), "{}", ready.body);
     assert_eq!(ready.body["sample_values"], json!([]));
 
-    let demo = spawn_app_with(|env| {
-        env.insert("AMOSYNC_DEMO".into(), "true".into());
-        env.insert(
-            "WEBHOOK_SECRET".into(),
-            "compose-first-run-webhook-secret-0001".into(),
-        );
-    })
-    .await;
+    let demo = TestApp::builder()
+        .env(|env| {
+            env.insert("AMOSYNC_DEMO".into(), "true".into());
+            env.insert(
+                "WEBHOOK_SECRET".into(),
+                "compose-first-run-webhook-secret-0001".into(),
+            );
+        })
+        .spawn()
+        .await;
     let ready = demo.send(demo.client.get(demo.url("/ready"))).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body["demo"], json!(true), "{}", ready.body);
@@ -41,18 +43,21 @@ async fn readiness_says_when_demo_mode_accepts_published_sample_values() {
 #[tokio::test]
 async fn the_start_up_log_warns_when_demo_mode_is_on() {
     let quiet = CapturedLogs::default();
-    let _app = spawn_app_logging_to(quiet.logger(), |_| {}).await;
+    let _app = TestApp::builder().logging_to(quiet.logger()).spawn().await;
     assert!(!quiet.text().contains("demo mode"), "{}", quiet.text());
 
     let captured = CapturedLogs::default();
-    let _demo = spawn_app_logging_to(captured.logger(), |env| {
-        env.insert("AMOSYNC_DEMO".into(), "true".into());
-        env.insert(
-            "API_TOKENS".into(),
-            "demo:write+read+admin:change-me-local-dev-token-0001".into(),
-        );
-    })
-    .await;
+    let _demo = TestApp::builder()
+        .logging_to(captured.logger())
+        .env(|env| {
+            env.insert("AMOSYNC_DEMO".into(), "true".into());
+            env.insert(
+                "API_TOKENS".into(),
+                "demo:write+read+admin:change-me-local-dev-token-0001".into(),
+            );
+        })
+        .spawn()
+        .await;
     let logs = captured.text();
     let line = logs
         .lines()

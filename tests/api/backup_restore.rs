@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::helpers::TestApp;
 use crate::support::TestDb;
 
 /// Runs a script of `scripts/` with the connection parts of `db`, as an operator would.
@@ -150,7 +151,7 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
     let mirror_mode = |env: &mut std::collections::HashMap<String, String>| {
         env.insert("AMO_DEDUP".into(), "mirror".into());
     };
-    let app = crate::helpers::spawn_app_with(mirror_mode).await;
+    let app = TestApp::builder().env(mirror_mode).spawn().await;
 
     // Before the backup: a submission, a contact a manager made in AmoCRM (imported),
     // and an accepted submission the worker has not attempted yet.
@@ -223,7 +224,12 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
     let _ = std::fs::remove_dir_all(&dir);
     // AmoCRM's own pace: each page of the catch-up takes a while.
     amo.set_latency(std::time::Duration::from_millis(500));
-    let app = crate::helpers::spawn_app_against(amo, db, mirror_mode).await;
+    let app = TestApp::builder()
+        .against(amo)
+        .on(db)
+        .env(mirror_mode)
+        .spawn()
+        .await;
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

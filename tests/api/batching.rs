@@ -3,14 +3,16 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn contacts_queued_during_an_outage_are_created_in_a_few_batch_requests() {
-    let app = spawn_app_with(|env| {
-        env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
+        })
+        .spawn()
+        .await;
     app.amo.fail_with(Some(503));
     let app = &app;
     let posts = (0..60).map(|i| async move {
@@ -38,10 +40,12 @@ async fn contacts_queued_during_an_outage_are_created_in_a_few_batch_requests() 
 
 #[tokio::test]
 async fn a_queued_lead_and_its_new_contact_reach_amocrm_linked_to_each_other() {
-    let app = spawn_app_with(|env| {
-        env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
+        })
+        .spawn()
+        .await;
     app.amo.fail_with(Some(503));
     for i in 0..5 {
         let body = json!({"name": format!("Заявка {i}"), "price": 100 * i,

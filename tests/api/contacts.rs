@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, API_TOKEN};
+use crate::helpers::{spawn_app, TestApp, API_TOKEN};
 
 #[tokio::test]
 async fn a_new_contact_is_created_in_amocrm_and_mirrored_with_201() {
@@ -133,10 +133,12 @@ async fn twenty_concurrent_identical_posts_create_one_contact_everywhere() {
 #[tokio::test]
 async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it() {
     // Retries here are 50 ms apart: enough attempts that the job outlives the outage.
-    let app = spawn_app_with(|env| {
-        env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
+        })
+        .spawn()
+        .await;
     let body = json!({"name": "Иван", "phone": "+79161234567"});
     let mut ids = Vec::new();
     for status in [503, 429, 401, 403] {
@@ -198,10 +200,12 @@ async fn when_amocrm_fails_the_submission_is_accepted_and_the_worker_finishes_it
 
 #[tokio::test]
 async fn a_job_that_keeps_failing_ends_dead_and_can_be_retried() {
-    let app = spawn_app_with(|env| {
-        env.insert("SYNC_MAX_ATTEMPTS".into(), "2".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("SYNC_MAX_ATTEMPTS".into(), "2".into());
+        })
+        .spawn()
+        .await;
     app.amo.fail_with(Some(500));
     let reply = app
         .post(

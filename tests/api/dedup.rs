@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, TestApp, API_TOKEN};
+use crate::helpers::{TestApp, API_TOKEN};
 
 const NEW_CONTACTS: usize = 20;
 
@@ -36,10 +36,12 @@ async fn subscribe(app: &TestApp) {
 
 /// Reconciliation every 5 s: its facts stay fresh (10 s) through the test.
 async fn app_reconciling_every_5s() -> TestApp {
-    spawn_app_with(|env| {
-        env.insert("RECONCILE_INTERVAL_SECS".into(), "5".into());
-    })
-    .await
+    TestApp::builder()
+        .env(|env| {
+            env.insert("RECONCILE_INTERVAL_SECS".into(), "5".into());
+        })
+        .spawn()
+        .await
 }
 
 async fn wait_until_reconciled(app: &TestApp) {
@@ -138,11 +140,13 @@ async fn without_a_finished_full_import_every_new_contact_is_searched_in_amocrm_
 async fn a_phone_a_manager_entered_moments_before_gives_two_contacts_and_reconciliation_reports_them(
 ) {
     // `mirror` trusts the mirror outright; reconciliation every 2 s finds the pair.
-    let app = spawn_app_with(|env| {
-        env.insert("AMO_DEDUP".into(), "mirror".into());
-        env.insert("RECONCILE_INTERVAL_SECS".into(), "2".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("AMO_DEDUP".into(), "mirror".into());
+            env.insert("RECONCILE_INTERVAL_SECS".into(), "2".into());
+        })
+        .spawn()
+        .await;
     wait_until_reconciled(&app).await;
     // The manager's contact exists in AmoCRM, but no webhook or round has brought it yet.
     let manager = app.amo.add_contact("От менеджера", &["8 916 777-00-01"]);

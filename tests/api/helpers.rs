@@ -1,5 +1,5 @@
-//! `spawn_app()`: a fresh database (see `tests/support`), the fake AmoCRM and the real
-//! application.
+//! `TestApp::builder()` (and `spawn_app()`, its defaults): a fresh database (see
+//! `tests/support`), the fake AmoCRM and the real application.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,66 +64,101 @@ fn logger() -> slog::Logger {
     }
 }
 
+/// The app with the defaults: a fresh database, a fresh fake AmoCRM, `base_env`.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    TestApp::builder().spawn().await
 }
 
-/// Like `spawn_app`, with environment overrides applied before start-up.
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    spawn_app_on(TestDb::create().await, tweak).await
+type Tweak<'a> = Box<dyn FnOnce(&mut HashMap<String, String>) + 'a>;
+
+/// How a test's app starts; what is not said is `spawn_app`'s default.
+#[derive(Default)]
+pub struct TestAppBuilder<'a> {
+    tweaks: Vec<Tweak<'a>>,
+    db: Option<TestDb>,
+    amo: Option<FakeAmo>,
+    logger: Option<slog::Logger>,
+    database_down: bool,
 }
 
-/// Starts the app on a database the test has already prepared.
-pub async fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    spawn_app_against(FakeAmo::start().await, db, tweak).await
+impl TestApp {
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder::default()
+    }
 }
 
-/// Starts the app against a fake AmoCRM the test configured itself.
-pub async fn spawn_app_against(
-    amo: FakeAmo,
-    db: TestDb,
-    tweak: impl FnOnce(&mut HashMap<String, String>),
-) -> TestApp {
-    let mut env = base_env(&db, &amo);
-    tweak(&mut env);
-    let app = Application::build(settings_from(env), logger())
-        .await
-        .expect("build app");
-    finish_spawn(app, db, amo)
+impl<'a> TestAppBuilder<'a> {
+    /// Environment overrides, applied to `base_env` before start-up.
+    pub fn env(mut self, tweak: impl FnOnce(&mut HashMap<String, String>) + 'a) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// A database the test has already prepared.
+    pub fn on(mut self, db: TestDb) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// A fake AmoCRM the test configured itself.
+    pub fn against(mut self, amo: FakeAmo) -> Self {
+        self.amo = Some(amo);
+        self
+    }
+
+    /// Logs through `logger` (to inspect what is logged).
+    pub fn logging_to(mut self, logger: slog::Logger) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// Wired to a database server that does not answer (port 1 on loopback); the
+    /// test's own database still exists, untouched.
+    pub fn without_database(mut self) -> Self {
+        self.database_down = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let amo = match self.amo {
+            Some(amo) => amo,
+            None => FakeAmo::start().await,
+        };
+        let db = match self.db {
+            Some(db) => db,
+            None => TestDb::create().await,
+        };
+        let mut env = base_env(&db, &amo);
+        for tweak in self.tweaks {
+            tweak(&mut env);
+        }
+        let settings = settings_from(env);
+        let logger = self.logger.unwrap_or_else(logger);
+        let app = if self.database_down {
+            let amo_transport = Arc::new(transport(&settings));
+            Application::build_with(settings, logger, dead_database(), amo_transport)
+                .expect("build app")
+        } else {
+            Application::build(settings, logger)
+                .await
+                .expect("build app")
+        };
+        finish_spawn(app, db, amo)
+    }
 }
 
-/// Like `spawn_app_with`, logging through `logger` (to inspect what is logged).
-pub async fn spawn_app_logging_to(
-    logger: slog::Logger,
-    tweak: impl FnOnce(&mut HashMap<String, String>),
-) -> TestApp {
-    let db = TestDb::create().await;
-    let amo = FakeAmo::start().await;
-    let mut env = base_env(&db, &amo);
-    tweak(&mut env);
-    let app = Application::build(settings_from(env), logger)
-        .await
-        .expect("build app");
-    finish_spawn(app, db, amo)
-}
-
-/// The app wired to a database server that does not answer (port 1 on loopback).
-pub async fn spawn_app_without_database() -> TestApp {
-    spawn_app_without_database_logging_to(logger()).await
-}
-
-/// `spawn_app_without_database`, logging through `logger`.
-pub async fn spawn_app_without_database_logging_to(logger: slog::Logger) -> TestApp {
-    let amo = FakeAmo::start().await;
-    let db = TestDb::create().await;
-    let settings = settings_from(base_env(&db, &amo));
-    let dead = Db::new(
+fn dead_database() -> Db {
+    Db::new(
         "mysql://root@127.0.0.1:1/none",
         2,
         Duration::from_millis(500),
-    );
-    let transport = HttpAmoTransport::new(AmoClientConfig {
-        base_url: settings.amo_base_url.clone(),
+    )
+}
+
+/// A transport to the fake AmoCRM with short timeouts and no rate limit.
+fn transport(settings: &Settings) -> HttpAmoTransport {
+    HttpAmoTransport::new(AmoClientConfig {
+        base_url: settings.amo.base_url.clone(),
         access_token: FakeAmo::TOKEN.to_owned(),
         region: settings.default_phone_region,
         connect_timeout: Duration::from_secs(1),
@@ -131,10 +166,7 @@ pub async fn spawn_app_without_database_logging_to(logger: slog::Logger) -> Test
         max_rps: 0,
         access_probe: Duration::from_secs(1),
     })
-    .expect("transport");
-    let app =
-        Application::build_with(settings, logger, dead, Arc::new(transport)).expect("build app");
-    finish_spawn(app, db, amo)
+    .expect("transport")
 }
 
 fn finish_spawn(app: Application, db: TestDb, amo: FakeAmo) -> TestApp {

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, API_TOKEN};
+use crate::helpers::{spawn_app, TestApp, API_TOKEN};
 
 async fn post_with_key(
     app: &TestApp,
@@ -125,13 +125,15 @@ async fn a_hundred_concurrent_requests_with_one_key_create_once() {
 #[tokio::test]
 async fn keys_belong_to_one_api_client() {
     let other = "other-client-token-0123456789";
-    let app = spawn_app_with(|env| {
-        env.insert(
-            "API_TOKENS".into(),
-            format!("tests:write+read+admin:{API_TOKEN},other:{other}"),
-        );
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert(
+                "API_TOKENS".into(),
+                format!("tests:write+read+admin:{API_TOKEN},other:{other}"),
+            );
+        })
+        .spawn()
+        .await;
     let (a, _) = post_with_key(
         &app,
         API_TOKEN,

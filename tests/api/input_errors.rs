@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_without_database_logging_to, CapturedLogs, API_TOKEN};
+use crate::helpers::{spawn_app, CapturedLogs, TestApp, API_TOKEN};
 
 #[tokio::test]
 async fn missing_fields_and_unparsable_phones_are_named_in_a_422() {
@@ -155,7 +155,11 @@ async fn queries_read_blank_as_absent_and_whole_numbers_as_integers() {
 #[tokio::test]
 async fn an_unreachable_database_is_a_503_not_a_500_and_the_cause_is_logged() {
     let logs = CapturedLogs::default();
-    let app = spawn_app_without_database_logging_to(logs.logger()).await;
+    let app = TestApp::builder()
+        .without_database()
+        .logging_to(logs.logger())
+        .spawn()
+        .await;
     let reply = app
         .post(
             "/api/v1/contacts",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::fake_amo::{FakeAmo, FakeConfig};
-use crate::helpers::{spawn_app_against, TestDb};
+use crate::helpers::{TestApp, TestDb};
 
 #[tokio::test]
 async fn a_claimed_job_is_leased_for_sync_lease_secs_not_longer() {
@@ -19,11 +19,15 @@ async fn a_claimed_job_is_leased_for_sync_lease_secs_not_longer() {
         ..FakeConfig::default()
     })
     .await;
-    let app = spawn_app_against(fake, db, |env| {
-        env.insert("SYNC_LEASE_SECS".into(), "40".into());
-        env.insert("AMO_TIMEOUT_SECS".into(), "10".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .against(fake)
+        .on(db)
+        .env(|env| {
+            env.insert("SYNC_LEASE_SECS".into(), "40".into());
+            env.insert("AMO_TIMEOUT_SECS".into(), "10".into());
+        })
+        .spawn()
+        .await;
 
     app.wait_for(
         "SELECT COUNT(*) AS n FROM sync_jobs WHERE leased_until IS NOT NULL",

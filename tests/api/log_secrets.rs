@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::fake_amo::FakeAmo;
-use crate::helpers::{spawn_app_logging_to, CapturedLogs, API_TOKEN, WEBHOOK_SECRET};
+use crate::helpers::{CapturedLogs, TestApp, API_TOKEN, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const DELIVERY: &str =
@@ -12,7 +12,10 @@ const DELIVERY: &str =
 #[tokio::test]
 async fn no_configured_secret_appears_in_the_logs_of_a_full_flow() {
     let captured = CapturedLogs::default();
-    let app = spawn_app_logging_to(captured.logger(), |_| {}).await;
+    let app = TestApp::builder()
+        .logging_to(captured.logger())
+        .spawn()
+        .await;
 
     let created = app
         .send(

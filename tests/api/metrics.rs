@@ -2,9 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{
-    spawn_app, spawn_app_with, spawn_app_without_database, TestApp, WEBHOOK_SECRET,
-};
+use crate::helpers::{spawn_app, TestApp, WEBHOOK_SECRET};
 use crate::noise::{http_series, random_requests};
 
 async fn scrape(app: &TestApp) -> String {
@@ -129,10 +127,12 @@ async fn job_and_inbox_gauges_follow_the_tables() {
 #[tokio::test]
 async fn with_metrics_token_set_metrics_need_that_bearer_token() {
     const TOKEN: &str = "scrape-token-0123456789";
-    let app = spawn_app_with(|env| {
-        env.insert("METRICS_TOKEN".into(), TOKEN.into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("METRICS_TOKEN".into(), TOKEN.into());
+        })
+        .spawn()
+        .await;
     let anonymous = app.send(app.client.get(app.url("/metrics"))).await;
     assert_eq!(anonymous.status, 401);
     assert_eq!(anonymous.problem_code(), "unauthorized");
@@ -212,20 +212,24 @@ async fn without_metrics_token_only_internal_networks_may_scrape() {
     assert_eq!(refused.problem_code(), "forbidden");
 
     // Whoever cannot be a proxy cannot claim to forward for someone either.
-    let direct = spawn_app_with(|env| {
-        env.insert("TRUSTED_PROXIES".into(), "none".into());
-    })
-    .await;
+    let direct = TestApp::builder()
+        .env(|env| {
+            env.insert("TRUSTED_PROXIES".into(), "none".into());
+        })
+        .spawn()
+        .await;
     assert_eq!(scrape_for(&direct, "203.0.113.7", None).await, 200);
 }
 
 #[tokio::test]
 async fn with_metrics_token_remote_scrapers_get_in_with_it() {
     const TOKEN: &str = "remote-scrape-token-0123456789";
-    let app = spawn_app_with(|env| {
-        env.insert("METRICS_TOKEN".into(), TOKEN.into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("METRICS_TOKEN".into(), TOKEN.into());
+        })
+        .spawn()
+        .await;
     assert_eq!(scrape_for(&app, "203.0.113.7", Some(TOKEN)).await, 200);
     assert_eq!(scrape_for(&app, "203.0.113.7", None).await, 401);
     assert_eq!(scrape_for(&app, "10.0.0.9", None).await, 401);
@@ -235,10 +239,12 @@ async fn with_metrics_token_remote_scrapers_get_in_with_it() {
 /// dedup mode, and each table's size.
 #[tokio::test]
 async fn operations_gauges_show_database_amocrm_access_mode_and_table_sizes() {
-    let app = spawn_app_with(|env| {
-        env.insert("AMO_DEDUP".into(), "remote".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("AMO_DEDUP".into(), "remote".into());
+        })
+        .spawn()
+        .await;
     let text = scrape(&app).await;
     assert_eq!(sample(&text, "amosync_database_up"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "amosync_amocrm_access_refused"), Some(0.0));
@@ -281,7 +287,7 @@ async fn operations_gauges_show_database_amocrm_access_mode_and_table_sizes() {
 
 #[tokio::test]
 async fn a_database_that_does_not_answer_reads_database_up_0() {
-    let app = spawn_app_without_database().await;
+    let app = TestApp::builder().without_database().spawn().await;
     let text = scrape(&app).await;
     assert_eq!(sample(&text, "amosync_database_up"), Some(0.0), "{text}");
 }

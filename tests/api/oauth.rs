@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fake_amo::{FakeAmo, FakeConfig};
-use crate::helpers::{spawn_app_against, TestApp, TestDb};
+use crate::helpers::{TestApp, TestDb};
 
 const CLIENT: [(&str, &str); 3] = [
     ("AMO_CLIENT_ID", "fake-client-id"),
@@ -25,7 +25,12 @@ fn fake_with_ttl(token_ttl: Duration) -> impl std::future::Future<Output = FakeA
 
 /// The app in OAuth mode; `keys` are `(TOKEN_ENCRYPTION_KEY, _PREVIOUS)`.
 async fn oauth_app_on(fake: FakeAmo, db: TestDb, keys: (&str, Option<&str>)) -> TestApp {
-    spawn_app_against(fake, db, |env| oauth_env(env, keys)).await
+    TestApp::builder()
+        .against(fake)
+        .on(db)
+        .env(|env| oauth_env(env, keys))
+        .spawn()
+        .await
 }
 
 fn oauth_env(env: &mut HashMap<String, String>, keys: (&str, Option<&str>)) {
@@ -162,11 +167,15 @@ async fn a_refused_refresh_marks_reauthorisation_without_looping() {
 async fn a_new_authorisation_revives_a_running_instance_within_seconds() {
     let fake = fake_with_ttl(Duration::from_secs(3600)).await;
     // Probes an hour apart: only noticing the new authorisation can revive it.
-    let app = spawn_app_against(fake, TestDb::create().await, |env| {
-        oauth_env(env, (KEY_A, None));
-        env.insert("AMO_ACCESS_PROBE_SECS".into(), "3600".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .against(fake)
+        .on(TestDb::create().await)
+        .env(|env| {
+            oauth_env(env, (KEY_A, None));
+            env.insert("AMO_ACCESS_PROBE_SECS".into(), "3600".into());
+        })
+        .spawn()
+        .await;
     assert!(exchange(&app, &app.amo.issue_auth_code()).status.success());
     post_after_our_refresh_token_was_spent(&app).await;
     let ready = app.send(app.client.get(app.url("/ready"))).await;

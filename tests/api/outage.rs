@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::fake_amo::{FakeAmo, FakeConfig};
-use crate::helpers::{spawn_app_against, TestDb};
+use crate::helpers::{TestApp, TestDb};
 
 const SUBMISSIONS: usize = 500;
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -17,11 +17,15 @@ async fn submissions_during_a_rate_limit_outage_are_all_accepted_and_synced_once
         ..FakeConfig::default()
     })
     .await;
-    let app = spawn_app_against(fake, TestDb::create().await, |env| {
-        env.insert("AMO_MAX_RPS".into(), "7".into());
-        env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .against(fake)
+        .on(TestDb::create().await)
+        .env(|env| {
+            env.insert("AMO_MAX_RPS".into(), "7".into());
+            env.insert("SYNC_MAX_ATTEMPTS".into(), "1000".into());
+        })
+        .spawn()
+        .await;
     app.amo.fail_with(Some(429));
     let started = Instant::now();
     let app = &app;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::helpers::{ignored_events, spawn_app_with, TestApp, WEBHOOK_SECRET};
+use crate::helpers::{ignored_events, TestApp, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -80,11 +80,13 @@ async fn check(fixture: Fixture) {
         "{name}: the source is recorded"
     );
     // Captured bodies come from many accounts: no account is pinned.
-    let mut app = spawn_app_with(|env| {
-        env.remove("AMO_ACCOUNT_ID");
-        env.insert("DB_POOL_SIZE".into(), "3".into());
-    })
-    .await;
+    let mut app = TestApp::builder()
+        .env(|env| {
+            env.remove("AMO_ACCOUNT_ID");
+            env.insert("DB_POOL_SIZE".into(), "3".into());
+        })
+        .spawn()
+        .await;
     deliver_and_check(&app, &name, body, &meta["expect"]).await;
     // Its pool would otherwise hold connections to the shared server until the
     // test binary exits.

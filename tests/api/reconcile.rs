@@ -1,11 +1,13 @@
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn changes_whose_webhooks_were_lost_are_pulled_by_reconciliation() {
-    let app = spawn_app_with(|env| {
-        env.insert("RECONCILE_INTERVAL_SECS".into(), "1".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("RECONCILE_INTERVAL_SECS".into(), "1".into());
+        })
+        .spawn()
+        .await;
     // No webhook subscription at all: only reconciliation can bring these in.
     let id = app.amo.add_contact("Потерянный", &["8 916 000-11-11"]);
     let path = format!(

@@ -3,16 +3,18 @@
 
 use std::time::Duration;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
-    let app = spawn_app_with(|env| {
-        env.insert("RETENTION_INTERVAL_SECS".into(), "1".into());
-        env.insert("WEBHOOK_INBOX_RETENTION_DAYS".into(), "7".into());
-        env.insert("SYNC_JOBS_RETENTION_DAYS".into(), "30".into());
-    })
-    .await;
+    let app = TestApp::builder()
+        .env(|env| {
+            env.insert("RETENTION_INTERVAL_SECS".into(), "1".into());
+            env.insert("WEBHOOK_INBOX_RETENTION_DAYS".into(), "7".into());
+            env.insert("SYNC_JOBS_RETENTION_DAYS".into(), "30".into());
+        })
+        .spawn()
+        .await;
     // In arrival order, as the service writes them: 2,500 old processed deliveries
     // (three batches), an old failed one, then a processed one inside the window.
     let old: Vec<String> = (0..2_500)

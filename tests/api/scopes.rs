@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::fake_amo::FakeAmo;
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 const SCOPES: [&str; 3] = ["write", "read", "admin"];
 /// `name:scopes:token`; each token holds exactly the scopes its name says.
@@ -35,10 +35,12 @@ async fn spawn_with_scoped_tokens() -> TestApp {
             scopes => format!("{name}:{scopes}:{token}"),
         })
         .collect();
-    spawn_app_with(|env| {
-        env.insert("API_TOKENS".into(), entries.join(","));
-    })
-    .await
+    TestApp::builder()
+        .env(|env| {
+            env.insert("API_TOKENS".into(), entries.join(","));
+        })
+        .spawn()
+        .await
 }
 
 /// Every operation that names a bearer scope, with the scope it names.

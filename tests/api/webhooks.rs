@@ -1,8 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{
-    spawn_app, spawn_app_on, spawn_app_without_database, TestApp, TestDb, WEBHOOK_SECRET,
-};
+use crate::helpers::{spawn_app, TestApp, TestDb, WEBHOOK_SECRET};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const MIXED: &str =
@@ -297,7 +295,7 @@ async fn a_burst_of_a_thousand_contacts_in_one_delivery_is_applied() {
 
 #[tokio::test]
 async fn with_the_database_down_a_delivery_gets_503_so_amocrm_retries() {
-    let app = spawn_app_without_database().await;
+    let app = TestApp::builder().without_database().spawn().await;
     let reply = app.deliver(WEBHOOK_SECRET, FORM, MIXED).await;
     assert_eq!(
         (reply.status, reply.problem_code()),
@@ -316,7 +314,7 @@ async fn deliveries_a_crashed_worker_held_are_applied_after_a_restart() {
          VALUES ('{FORM}', '{}', NOW(6) + INTERVAL 1 HOUR)",
         body.replace('\'', "''")
     ));
-    let app = spawn_app_on(db, |_| {}).await;
+    let app = TestApp::builder().on(db).spawn().await;
     processed(&app, 1).await;
     assert_eq!(
         app.db

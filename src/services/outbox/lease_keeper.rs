@@ -68,10 +68,7 @@ impl<'a> LeaseKeeper<'a> {
         if held.is_empty() {
             return;
         }
-        // Collected before `held` moves into the query (clippy misses the move).
-        #[allow(clippy::needless_collect)]
-        let asked: Vec<Record> = held.iter().map(|(record, _)| *record).collect();
-        match self.rows.renew_leases(held, self.lease).await {
+        match self.rows.renew_leases(held.clone(), self.lease).await {
             Ok(rows) => {
                 for (record, until) in rows {
                     match until {
@@ -82,7 +79,9 @@ impl<'a> LeaseKeeper<'a> {
                 }
             }
             // The database is unreachable: stop claiming any of them.
-            Err(_) => asked.into_iter().for_each(|record| self.mark_lost(record)),
+            Err(_) => held
+                .into_iter()
+                .for_each(|(record, _)| self.mark_lost(record)),
         }
     }
 

@@ -1,128 +1,21 @@
-//! The OpenAPI 3.1 description of the HTTP API, generated from the handlers' `#[utoipa::path]`
-//! attributes and the bodies' `ToSchema` derives, served at `/openapi.json`.
+//! The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`: each
+//! operation from its handler's `#[utoipa::path]` and typed bodies, who may call it
+//! and its `Idempotency-Key` from the route table (`routes`), the error responses from
+//! the shared sets in `problems`, every error body `error::Problem`'s own schema.
 
-use serde::Serialize;
-use utoipa::openapi::path::ParameterIn;
-use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::RefOr;
-use utoipa::{Modify, OpenApi, ToSchema};
+pub mod problems;
 
-use crate::controllers;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{RefOr, Required};
+use utoipa::{Modify, OpenApi};
 
-/// Every error body: RFC 9457 problem details plus a stable `code`. It mirrors the
-/// private `Problem` that `src/error.rs` renders (a test compares the two).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProblemDetails {
-    /// `urn:amosync:problem:{code}`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Stable, snake_case: `validation_failed`, `not_found`, `unauthorized`, …
-    pub code: String,
-    /// 422 only: each wrong field and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldProblem>>,
-    /// `409 already_exists` and `502 amocrm_rejected`: the stored record's id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FieldProblem {
-    /// The field path, e.g. `phone` or `contact.phone`.
-    pub field: String,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HealthBody {
-    /// Always `ok`.
-    pub status: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReadyBody {
-    /// Always `ready`.
-    pub status: String,
-    pub amocrm: AmoAccessBody,
-    /// `AMOSYNC_DEMO`: a demo that accepts the published sample values.
-    pub demo: bool,
-    /// Variables holding a published sample value (`API_TOKENS`, `WEBHOOK_SECRET`, …):
-    /// anyone can use them, so such an instance must not be reachable by others.
-    pub sample_values: Vec<String>,
-    pub mirror: MirrorBody,
-}
-
-/// Whether the mirror is authoritative, i.e. whether `AMO_DEDUP=auto` skips AmoCRM's
-/// phone search; ages are seconds since each fact was recorded (null: never).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MirrorBody {
-    /// `auto`, `remote` or `mirror`.
-    pub dedup: String,
-    pub authoritative: bool,
-    /// When not authoritative: the first fact missing or stale.
-    pub reason: Option<String>,
-    pub full_import_age_secs: Option<i64>,
-    pub webhook_verified_age_secs: Option<i64>,
-    pub reconciled_age_secs: Option<i64>,
-}
-
-/// AmoCRM access as `/ready` reports it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AmoAccessBody {
-    /// `ok` or `refused`.
-    pub state: String,
-    /// When refused: `unauthorized`, `payment_required` or `forbidden`.
-    pub reason: Option<String>,
-    /// When refused: since when, in Unix seconds.
-    pub since: Option<u64>,
-}
-
-/// AmoCRM's webhook body as it is sent, form-encoded: PHP-style bracketed keys such as
-/// `account[id]` or `contacts[add][0][name]`, each with a text value. A JSON object of
-/// the same shape is accepted too.
-pub struct WebhookForm;
-
-impl utoipa::PartialSchema for WebhookForm {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some(
-                "AmoCRM's form-encoded (v2) payload: bracketed keys such as `account[id]` or \
-                 `contacts[add][0][name]`, each with a text value. At least one pair; every \
-                 bracket closes and a key has at most 31 bracket groups. A JSON object of \
-                 the same shape is accepted too.",
-            ))
-            .min_properties(Some(1))
-            .property_names(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(crate::webhooks::WEBHOOK_KEY_PATTERN)),
-            ))
-            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
-            .into()
-    }
-}
-
-impl ToSchema for WebhookForm {}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookAccepted {
-    /// Always `accepted`.
-    pub status: String,
-    pub inbox_id: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookList {
-    /// Whether amosync's own hook is subscribed.
-    pub subscribed: bool,
-    /// amosync's own hook (none or one), its secret masked. Other integrations' hooks
-    /// carry their own secrets and are never shown.
-    pub webhooks: Vec<controllers::HookBody>,
-}
+use super::routes::{self, Access, Operations};
+use crate::error::Problem;
+use problems::problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -131,30 +24,8 @@ pub struct WebhookList {
         description = "Finds or creates contacts and leads in AmoCRM through a MySQL mirror. \
                        Every error is application/problem+json with a stable `code`."
     ),
-    paths(
-        controllers::contacts::create_contact,
-        controllers::contacts::list_contacts,
-        controllers::contacts::get_contact,
-        controllers::leads::create_lead,
-        controllers::leads::list_leads,
-        controllers::leads::get_lead,
-        controllers::legacy::create_contact_legacy,
-        controllers::legacy::create_lead_legacy,
-        controllers::sync_jobs::list_jobs,
-        controllers::sync_jobs::retry_job,
-        controllers::webhooks::receive_webhook,
-        controllers::webhooks::list_webhooks,
-        controllers::webhooks::subscribe_webhook,
-        controllers::webhooks::unsubscribe_webhook,
-        controllers::health::health,
-        controllers::health::ready,
-        controllers::metrics::get_metrics,
-        controllers::docs::openapi_json,
-        controllers::docs::docs_ui,
-        controllers::docs::docs_slash,
-    ),
-    components(schemas(ProblemDetails, FieldProblem)),
-    modifiers(&BearerScheme, &LeadContactChoice, &BlankQueryIsAbsent),
+    components(schemas(Problem)),
+    modifiers(&BearerScheme),
     tags(
         (name = "contacts", description = "Find-or-create and read contacts"),
         (name = "leads", description = "Find-or-create and read leads"),
@@ -191,6 +62,33 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// What `EntityName::parse` accepts, as a regular expression (the tests below hold the
+/// two equal): 1 to 255 characters once surrounding whitespace is trimmed, no control
+/// characters inside.
+const ENTITY_NAME_PATTERN: &str = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]{0,253}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$";
+
+/// The bodies whose `name` is an `EntityName`: each gets `ENTITY_NAME_PATTERN`
+/// (`#[schema(pattern)]` takes a literal only, which would be pasted in each).
+const NAMED_BODIES: [&str; 2] = ["ContactRequest", "LeadRequest"];
+
+struct NamePattern;
+
+impl Modify for NamePattern {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else {
+            return;
+        };
+        for body in NAMED_BODIES {
+            let Some(RefOr::T(Schema::Object(object))) = schemas.get_mut(body) else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Object(name))) = object.properties.get_mut("name") {
+                name.pattern = Some(ENTITY_NAME_PATTERN.to_owned());
+            }
+        }
     }
 }
 
@@ -262,9 +160,69 @@ impl Modify for BlankQueryIsAbsent {
     }
 }
 
-/// The document, built once per call (cheap; `/openapi.json` is not hot).
+/// The whole document: the handlers' operations, each completed from its row of the
+/// route table.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(Operations::openapi());
+    for mounted in routes::mounted() {
+        let operation = doc.paths.paths.get_mut(&mounted.path).and_then(|item| {
+            routes::operations(item)
+                .into_iter()
+                .find(|(method, _)| *method == mounted.method)
+                .and_then(|(_, operation)| operation.as_mut())
+        });
+        if let Some(operation) = operation {
+            complete(
+                operation,
+                mounted.endpoint.access,
+                mounted.endpoint.idempotent,
+            );
+        }
+    }
+    NamePattern.modify(&mut doc);
+    LeadContactChoice.modify(&mut doc);
+    BlankQueryIsAbsent.modify(&mut doc);
+    doc
+}
+
+/// What the route table knows of an operation: the scope it needs (with the 401 and
+/// 403 that enforce it) and the `Idempotency-Key` header it replays.
+fn complete(operation: &mut utoipa::openapi::path::Operation, access: Access, idempotent: bool) {
+    if let Access::Token(scope) = access {
+        operation.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
+        let responses = &mut operation.responses.responses;
+        responses.insert("401".into(), problem("Missing or unknown bearer token"));
+        responses.insert(
+            "403".into(),
+            problem(&format!(
+                "The token lacks the `{scope}` scope (insufficient_scope)"
+            )),
+        );
+    }
+    if idempotent {
+        // Operations whose own errors already have a 409 or 422 say these there.
+        let responses = &mut operation.responses.responses;
+        responses.entry("409".into()).or_insert_with(|| {
+            problem("Idempotency-Key still in flight (idempotency_in_progress)")
+        });
+        responses
+            .entry("422".into())
+            .or_insert_with(|| problem("Idempotency-Key malformed, or reused with another body"));
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("Replays the first response to repeats for 24 h"))
+            .schema(Some(
+                // Optional, so `null` too, as utoipa writes an `Option<String>`.
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .pattern(Some("^[!-~]{1,255}$")),
+            ))
+            .build();
+        operation.parameters.get_or_insert_with(Vec::new).push(key);
+    }
 }
 
 #[cfg(test)]
