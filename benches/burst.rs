@@ -12,7 +12,10 @@
 //! second, and the 429s it answered. Two figures are timed at the fake, where AmoCRM
 //! would see them: the limiter's utilisation (calls per second from the burst's
 //! first call to its last, divided by `AMO_MAX_RPS`) and the mean time from a
-//! contact's POST to the arrival of the call that created it in AmoCRM.
+//! contact's POST to the arrival of the call that created it in AmoCRM. Also from
+//! the arrivals: the time lost against the full rate (stalls, and the rest) and the
+//! tightest span of `rps + 1` consecutive calls; `BENCH_ARRIVALS_FILE=<path>` writes
+//! each arrival (milliseconds from the first, creates marked) for a closer look.
 //!
 //! By default (`BENCH_AUTHORITATIVE=1`) the mirror is made authoritative first, as
 //! an operator would: a full import (of the empty fake), the webhook subscribed, a
@@ -23,7 +26,7 @@
 //!
 //! Run with `cargo bench --bench burst`. It prints numbers; it asserts nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -233,6 +236,12 @@ async fn main() {
             arrivals.len(),
             100.0 * per_second / f64::from(rps.max(1))
         );
+        let creates: HashSet<Instant> = fake
+            .contact_arrivals()
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect();
+        print_where_the_time_went(&arrivals, &creates, rps);
     }
     let posted = posted.lock().map(|p| p.clone()).unwrap_or_default();
     let waits: Vec<f64> = fake
@@ -250,4 +259,66 @@ async fn main() {
     }
 
     drop(database);
+}
+
+/// Where a burst's time went, from the arrivals at the fake: the time lost against
+/// one call per `1 / rps` split into stalls (gaps of more than two spacings: nothing
+/// was asking for a call, as between rounds) and the rest (margin, late wake-ups);
+/// and the tightest span of `rps + 1` consecutive arrivals, which the strict window
+/// refuses below one second (its distance from 1 s is the margin left).
+fn print_where_the_time_went(arrivals: &[Instant], creates: &HashSet<Instant>, rps: u32) {
+    let spacing = 1.0 / f64::from(rps.max(1));
+    let gaps: Vec<f64> = arrivals
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+        .collect();
+    let stalls: Vec<f64> = gaps
+        .iter()
+        .copied()
+        .filter(|g| *g > 2.0 * spacing)
+        .collect();
+    let lost_in_stalls: f64 = stalls.iter().map(|g| g - spacing).sum();
+    let lost: f64 = gaps.iter().sum::<f64>() - gaps.len() as f64 * spacing;
+    let n = rps.max(1) as usize;
+    let mut spans: Vec<f64> = arrivals
+        .windows(n + 1)
+        .map(|w| w[n].duration_since(w[0]).as_secs_f64() * 1000.0)
+        .collect();
+    spans.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        spans
+            .get(((spans.len() as f64 - 1.0) * q) as usize)
+            .copied()
+    };
+    println!(
+        "  time lost  {lost:.1} s against one call per {:.0} ms: {lost_in_stalls:.1} s in \
+         {} stalls (gaps over {:.0} ms, longest {:.2} s), {:.1} s in the other gaps",
+        spacing * 1000.0,
+        stalls.len(),
+        2000.0 * spacing,
+        stalls.iter().copied().fold(0.0, f64::max),
+        lost - lost_in_stalls
+    );
+    if let (Some(min), Some(p01), Some(p50)) = (at(0.0), at(0.01), at(0.5)) {
+        println!(
+            "  {} calls  spanned at least {min:.1} ms (1 %: {p01:.1} ms, median {p50:.1} ms); \
+             under 1000 ms the strict window refuses",
+            n + 1
+        );
+    }
+    // One line per call (milliseconds from the first; creates marked), to look closer.
+    if let Ok(path) = std::env::var("BENCH_ARRIVALS_FILE") {
+        let first = arrivals[0];
+        let lines: String = arrivals
+            .iter()
+            .map(|at| {
+                let ms = at.duration_since(first).as_secs_f64() * 1000.0;
+                let kind = if creates.contains(at) { "create" } else { "" };
+                format!("{ms:.1} {kind}\n")
+            })
+            .collect();
+        if let Err(error) = std::fs::write(&path, lines) {
+            println!("  could not write the arrivals to {path}: {error}");
+        }
+    }
 }

@@ -6,16 +6,24 @@
 //! cleared go out while the rest are still searched; the remainder follows the last
 //! search. The leases of all records are renewed while the round runs.
 //!
+//! While rounds search, the worker's next round waits for this one's `Turn`, which
+//! is passed on when only the last `SEARCHES_IN_FLIGHT` searches are left to start:
+//! the next round is claimed and queues its searches at the rate limiter while this
+//! one ends (its last searches, creates and writes), so the limiter never idles
+//! between rounds.
+//!
 //! While the mirror is authoritative (`MirrorAuthority`) a record on its first attempt
 //! is not searched for: a contact is looked up in the mirror by phone only, and what
 //! is missing goes straight into the batched creates.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use slog::Logger;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::lease_keeper::LeaseKeeper;
 use crate::amo::{
@@ -37,6 +45,62 @@ const SEARCHES_IN_FLIGHT: usize = 16;
 /// round goes on searching: AmoCRM's recommended batch. Each such create costs one
 /// more call per 50 contacts (2 %), and saves them the wait for the round's end.
 const CREATE_EARLY: usize = 50;
+
+/// The right to claim a round and start its searches: one round at a time has it.
+#[derive(Default)]
+pub struct Turn(Mutex<Option<OwnedSemaphorePermit>>);
+
+impl Turn {
+    /// Waits for `turns` (a semaphore of one permit) when `take`, else holds nothing.
+    pub async fn take(turns: &Arc<Semaphore>, take: bool) -> Turn {
+        let permit = if take {
+            Arc::clone(turns).acquire_owned().await.ok()
+        } else {
+            None
+        };
+        Turn(Mutex::new(permit))
+    }
+
+    /// Lets the next round start (also when the holder is dropped).
+    pub fn pass(&self) {
+        drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+
+    #[cfg(test)]
+    pub fn is_held(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// A round's searches, handed out one by one; passes the turn on as the last
+/// `SEARCHES_IN_FLIGHT` are handed out, unless the round halted. (A named type, not
+/// a closure, so the worker's future stays `Send`.)
+struct PassingOn<'r, I> {
+    searches: I,
+    left: usize,
+    turn: Option<&'r Turn>,
+    halt: &'r AtomicBool,
+}
+
+impl<I: Iterator> Iterator for PassingOn<'_, I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let search = self.searches.next()?;
+        // The next round's claim and first searches take a few seconds: started
+        // now, they are at the limiter before this round's last searches are done.
+        if self.left <= SEARCHES_IN_FLIGHT && !self.halt.load(Ordering::SeqCst) {
+            if let Some(turn) = self.turn {
+                turn.pass();
+            }
+        }
+        self.left -= 1;
+        Some(search)
+    }
+}
 
 /// Records the searches found missing, waiting to be created together.
 #[derive(Default)]
@@ -117,6 +181,9 @@ pub struct RoundRunner<'a> {
     pub authority: &'a MirrorAuthority,
     /// While the service drains, no new search starts: the rest is put back.
     pub lifecycle: Option<&'a Lifecycle>,
+    /// Passed on once only the round's last searches are left to start, unless
+    /// the round halted by then.
+    pub turn: Option<&'a Turn>,
     pub logger: &'a Logger,
 }
 
@@ -161,6 +228,12 @@ impl RoundRunner<'_> {
         for item in round.leads {
             searches.push(Box::pin(self.search_lead(item, &halt, search)));
         }
+        let searches = PassingOn {
+            left: searches.len(),
+            searches: searches.into_iter(),
+            turn: self.turn,
+            halt: &halt,
+        };
         let mut plans = futures::stream::iter(searches).buffer_unordered(SEARCHES_IN_FLIGHT);
         // Creates of what the searches have cleared so far, sent while the rest are
         // searched: the first records of a long round reach AmoCRM seconds after their

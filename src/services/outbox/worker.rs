@@ -3,18 +3,22 @@
 //! once), takes the leases of their records, and runs one search-then-create round
 //! over all of them (`sync_round`), so records waiting together are created in
 //! AmoCRM together. Failures are rescheduled with backoff on each record's job.
+//! Several rounds run at once: without searches freely; with searches in turns
+//! (`Turn`), the next claimed as the current one starts its last searches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use slog::Logger;
+use tokio::sync::Semaphore;
 
-use super::rounds::{LeadItem, LeadLink, Round, RoundReport, RoundRunner};
+use super::rounds::{LeadItem, LeadLink, Round, RoundReport, RoundRunner, Turn};
 use crate::amo::{AmoAccess, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    ContactRepository, Entity, JobRepository, LeadRepository, Record, SyncJob, SyncRowRepository,
+    Contact, ContactRepository, Entity, JobRepository, LeadRepository, Record, SyncJob,
+    SyncRowRepository,
 };
 use crate::services::{MirrorAuthority, ServiceError, SyncSettings, SYNC_LEASE};
 
@@ -22,12 +26,14 @@ use crate::services::{MirrorAuthority, ServiceError, SyncSettings, SYNC_LEASE};
 pub struct SyncWorkerConfig {
     /// Jobs claimed per round: a full `POST /contacts` worth.
     pub batch_size: i64,
-    /// Rounds worked at the same time while the mirror is authoritative (rounds
-    /// without searches). While one round writes its results (a commit per record),
-    /// the next is already in AmoCRM: a burst is not worked off one round-trip after
-    /// another. Claims skip each other's jobs. A searching round alone keeps
-    /// AmoCRM's requests per second busy; more of them would only queue in the
-    /// limiter ahead of reconciliation, so then one round runs at a time.
+    /// Rounds worked at the same time. While the mirror is authoritative (rounds
+    /// without searches), freely: while one round writes its results (a commit per
+    /// record), the next is already in AmoCRM, so a burst is not worked off one
+    /// round-trip after another. Claims skip each other's jobs. While rounds search,
+    /// in turns: the next round is claimed when the current one has only its last
+    /// searches left to start, so the limiter has its calls before the current round
+    /// ends; more searching at once would only queue in the limiter ahead of
+    /// reconciliation.
     pub rounds_at_once: usize,
     /// How long a claimed job is exclusive: after a crash, it is retried once this
     /// lapses. The same length as `record_lease` (one setting, `SYNC_LEASE_SECS`):
@@ -74,6 +80,8 @@ pub struct SyncWorker {
     sync: SyncSettings,
     config: SyncWorkerConfig,
     authority: Arc<MirrorAuthority>,
+    /// One permit: the turn to claim a searching round and start its searches.
+    search_turns: Arc<Semaphore>,
     /// The current wait after halted rounds (zero while rounds get through).
     halt_pause: Mutex<Duration>,
     logger: Logger,
@@ -86,6 +94,13 @@ const MAX_HALT_PAUSE: Duration = Duration::from_secs(15);
 /// Without searches a create costs one request however few records it carries, so
 /// a round that claimed less than a batch waits this long for a burst to fill it.
 const BATCH_LINGER: Duration = Duration::from_secs(1);
+
+/// Jobs a searching round claims. Its searches go one by one anyway and its
+/// creates every 50 records (`rounds`), so a full create's worth (250) would
+/// only hold its first search back by 250 leases (seconds while a burst of
+/// submissions keeps the pool busy) and its records' creates by its 36 s of
+/// searching; rounds in turns keep the limiter busy all the same.
+const SEARCHING_ROUND: i64 = 50;
 
 /// What one call of `process_due` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +147,7 @@ impl SyncWorker {
             sync,
             config,
             authority,
+            search_turns: Arc::new(Semaphore::new(1)),
             halt_pause: Mutex::new(Duration::ZERO),
             logger,
         }
@@ -140,17 +156,20 @@ impl SyncWorker {
     /// Works jobs until the service drains. Draining, the rounds in hand send no new
     /// search: what was searched is finished, the rest is put back for other instances.
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
-        let loops = (0..self.config.rounds_at_once.max(1)).map(|n| self.work(&lifecycle, n > 0));
+        let loops = (0..self.config.rounds_at_once.max(1)).map(|_| self.work(&lifecycle));
         futures::future::join_all(loops).await;
         slog::info!(self.logger, "sync worker stopped");
     }
 
-    async fn work(&self, lifecycle: &Lifecycle, extra: bool) {
+    async fn work(&self, lifecycle: &Lifecycle) {
         let mut pause = self.config.poll;
         while !lifecycle.is_draining() {
-            if extra && self.authority.search_amocrm().await {
-                lifecycle.pause(self.config.poll).await;
-                continue;
+            // Held through this loop's pauses too: while rounds search, an idle queue
+            // is polled by one loop, and after a halted round nobody claims more.
+            let searching = self.authority.search_amocrm().await;
+            let turn = Turn::take(&self.search_turns, searching).await;
+            if lifecycle.is_draining() {
+                break;
             }
             if let AmoAccess::Refused { .. } = self.amo.access() {
                 // Jobs stay queued (no attempts burnt). The probe goes out only once per
@@ -166,7 +185,7 @@ impl SyncWorker {
                 }
                 continue;
             }
-            match self.process_due(lifecycle).await {
+            match self.process_due(lifecycle, &turn).await {
                 Ok(Worked { claimed: 0, .. }) => lifecycle.pause(self.config.poll).await,
                 Ok(Worked { halted: true, .. }) => {
                     let wait = *self
@@ -185,16 +204,23 @@ impl SyncWorker {
         }
     }
 
-    /// Works one batch of due jobs as one round.
-    pub async fn process_due(&self, lifecycle: &Lifecycle) -> Result<Worked, ServiceError> {
-        let mut jobs = self
-            .jobs
-            .claim_due(self.config.batch_size, self.config.lease)
-            .await?;
-        let short = (jobs.len() as i64) < self.config.batch_size;
-        if !jobs.is_empty() && short && !self.authority.search_amocrm().await {
+    /// Works one batch of due jobs as one round, which passes `turn` on when it
+    /// starts its last searches.
+    pub async fn process_due(
+        &self,
+        lifecycle: &Lifecycle,
+        turn: &Turn,
+    ) -> Result<Worked, ServiceError> {
+        let search = self.authority.search_amocrm().await;
+        let size = match search {
+            true => self.config.batch_size.min(SEARCHING_ROUND),
+            false => self.config.batch_size,
+        };
+        let mut jobs = self.jobs.claim_due(size, self.config.lease).await?;
+        let short = (jobs.len() as i64) < size;
+        if !jobs.is_empty() && short && !search {
             lifecycle.pause(BATCH_LINGER).await;
-            let more = self.config.batch_size - jobs.len() as i64;
+            let more = size - jobs.len() as i64;
             jobs.extend(self.jobs.claim_due(more, self.config.lease).await?);
         }
         let mut round = Round::default();
@@ -207,14 +233,26 @@ impl SyncWorker {
             Some(Entity::Contact) => 1,
             None => 2,
         });
-        for job in ordered {
-            match self.take(job, &mut round, &mut job_of).await {
-                Ok(step) => slog::debug!(self.logger, "sync job taken";
-                    "job.id" => job.id, "job.entity" => &job.entity, "record.id" => job.record_id, "step" => format!("{step:?}")),
-                // The job's lease runs out and it comes back; nothing is lost.
-                Err(err) => slog::warn!(self.logger, "sync job failed before reaching AmoCRM";
-                    "job.id" => job.id, "error" => err.to_string()),
-            }
+        let (contacts, others): (Vec<&SyncJob>, Vec<&SyncJob>) = ordered
+            .into_iter()
+            .partition(|job| matches!(job.entity(), Some(Entity::Contact)));
+        for job in others {
+            let step = self.take(job, &mut round, &mut job_of).await;
+            self.log_taken(job, &step);
+        }
+        // A contact's lease is one query of its own: all of them at once, not one
+        // after another each waiting for a pooled connection (a burst of submissions
+        // keeps the pool busy), or the round's first search waits for its last lease.
+        let taken = futures::future::join_all(contacts.iter().map(|job| self.take_contact(job)));
+        for (job, taken) in contacts.iter().zip(taken.await) {
+            let step = taken.map(|(step, row)| {
+                if let Some(row) = row {
+                    job_of.insert(Record::new(Entity::Contact, row.id), job.id);
+                    round.contacts.push(row);
+                }
+                step
+            });
+            self.log_taken(job, &step);
         }
         if !round.is_empty() {
             let runner = RoundRunner {
@@ -225,6 +263,7 @@ impl SyncWorker {
                 settings: self.sync,
                 authority: &self.authority,
                 lifecycle: Some(lifecycle),
+                turn: Some(turn),
                 logger: &self.logger,
             };
             let report = runner.run(round).await;
@@ -301,22 +340,14 @@ impl SyncWorker {
         job_of: &mut HashMap<Record, i64>,
     ) -> Result<JobStep, ServiceError> {
         match job.entity() {
-            Some(Entity::Contact) => match self
-                .contact_repo
-                .lease(job.record_id, self.config.record_lease)
-                .await?
-            {
-                Some(row) => {
+            Some(Entity::Contact) => {
+                let (step, row) = self.take_contact(job).await?;
+                if let Some(row) = row {
                     job_of.insert(Record::new(Entity::Contact, row.id), job.id);
                     round.contacts.push(row);
-                    Ok(JobStep::Taken)
                 }
-                None => {
-                    let row = self.contact_repo.get(job.record_id, true).await?;
-                    let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());
-                    self.settle_or_defer(job, Entity::Contact, done).await
-                }
-            },
+                Ok(step)
+            }
             Some(Entity::Lead) => {
                 job_of.insert(Record::new(Entity::Lead, job.record_id), job.id);
                 self.take_lead(job, round).await
@@ -325,6 +356,33 @@ impl SyncWorker {
                 slog::error!(self.logger, "sync job of an unknown entity"; "job.id" => job.id, "job.entity" => &job.entity);
                 self.jobs.defer(job.id, Duration::from_secs(3600)).await?;
                 Ok(JobStep::Deferred)
+            }
+        }
+    }
+
+    fn log_taken(&self, job: &SyncJob, step: &Result<JobStep, ServiceError>) {
+        match step {
+            Ok(step) => slog::debug!(self.logger, "sync job taken";
+                "job.id" => job.id, "job.entity" => &job.entity, "record.id" => job.record_id, "step" => format!("{step:?}")),
+            // The job's lease runs out and it comes back; nothing is lost.
+            Err(err) => slog::warn!(self.logger, "sync job failed before reaching AmoCRM";
+                "job.id" => job.id, "error" => err.to_string()),
+        }
+    }
+
+    /// Leases a contact job's record: the row when it joins the round.
+    async fn take_contact(
+        &self,
+        job: &SyncJob,
+    ) -> Result<(JobStep, Option<Contact>), ServiceError> {
+        let lease = self.config.record_lease;
+        match self.contact_repo.lease(job.record_id, lease).await? {
+            Some(row) => Ok((JobStep::Taken, Some(row))),
+            None => {
+                let row = self.contact_repo.get(job.record_id, true).await?;
+                let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());
+                let step = self.settle_or_defer(job, Entity::Contact, done).await?;
+                Ok((step, None))
             }
         }
     }
@@ -414,11 +472,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn extra_rounds_work_only_while_rounds_skip_the_search() {
+    async fn while_rounds_search_an_idle_queue_is_polled_by_one_loop_at_a_time() {
         let window = Duration::from_millis(300);
         let searching = claims_in(DedupMode::Remote, window).await;
         let trusted = claims_in(DedupMode::Mirror, window).await;
-        // One loop claims every 20 ms while rounds search, three while they do not.
+        // While rounds search, the loop holding the turn keeps it through its pause:
+        // one claim every 20 ms; while they do not, three.
         assert!(searching >= 5, "{searching} claims in 300 ms");
         assert!(
             trusted >= 2 * searching,

@@ -1,8 +1,11 @@
 //! Splits a PHP-style form key (`contacts[add][0][name]`) into its path segments,
 //! the way PHP builds `$_POST` from AmoCRM's form bodies.
 
-use super::tree::MAX_SEGMENTS;
 use crate::webhooks::PayloadError;
+
+/// Deepest path a key (or a JSON body) may have; AmoCRM's deepest is
+/// `contacts[add][0][custom_fields][0][values][0][value]` (7).
+pub(super) const MAX_SEGMENTS: usize = 32;
 
 /// The keys [`split_key_into`] accepts, as a regular expression for the OpenAPI
 /// document (`propertyNames`), so that generated deliveries stay within them and a

@@ -7,12 +7,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::brackets::{abbreviate, split_key_into, Segment};
+use super::brackets::{abbreviate, split_key_into, Segment, MAX_SEGMENTS};
 use crate::webhooks::PayloadError;
 
-/// Deepest path a key may have; AmoCRM's deepest is
-/// `contacts[add][0][custom_fields][0][values][0][value]` (7).
-pub(super) const MAX_SEGMENTS: usize = 32;
 /// Most values one body may carry: far above any real delivery, it bounds the memory
 /// a hostile body can take.
 pub(super) const MAX_VALUES: usize = 200_000;

@@ -117,6 +117,7 @@ async fn run_recording(
         settings: SyncSettings::default(),
         authority: &authority,
         lifecycle: None,
+        turn: None,
         logger: &logger,
     }
     .run(round)
@@ -277,6 +278,7 @@ async fn a_draining_service_starts_no_search_and_hands_every_record_back() {
         settings: SyncSettings::default(),
         authority: &authority,
         lifecycle: Some(&lifecycle),
+        turn: None,
         logger: &logger,
     }
     .run(round)
@@ -413,6 +415,34 @@ fn pending(id: i64) -> Contact {
     }
 }
 
+/// Runs one round over the pending contacts 1 to `count` (no leads).
+async fn round_of_pending(
+    count: i64,
+    amo: &MockAmoTransport,
+    contacts: &MockContactRepository,
+    rows: &MockSyncRowRepository,
+    authority: &MirrorAuthority,
+    turn: Option<&Turn>,
+) -> RoundReport {
+    let logger = Logger::root(slog::Discard, slog::o!());
+    let runner = RoundRunner {
+        amo,
+        contacts,
+        leads: &MockLeadRepository::new(),
+        rows,
+        settings: SyncSettings::default(),
+        authority,
+        lifecycle: None,
+        turn,
+        logger: &logger,
+    };
+    let round = Round {
+        contacts: (1..=count).map(pending).collect(),
+        leads: Vec::new(),
+    };
+    runner.run(round).await
+}
+
 /// Runs one round over `count` new contacts under `facts`; returns how many searches
 /// had been sent when each create went out, with its size.
 async fn creates_of_a_round(count: i64, facts: FactAges) -> Vec<(usize, usize)> {
@@ -440,25 +470,8 @@ async fn creates_of_a_round(count: i64, facts: FactAges) -> Vec<(usize, usize)> 
             row.amocrm_id = Some(amocrm_id.get());
             Ok(row)
         });
-    let leads = MockLeadRepository::new();
-    let authority = auto_with(facts);
-    let logger = Logger::root(slog::Discard, slog::o!());
     let rows = MockSyncRowRepository::new();
-    let runner = RoundRunner {
-        amo: &amo,
-        contacts: &contacts,
-        leads: &leads,
-        rows: &rows,
-        settings: SyncSettings::default(),
-        authority: &authority,
-        lifecycle: None,
-        logger: &logger,
-    };
-    let round = Round {
-        contacts: (1..=count).map(pending).collect(),
-        leads: Vec::new(),
-    };
-    let report = runner.run(round).await;
+    let report = round_of_pending(count, &amo, &contacts, &rows, &auto_with(facts), None).await;
     assert!(!report.halted && report.skipped.is_empty());
     let creates = creates.lock().expect("creates").clone();
     assert_eq!(
@@ -483,4 +496,68 @@ async fn contacts_cleared_early_in_a_long_round_are_created_before_its_last_sear
 async fn a_round_without_searches_creates_its_contacts_in_one_request() {
     let creates = creates_of_a_round(120, all_facts()).await;
     assert_eq!(creates, vec![(0, 120)]);
+}
+
+/// Runs a searching round over `count` new contacts holding a turn, with `search`
+/// answering each search; returns whether the turn was still held at each search, in
+/// the order they were sent, and whether it was held after the round.
+async fn turn_through_a_round(
+    count: i64,
+    search: fn(usize) -> Result<Vec<AmoContact>, AmoError>,
+) -> (Vec<bool>, bool) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(1));
+    let turn = Arc::new(Turn::take(&turns, true).await);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let mut amo = MockAmoTransport::new();
+    let (seen, during) = (Arc::clone(&held), Arc::clone(&turn));
+    amo.expect_find_contact_by_phone().returning(move |_| {
+        let mut seen = seen.lock().expect("held");
+        seen.push(during.is_held());
+        search(seen.len())
+    });
+    amo.expect_create_contacts()
+        .returning(|batch| Ok((0..batch.len()).map(|i| Some(9_000 + i as i64)).collect()));
+    let mut contacts = MockContactRepository::new();
+    contacts
+        .expect_finish_sync()
+        .returning(|id, _, _| Ok(pending(id)));
+    let mut rows = MockSyncRowRepository::new();
+    rows.expect_record_failure()
+        .returning(|_, _, _, _| Ok(false));
+    let authority = MirrorAuthority::fixed(DedupMode::Remote);
+    round_of_pending(count, &amo, &contacts, &rows, &authority, Some(&turn)).await;
+    let held = held.lock().expect("held").clone();
+    (held, turn.is_held())
+}
+
+#[tokio::test]
+async fn a_searching_round_passes_its_turn_on_as_it_starts_its_last_searches() {
+    let (held, after) = turn_through_a_round(100, |_| Ok(Vec::new())).await;
+    assert_eq!(held.len(), 100);
+    let passed_at = held
+        .iter()
+        .position(|h| !h)
+        .expect("passed on before the end");
+    // Not at the start (the next round would only queue behind this one), and with
+    // this round's last searches still to go, so the limiter never idles between them.
+    assert!(
+        (100 - 2 * SEARCHES_IN_FLIGHT..100 - SEARCHES_IN_FLIGHT / 2).contains(&passed_at),
+        "passed on at search {passed_at} of 100"
+    );
+    assert!(held[passed_at..].iter().all(|h| !h));
+    assert!(!after);
+}
+
+#[tokio::test]
+async fn a_halted_round_keeps_its_turn_so_no_other_round_starts_meanwhile() {
+    let (held, after) = turn_through_a_round(40, |n| {
+        if n == 1 {
+            Err(AmoError::RateLimited { retry_after: None })
+        } else {
+            Ok(Vec::new())
+        }
+    })
+    .await;
+    assert!(held.iter().all(|h| *h));
+    assert!(after, "the worker keeps it through its pause");
 }
