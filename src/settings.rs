@@ -203,15 +203,14 @@ impl Settings {
                 subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
                 token_cipher: token_cipher(&get)?,
             },
-            sync: Sync {
-                inline_budget: Duration::from_millis(parse_or(
-                    &get,
-                    "SYNC_INLINE_BUDGET_MS",
-                    1500,
-                )?),
-                max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
-                lease: Duration::from_secs(parse_or(&get, "SYNC_LEASE_SECS", 90)?),
-                retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
+            sync: {
+                let default = Sync::default();
+                Sync {
+                    inline_budget: millis_or(&get, "SYNC_INLINE_BUDGET_MS", default.inline_budget)?,
+                    max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", default.max_attempts)?,
+                    lease: secs_or(&get, "SYNC_LEASE_SECS", default.lease)?,
+                    retry_base: millis_or(&get, "SYNC_RETRY_BASE_MS", default.retry_base)?,
+                }
             },
             webhooks: Webhooks {
                 secret: webhook_secret(&get)?,
@@ -288,6 +287,25 @@ where
             reason: e.to_string(),
         }),
     }
+}
+
+/// A whole number of seconds; unset is `default`.
+fn secs_or(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    parse_or(get, name, default.as_secs()).map(Duration::from_secs)
+}
+
+/// A whole number of milliseconds; unset is `default`.
+fn millis_or(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+    parse_or(get, name, default).map(Duration::from_millis)
 }
 
 fn parse_url(name: &'static str, raw: &str) -> Result<Url, SettingsError> {
@@ -797,6 +815,27 @@ mod tests {
             settings(&vars).err(),
             Some(SettingsError::Invalid {
                 name: "AMO_DEDUP",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sync_settings_default_from_the_section_and_read_their_variables() {
+        let s = settings(BASE).expect("valid");
+        assert_eq!(s.sync.lease, Sync::default().lease);
+        assert_eq!(s.sync.lease, Duration::from_secs(90));
+        let mut vars = BASE.to_vec();
+        vars.push(("SYNC_LEASE_SECS", "40"));
+        vars.push(("SYNC_RETRY_BASE_MS", "250"));
+        let s = settings(&vars).expect("valid");
+        assert_eq!(s.sync.lease, Duration::from_secs(40));
+        assert_eq!(s.sync.retry_base, Duration::from_millis(250));
+        vars.push(("SYNC_INLINE_BUDGET_MS", "soon"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "SYNC_INLINE_BUDGET_MS",
                 ..
             })
         ));

@@ -19,7 +19,7 @@ use crate::repositories::{
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
     MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlRefetchRepository,
     MysqlSenderRepository, MysqlSyncRowRepository, MysqlTokenStore, RepoError, Resealed,
-    RetryPolicy, TokenStoreError,
+    TokenStoreError,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
@@ -217,15 +217,7 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let exposure = warn_about_exposure(&settings, &logger);
         let amo_for_hooks = Arc::clone(&amo);
-        let sync = SyncSettings {
-            inline_budget: settings.sync.inline_budget,
-            retry: RetryPolicy {
-                max_attempts: settings.sync.max_attempts,
-                base: settings.sync.retry_base,
-                ..RetryPolicy::default()
-            },
-            lease: settings.sync.lease,
-        };
+        let sync = SyncSettings::from(settings.sync);
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
         let sync_rows = Arc::new(MysqlSyncRowRepository::new(db.clone()));
@@ -261,7 +253,7 @@ impl Application {
             lead_repo,
             sync_rows,
             sync,
-            SyncWorkerConfig::with_lease(settings.sync.lease),
+            SyncWorkerConfig::default(),
             Arc::clone(&authority),
             logger.new(slog::o!("task" => "sync_worker")),
         );

@@ -88,11 +88,25 @@ pub struct Sync {
     pub inline_budget: Duration,
     /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
     pub max_attempts: i32,
-    /// How long a job's and a record's claim is exclusive (`SYNC_LEASE_SECS`): what a
-    /// crash costs.
+    /// How long a job's and a record's claim is exclusive, for requests and the worker
+    /// alike (`SYNC_LEASE_SECS`): what a crash costs.
     pub lease: Duration,
     /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
     pub retry_base: Duration,
+}
+
+/// The sync settings' defaults, the only ones: what an unset variable means.
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            inline_budget: Duration::from_millis(1500),
+            max_attempts: 10,
+            // Longer than any single AmoCRM round (searches page through results, each
+            // call has its own timeout); after a crash, a record waits this long.
+            lease: Duration::from_secs(90),
+            retry_base: Duration::from_secs(2),
+        }
+    }
 }
 
 /// AmoCRM's webhook.
