@@ -66,6 +66,19 @@ pub struct Amo {
 }
 
 impl Amo {
+    /// The AmoCRM client's configuration; `region` reads AmoCRM's phones.
+    pub fn client_config(&self, region: crate::domain::Region) -> crate::amo::AmoClientConfig {
+        crate::amo::AmoClientConfig {
+            base_url: self.base_url.clone(),
+            access_token: self.access_token.expose().to_owned(),
+            region,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_rps: self.max_rps,
+            access_probe: self.access_probe,
+        }
+    }
+
     /// OAuth mode: no long-lived token, and the integration's id, secret and redirect URI.
     pub fn oauth(&self) -> Option<crate::amo::OAuthClient> {
         if !self.access_token.expose().is_empty() {
