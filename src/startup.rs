@@ -273,10 +273,7 @@ impl Application {
             .map(|s| s.expose().to_owned());
         let receiver = WebhookReceiver::new(
             secret.clone(),
-            ExpectedAccount {
-                id: settings.amo.account_id,
-                subdomain: settings.amo.subdomain.clone(),
-            },
+            ExpectedAccount::from(&settings.amo),
             GroupCommit::new(inbox.clone()),
             Arc::clone(&intake),
         );
