@@ -7,19 +7,23 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use url::Url;
-
-use crate::crypto::{EncryptionKey, TokenCipher};
 use crate::domain::Region;
 
 mod api_tokens;
 mod exposure;
+mod parse;
 mod report;
 mod sections;
 
 pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
 pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
 pub use sections::{Amo, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
+
+use parse::{
+    amo_access_token, amo_base_url, api_tokens, database_url, default_workers, flag, is_local_host,
+    log_level, metrics_token, millis_or, parse_or, parse_url, secs_or, subdomain_of, token_cipher,
+    trusted_proxies, webhook_secret,
+};
 
 /// A value that must never reach a log line or a `Debug` dump.
 #[derive(Clone, PartialEq, Eq)]
@@ -203,15 +207,14 @@ impl Settings {
                 subdomain: get("AMO_DOMAIN").map(|domain| subdomain_of(&domain)),
                 token_cipher: token_cipher(&get)?,
             },
-            sync: Sync {
-                inline_budget: Duration::from_millis(parse_or(
-                    &get,
-                    "SYNC_INLINE_BUDGET_MS",
-                    1500,
-                )?),
-                max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", 10)?,
-                lease: Duration::from_secs(parse_or(&get, "SYNC_LEASE_SECS", 90)?),
-                retry_base: Duration::from_millis(parse_or(&get, "SYNC_RETRY_BASE_MS", 2000)?),
+            sync: {
+                let default = Sync::default();
+                Sync {
+                    inline_budget: millis_or(&get, "SYNC_INLINE_BUDGET_MS", default.inline_budget)?,
+                    max_attempts: parse_or(&get, "SYNC_MAX_ATTEMPTS", default.max_attempts)?,
+                    lease: secs_or(&get, "SYNC_LEASE_SECS", default.lease)?,
+                    retry_base: millis_or(&get, "SYNC_RETRY_BASE_MS", default.retry_base)?,
+                }
             },
             webhooks: Webhooks {
                 secret: webhook_secret(&get)?,
@@ -253,277 +256,6 @@ impl Settings {
             demo: flag(&get, DEMO_SWITCH)?,
         })
     }
-}
-
-/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); unset is `false`.
-fn flag(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, SettingsError> {
-    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("false" | "0" | "no" | "off") => Ok(false),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some(_) => Err(SettingsError::Invalid {
-            name,
-            reason: "use true or false".into(),
-        }),
-    }
-}
-
-fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-}
-
-fn parse_or<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, SettingsError>
-where
-    T::Err: fmt::Display,
-{
-    match get(name) {
-        None => Ok(default),
-        Some(raw) => raw.parse().map_err(|e: T::Err| SettingsError::Invalid {
-            name,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn parse_url(name: &'static str, raw: &str) -> Result<Url, SettingsError> {
-    let url = Url::parse(raw).map_err(|e| SettingsError::Invalid {
-        name,
-        reason: e.to_string(),
-    })?;
-    match url.scheme() {
-        "http" | "https" => Ok(url),
-        other => Err(SettingsError::Invalid {
-            name,
-            reason: format!("scheme `{other}` is not http(s)"),
-        }),
-    }
-}
-
-/// `DATABASE_URL` wins; otherwise the Node service's `DB_*` parts, user and
-/// password percent-encoded so any character is allowed in them.
-fn database_url(get: &impl Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
-    if let Some(url) = get("DATABASE_URL") {
-        if !url.starts_with("mysql://") {
-            return Err(SettingsError::Invalid {
-                name: "DATABASE_URL",
-                reason: "must start with mysql://".into(),
-            });
-        }
-        return Ok(url);
-    }
-    let name = get("DB_NAME").ok_or(SettingsError::Missing("DATABASE_URL or DB_NAME"))?;
-    let host = get("DB_HOST").unwrap_or_else(|| "127.0.0.1".into());
-    let port: u16 = parse_or(get, "DB_PORT", 3306)?;
-    let invalid = |reason: String| SettingsError::Invalid {
-        name: "DB_HOST",
-        reason,
-    };
-    let mut url =
-        Url::parse(&format!("mysql://{host}:{port}/")).map_err(|e| invalid(e.to_string()))?;
-    url.set_path(&name);
-    url.set_username(&get("DB_USER").unwrap_or_else(|| "root".into()))
-        .map_err(|_| invalid("cannot carry a user name".into()))?;
-    if let Some(password) = get("DB_PASSWORD") {
-        url.set_password(Some(&password))
-            .map_err(|_| invalid("cannot carry a password".into()))?;
-    }
-    Ok(url.to_string())
-}
-
-/// `AMO_BASE_URL` wins (a local fake over plain http works); otherwise
-/// `https://{AMO_DOMAIN}`, where a bare subdomain means `{it}.amocrm.ru`.
-fn amo_base_url(get: &impl Fn(&str) -> Option<String>) -> Result<Url, SettingsError> {
-    if let Some(raw) = get("AMO_BASE_URL") {
-        let url = parse_url("AMO_BASE_URL", &raw)?;
-        if url.scheme() == "http" && !is_local_host(&url) {
-            return Err(SettingsError::Invalid {
-                name: "AMO_BASE_URL",
-                reason: "plain http would send the AmoCRM token in clear: use https://, \
-                         or leave AMO_BASE_URL empty for https://{AMO_DOMAIN} (http is only \
-                         for a local fake: loopback, a private address or a one-word host \
-                         such as a compose service)"
-                    .into(),
-            });
-        }
-        return Ok(url);
-    }
-    let domain = get("AMO_DOMAIN").ok_or(SettingsError::Missing("AMO_BASE_URL or AMO_DOMAIN"))?;
-    let host = domain
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let host = if host.contains('.') {
-        host.to_owned()
-    } else {
-        format!("{host}.amocrm.ru")
-    };
-    parse_url("AMO_DOMAIN", &format!("https://{host}"))
-}
-
-/// `API_TOKENS=forms:write:token,crm:read+admin:token2` (see `api_tokens`); the name
-/// before the first `:` names the client in logs, so tokens themselves never appear there.
-fn api_tokens(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<ApiClientToken>, SettingsError> {
-    let raw = get("API_TOKENS").ok_or(SettingsError::Missing("API_TOKENS"))?;
-    let mut tokens = Vec::new();
-    for (index, entry) in raw
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-    {
-        tokens.push(api_tokens::parse_entry(entry, index)?);
-    }
-    if tokens.is_empty() {
-        return Err(SettingsError::Missing("API_TOKENS"));
-    }
-    Ok(tokens)
-}
-
-/// A host a fake AmoCRM runs on: loopback, a private address, `localhost` or a name
-/// without dots (a compose service). Never a real account's `*.amocrm.ru`.
-fn is_local_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => crate::telemetry::is_internal(&IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => crate::telemetry::is_internal(&IpAddr::V6(ip)),
-        Some(url::Host::Domain(name)) => name == "localhost" || !name.contains('.'),
-        None => false,
-    }
-}
-
-/// A long-lived token, or (OAuth mode, token empty) the three integration settings.
-fn amo_access_token(get: &impl Fn(&str) -> Option<String>) -> Result<Secret, SettingsError> {
-    match get("AMO_ACCESS_TOKEN") {
-        Some(token) => Ok(Secret(token)),
-        None if ["AMO_CLIENT_ID", "AMO_CLIENT_SECRET", "AMO_REDIRECT_URI"]
-            .iter()
-            .all(|k| get(k).is_some()) =>
-        {
-            Ok(Secret(String::new()))
-        }
-        None => Err(SettingsError::Missing(
-            "AMO_ACCESS_TOKEN (or AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI for OAuth)",
-        )),
-    }
-}
-
-/// The OAuth tokens' encryption keys; OAuth mode (no `AMO_ACCESS_TOKEN`) needs one.
-fn token_cipher(
-    get: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<TokenCipher>, SettingsError> {
-    let key = |name: &'static str| {
-        get(name)
-            .map(|raw| {
-                EncryptionKey::from_base64(&raw)
-                    .map_err(|reason| SettingsError::Invalid { name, reason })
-            })
-            .transpose()
-    };
-    let current = key("TOKEN_ENCRYPTION_KEY")?;
-    let previous = key("TOKEN_ENCRYPTION_KEY_PREVIOUS")?;
-    match (current, previous) {
-        (Some(current), previous) => Ok(Some(TokenCipher::new(current, previous))),
-        (None, Some(_)) => Err(SettingsError::Invalid {
-            name: "TOKEN_ENCRYPTION_KEY_PREVIOUS",
-            reason:
-                "set TOKEN_ENCRYPTION_KEY too: the previous key only opens, the current one seals"
-                    .into(),
-        }),
-        (None, None) if get("AMO_ACCESS_TOKEN").is_none() => Err(SettingsError::Missing(
-            "TOKEN_ENCRYPTION_KEY (OAuth mode keeps AmoCRM's tokens in the database, \
-             encrypted with it; 32 random bytes in base64: openssl rand -base64 32)",
-        )),
-        (None, None) => Ok(None),
-    }
-}
-
-/// A scraper's bearer token: as long as an API token at least.
-fn metrics_token(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
-    let Some(token) = get("METRICS_TOKEN") else {
-        return Ok(None);
-    };
-    if token.chars().count() < api_tokens::MIN_TOKEN_CHARS {
-        return Err(SettingsError::Invalid {
-            name: "METRICS_TOKEN",
-            reason: format!(
-                "use at least {} random characters (e.g. openssl rand -hex 24)",
-                api_tokens::MIN_TOKEN_CHARS
-            ),
-        });
-    }
-    Ok(Some(Secret(token)))
-}
-
-fn webhook_secret(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, SettingsError> {
-    let Some(secret) = get("WEBHOOK_SECRET") else {
-        return Ok(None);
-    };
-    if secret.len() < 32
-        || !secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(SettingsError::Invalid {
-            name: "WEBHOOK_SECRET",
-            reason: "use at least 32 random characters from A-Z, a-z, 0-9, - and _".into(),
-        });
-    }
-    Ok(Some(Secret(secret)))
-}
-
-/// `10.0.0.0/8, 192.168.1.10` (a bare address is a one-address network); `none` trusts nobody.
-fn trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
-    if raw.trim().eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
-    }
-    raw.split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<ipnet::IpNet>()
-                .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| SettingsError::Invalid {
-                    name: "TRUSTED_PROXIES",
-                    reason: format!("`{part}` is not an address or CIDR network"),
-                })
-        })
-        .collect()
-}
-
-/// `example.amocrm.ru`, `https://example.kommo.com/` or `example` -> `example`.
-fn subdomain_of(domain: &str) -> String {
-    let host = domain
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    host.split(['.', '/'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-fn log_level(get: &impl Fn(&str) -> Option<String>) -> Result<slog::Level, SettingsError> {
-    let raw = get("LOG_LEVEL")
-        .unwrap_or_else(|| "info".into())
-        .to_ascii_lowercase();
-    let level = match raw.as_str() {
-        "trace" => slog::Level::Trace,
-        "debug" => slog::Level::Debug,
-        "info" => slog::Level::Info,
-        "warn" | "warning" => slog::Level::Warning,
-        "error" => slog::Level::Error,
-        "critical" => slog::Level::Critical,
-        _ => {
-            return Err(SettingsError::Invalid {
-                name: "LOG_LEVEL",
-                reason: format!("`{raw}` is not one of trace, debug, info, warn, error, critical"),
-            })
-        }
-    };
-    Ok(level)
 }
 
 #[cfg(test)]
@@ -797,6 +529,27 @@ mod tests {
             settings(&vars).err(),
             Some(SettingsError::Invalid {
                 name: "AMO_DEDUP",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sync_settings_default_from_the_section_and_read_their_variables() {
+        let s = settings(BASE).expect("valid");
+        assert_eq!(s.sync.lease, Sync::default().lease);
+        assert_eq!(s.sync.lease, Duration::from_secs(90));
+        let mut vars = BASE.to_vec();
+        vars.push(("SYNC_LEASE_SECS", "40"));
+        vars.push(("SYNC_RETRY_BASE_MS", "250"));
+        let s = settings(&vars).expect("valid");
+        assert_eq!(s.sync.lease, Duration::from_secs(40));
+        assert_eq!(s.sync.retry_base, Duration::from_millis(250));
+        vars.push(("SYNC_INLINE_BUDGET_MS", "soon"));
+        assert!(matches!(
+            settings(&vars).err(),
+            Some(SettingsError::Invalid {
+                name: "SYNC_INLINE_BUDGET_MS",
                 ..
             })
         ));

@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::web;
 use slog::Logger;
 
-use crate::amo::{AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
+use crate::amo::{AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
 use crate::controllers::{self, ApiTokens, MetricsToken};
 use crate::domain::Region;
 use crate::lifecycle::Lifecycle;
@@ -19,7 +19,7 @@ use crate::repositories::{
     MysqlIdempotencyRepository, MysqlInboxRepository, MysqlJobRepository, MysqlLeadRepository,
     MysqlMirrorFactRepository, MysqlMirrorRepository, MysqlRefetchRepository,
     MysqlSenderRepository, MysqlSyncRowRepository, MysqlTokenStore, RepoError, Resealed,
-    RetryPolicy, TokenStoreError,
+    TokenStoreError,
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
@@ -81,16 +81,9 @@ pub fn token_store(amo: &settings::Amo, db: &Db) -> Result<Option<MysqlTokenStor
 
 /// The AmoCRM client the settings describe; in OAuth mode its tokens live in `db`.
 pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, AmoError> {
-    let transport = HttpAmoTransport::new(AmoClientConfig {
-        base_url: settings.amo.base_url.clone(),
-        access_token: settings.amo.access_token.expose().to_owned(),
-        region: settings.default_phone_region,
-        connect_timeout: settings.amo.connect_timeout,
-        request_timeout: settings.amo.request_timeout,
-        max_rps: settings.amo.max_rps,
-        access_probe: settings.amo.access_probe,
-    })?
-    .with_redactor(Redactor::from_settings(settings));
+    let transport =
+        HttpAmoTransport::new(settings.amo.client_config(settings.default_phone_region))?
+            .with_redactor(Redactor::from_settings(settings));
     Ok(
         match (settings.amo.oauth(), token_store(&settings.amo, db)?) {
             (Some(client), Some(store)) => {
@@ -217,15 +210,7 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let exposure = warn_about_exposure(&settings, &logger);
         let amo_for_hooks = Arc::clone(&amo);
-        let sync = SyncSettings {
-            inline_budget: settings.sync.inline_budget,
-            retry: RetryPolicy {
-                max_attempts: settings.sync.max_attempts,
-                base: settings.sync.retry_base,
-                ..RetryPolicy::default()
-            },
-            lease: settings.sync.lease,
-        };
+        let sync = SyncSettings::from(settings.sync);
         let contact_repo = Arc::new(MysqlContactRepository::new(db.clone()));
         let lead_repo = Arc::new(MysqlLeadRepository::new(db.clone()));
         let sync_rows = Arc::new(MysqlSyncRowRepository::new(db.clone()));
@@ -261,7 +246,7 @@ impl Application {
             lead_repo,
             sync_rows,
             sync,
-            SyncWorkerConfig::with_lease(settings.sync.lease),
+            SyncWorkerConfig::default(),
             Arc::clone(&authority),
             logger.new(slog::o!("task" => "sync_worker")),
         );
@@ -288,10 +273,7 @@ impl Application {
             .map(|s| s.expose().to_owned());
         let receiver = WebhookReceiver::new(
             secret.clone(),
-            ExpectedAccount {
-                id: settings.amo.account_id,
-                subdomain: settings.amo.subdomain.clone(),
-            },
+            ExpectedAccount::from(&settings.amo),
             GroupCommit::new(inbox.clone()),
             Arc::clone(&intake),
         );
@@ -330,11 +312,7 @@ impl Application {
                 db.clone(),
             )),
             Arc::new(MysqlCursorRepository::new(db.clone())),
-            crate::services::RetentionConfig::new(
-                settings.retention.inbox_days,
-                settings.retention.jobs_days,
-                settings.retention.interval,
-            ),
+            crate::services::RetentionConfig::from(settings.retention),
             logger.new(slog::o!("task" => "retention")),
         );
         workers.push(tokio::spawn(retention.run(Arc::clone(&lifecycle))));
@@ -368,11 +346,9 @@ impl Application {
                 logger.new(slog::o!("task" => "reconciler")),
                 upkeep(),
             );
-            workers.push(tokio::spawn(periodic.run(
-                settings.reconcile.interval,
-                settings.reconcile.max_pages,
-                Arc::clone(&lifecycle),
-            )));
+            workers.push(tokio::spawn(
+                periodic.run(settings.reconcile, Arc::clone(&lifecycle)),
+            ));
         }
         let state = web::Data::new(AppState {
             contacts,

@@ -8,33 +8,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Method};
-use serde::de::DeserializeOwned;
 use url::Url;
 
+mod creates;
 mod matching;
+mod paging;
+mod request;
 mod scrub;
 mod status;
 
+use self::creates::{lead_body, phone_field, request_ids, the_one};
 use self::matching::{match_created, phone_value_matches};
-use self::status::{map_status, Answer};
+use self::request::{bearer_header, error_chain};
 use super::access::{AccessGuard, AmoAccess};
 use super::limiter::RateLimiter;
 use super::tokens::{StaticToken, TokenSource};
-use super::wire::{self, ListPage};
+use super::wire;
 use super::{
     AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, CreatedWithContact,
-    NewAmoContact, NewAmoLead, MAX_IDS_PER_READ,
+    NewAmoContact, NewAmoLead,
 };
 use crate::domain::{Phone, Region};
 use crate::redact::Redactor;
-
-/// AmoCRM's maximum page size: fewer requests against a 7 req/s budget.
-const PAGE_LIMIT: &str = "250";
-/// 20 × 250 rows is far beyond any honest match; the cap stops a runaway walk, which
-/// AmoCRM itself flags as suspicious behaviour.
-const MAX_PAGES: u32 = 20;
 
 pub struct AmoClientConfig {
     pub base_url: Url,
@@ -151,303 +147,6 @@ impl HttpAmoTransport {
         self.logger = logger;
         self
     }
-
-    fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut url = self.config.base_url.clone();
-        // Checked in `new`: the base can carry a path, so this cannot fail.
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend(path);
-        }
-        url.set_query(None);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        url
-    }
-
-    /// One request; `Ok(None)` is AmoCRM's 204 "nothing found".
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, AmoError> {
-        if let Err(refused) = self.access.check() {
-            // A new authorisation (`amosync auth exchange`) ends a token refusal at
-            // once, instead of at the next probe.
-            let revived =
-                matches!(refused, AmoError::Unauthorized) && self.tokens.reauthorised().await;
-            if !revived {
-                return Err(refused);
-            }
-            self.access.record(&Ok(()));
-        }
-        // An error's text is stored, logged and shown to clients from here on.
-        let outcome = self
-            .send(method, url, body)
-            .await
-            .map_err(|e| e.redacted(&self.redactor));
-        if self.access.record(&outcome) {
-            // One line when access is lost, not one per held-back call.
-            slog::error!(self.logger, "AmoCRM refused access; holding calls back";
-                "amo.error" => outcome.as_ref().err().map(AmoError::kind).unwrap_or_default(),
-                "probe_every_secs" => self.config.access_probe.as_secs());
-        }
-        outcome
-    }
-
-    /// Sends with the current bearer; after a 401, once more with a refreshed one.
-    async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>, AmoError> {
-        let bearer = self.tokens.bearer().await?;
-        let first = self
-            .send_once(method.clone(), url.clone(), body.clone(), &bearer)
-            .await;
-        if let Err(AmoError::Unauthorized) = first {
-            if let Some(newer) = self.tokens.after_unauthorized(&bearer).await? {
-                return self.send_once(method, url, body, &newer).await;
-            }
-        }
-        first
-    }
-
-    async fn send_once(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-        bearer: &str,
-    ) -> Result<Option<Vec<u8>>, AmoError> {
-        let queued = std::time::Instant::now();
-        self.limiter.acquire().await;
-        crate::metrics::limiter_wait(queued.elapsed());
-        let what = format!("{method} {}", url.path());
-        let mut request = self
-            .client
-            .request(method, url)
-            .header(AUTHORIZATION, bearer_header(bearer)?)
-            .header(ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body);
-        }
-        // Timed after the limiter, so the histogram shows AmoCRM's latency, not our queue.
-        let started = std::time::Instant::now();
-        let response = request.send().await;
-        crate::metrics::amo_call(
-            &what,
-            response.as_ref().ok().map(|r| r.status().as_u16()),
-            started.elapsed(),
-        );
-        let response = response.map_err(|e| transport_error(&what, e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = match response.bytes().await {
-            Ok(bytes) => bytes.to_vec(),
-            Err(e) if (200..300).contains(&status) => return Err(transport_error(&what, e)),
-            // The status already says what went wrong; a lost error body changes nothing.
-            Err(_) => Vec::new(),
-        };
-        let answer = map_status(status, retry_after.as_deref(), &body);
-        if let Err(AmoError::RateLimited { retry_after }) = &answer {
-            // Over the limit anyway (another integration on the account, or another
-            // instance): everyone waits, instead of earning a block.
-            self.limiter
-                .pause_for(retry_after.unwrap_or(Duration::from_secs(1)));
-        }
-        match answer? {
-            Answer::Content => Ok(Some(body)),
-            Answer::NoContent => Ok(None),
-        }
-    }
-
-    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<Option<T>, AmoError> {
-        match self.call(Method::GET, url, None).await? {
-            Some(body) => decode(&body).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    async fn send_json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: Url,
-        body: &impl serde::Serialize,
-    ) -> Result<T, AmoError> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| AmoError::InvalidResponse(format!("could not encode request: {e}")))?;
-        match self.call(method, url, Some(body)).await? {
-            Some(body) => decode(&body),
-            None => Err(AmoError::InvalidResponse(
-                "204 No Content where an object was expected".into(),
-            )),
-        }
-    }
-
-    /// Walks `page=1,2,…` until a 204, an empty page, no `next` link, or `MAX_PAGES`.
-    /// Page numbers are counted here rather than following `next` hrefs, so the
-    /// token is only ever sent to the configured host.
-    async fn pages<E, T>(
-        &self,
-        path: &[&str],
-        query: &[(&str, &str)],
-        items: impl Fn(E) -> Vec<T>,
-    ) -> Result<Vec<T>, AmoError>
-    where
-        E: DeserializeOwned + Default,
-    {
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let page = page.to_string();
-            let mut params = query.to_vec();
-            params.extend([("limit", PAGE_LIMIT), ("page", page.as_str())]);
-            let Some(list) = self
-                .get_json::<ListPage<E>>(self.url(path, &params))
-                .await?
-            else {
-                break;
-            };
-            let more = list.has_next();
-            let found = items(list.embedded);
-            if found.is_empty() {
-                break;
-            }
-            all.extend(found);
-            if !more {
-                break;
-            }
-        }
-        Ok(all)
-    }
-
-    /// One page of `filter[updated_at][from]=since`, oldest change first; 204 is an empty last page.
-    async fn changed_page<E, T>(
-        &self,
-        path: &[&str],
-        since: i64,
-        page: u32,
-        extra: &[(&str, &str)],
-        items: impl Fn(E) -> Vec<T>,
-    ) -> Result<AmoPage<T>, AmoError>
-    where
-        E: DeserializeOwned + Default,
-    {
-        let (since, page) = (since.to_string(), page.max(1).to_string());
-        let mut query = vec![
-            ("filter[updated_at][from]", since.as_str()),
-            ("order[updated_at]", "asc"),
-            ("limit", PAGE_LIMIT),
-            ("page", page.as_str()),
-        ];
-        query.extend_from_slice(extra);
-        match self.get_json::<ListPage<E>>(self.url(path, &query)).await? {
-            None => Ok(AmoPage {
-                items: Vec::new(),
-                more: false,
-            }),
-            Some(list) => {
-                let more = list.has_next();
-                let found = items(list.embedded);
-                Ok(AmoPage {
-                    more: more && !found.is_empty(),
-                    items: found,
-                })
-            }
-        }
-    }
-
-    /// Every record of `path` with one of `ids`, `MAX_IDS_PER_READ` per request; a
-    /// 204 is "none of them".
-    async fn by_ids<E, T>(
-        &self,
-        path: &[&str],
-        ids: &[i64],
-        extra: &[(&str, &str)],
-        items: impl Fn(E) -> Vec<T>,
-    ) -> Result<Vec<T>, AmoError>
-    where
-        E: DeserializeOwned + Default,
-    {
-        let mut found = Vec::new();
-        for chunk in ids.chunks(MAX_IDS_PER_READ) {
-            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
-            let mut query: Vec<(&str, &str)> =
-                ids.iter().map(|id| ("filter[id][]", id.as_str())).collect();
-            query.push(("limit", PAGE_LIMIT));
-            query.extend_from_slice(extra);
-            if let Some(list) = self.get_json::<ListPage<E>>(self.url(path, &query)).await? {
-                found.extend(items(list.embedded));
-            }
-        }
-        Ok(found)
-    }
-
-    /// `POST /api/v4/{contacts|leads}` with `body` (items with request ids `"0"`, `"1"`, …).
-    async fn create_batch(
-        &self,
-        path: &str,
-        body: &impl serde::Serialize,
-        count: usize,
-    ) -> Result<Vec<Option<i64>>, AmoError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let created: wire::CreatedList = self
-            .send_json(Method::POST, self.url(&["api", "v4", path], &[]), body)
-            .await?;
-        let items = match path {
-            "leads" => created.embedded.leads,
-            _ => created.embedded.contacts,
-        };
-        let replies: Vec<_> = items
-            .iter()
-            .map(|i| (i.request_id.as_ref(), i.id))
-            .collect();
-        Ok(match_created(count, &replies))
-    }
-}
-
-/// Batch items are labelled by their index, which is unique within the request.
-fn request_ids(count: usize) -> Vec<String> {
-    (0..count).map(|i| i.to_string()).collect()
-}
-
-fn phone_field(phone: &Phone) -> Vec<wire::CustomFieldIn<'_>> {
-    vec![wire::CustomFieldIn {
-        field_code: wire::PHONE_FIELD_CODE,
-        values: vec![wire::FieldValueIn {
-            value: phone.as_e164(),
-            enum_code: "WORK",
-        }],
-    }]
-}
-
-fn lead_body<'a>(lead: &'a NewAmoLead, request_id: &'a str) -> wire::NewLeadIn<'a> {
-    wire::NewLeadIn {
-        name: &lead.name,
-        price: lead.price,
-        status_id: lead.status_id,
-        pipeline_id: lead.pipeline_id,
-        embedded: lead.contact_id.map(|id| wire::LeadEmbeddedIn {
-            contacts: vec![wire::ContactLinkIn { id, is_main: true }],
-        }),
-        request_id,
-    }
-}
-
-fn the_one<T>(created: Vec<Option<T>>, what: &str) -> Result<T, AmoError> {
-    created.into_iter().next().flatten().ok_or_else(|| {
-        AmoError::InvalidResponse(format!(
-            "the reply names no created {what} for our request_id"
-        ))
-    })
 }
 
 #[async_trait]
@@ -704,49 +403,6 @@ impl AmoTransport for HttpAmoTransport {
         let url = self.url(&["api", "v4", "contacts"], &[("limit", "1")]);
         self.call(Method::GET, url, None).await.map(|_| ())
     }
-}
-
-/// serde's message quotes the value it did not expect (a name, a phone from AmoCRM's
-/// data): the error keeps where it happened and what kind of mistake it was.
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AmoError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let kind = match e.inner().classify() {
-            serde_json::error::Category::Data => "a value of the wrong type or shape",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Eof => "a truncated body",
-            serde_json::error::Category::Io => "a read error",
-        };
-        AmoError::InvalidResponse(format!("body does not parse: {kind} at {}", e.path()))
-    })
-}
-
-/// reqwest errors never carry headers, so the token cannot leak; the URL (with its
-/// query, i.e. a phone or a name) is replaced by the method and path.
-fn transport_error(what: &str, err: reqwest::Error) -> AmoError {
-    if err.is_timeout() {
-        return AmoError::Timeout;
-    }
-    AmoError::Network(format!("{what}: {}", error_chain(&err.without_url())))
-}
-
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `Bearer <token>`, marked sensitive so it never shows in `Debug` output.
-fn bearer_header(token: &str) -> Result<HeaderValue, AmoError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| AmoError::Network("AmoCRM access token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -68,17 +68,19 @@ pub struct RetryPolicy {
     pub max_attempts: i32,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
+impl RetryPolicy {
+    /// The longest wait between two attempts, however many failed.
+    pub const CAP: Duration = Duration::from_secs(300);
+
+    /// `base` doubled per attempt up to `CAP`; dead after `max_attempts`.
+    pub fn new(base: Duration, max_attempts: i32) -> Self {
         RetryPolicy {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(300),
-            max_attempts: 10,
+            base,
+            cap: Self::CAP,
+            max_attempts,
         }
     }
-}
 
-impl RetryPolicy {
     /// Exponential backoff with full jitter between half and all of the step, so
     /// jobs that failed together do not all come back in the same second.
     pub fn delay_after(&self, attempts: i32) -> Duration {
@@ -368,7 +370,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_up_to_the_cap() {
-        let policy = RetryPolicy::default();
+        let policy = RetryPolicy::new(Duration::from_secs(2), 10);
         for attempts in 0..20 {
             let step = Duration::from_secs(2)
                 .saturating_mul(1 << attempts.min(16))

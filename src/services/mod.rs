@@ -21,7 +21,7 @@ mod retention;
 pub use error::ServiceError;
 pub use find_or_create::{
     ContactInput, ContactService, LeadContact, LeadInput, LeadService, Saved, SyncSettings, Synced,
-    BUSY_POLL, SYNC_LEASE,
+    BUSY_POLL,
 };
 pub use idempotency::IdempotencyService;
 pub use inbox::{

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{CursorRepository, Prunable, RepoError, RetentionRepository};
+use crate::settings;
 
 const LEASE_NAME: &str = "retention";
 
@@ -36,12 +37,13 @@ pub struct RetentionConfig {
     pub lease: Duration,
 }
 
-impl RetentionConfig {
-    pub fn new(inbox_days: u32, jobs_days: u32, interval: Duration) -> Self {
+/// The settings' retention section, with the pacing that is not configured.
+impl From<settings::Retention> for RetentionConfig {
+    fn from(section: settings::Retention) -> Self {
         RetentionConfig {
-            inbox_days,
-            jobs_days,
-            interval,
+            inbox_days: section.inbox_days,
+            jobs_days: section.jobs_days,
+            interval: section.interval,
             batch: 1_000,
             pause: Duration::from_millis(50),
             lease: Duration::from_secs(600),
@@ -207,7 +209,11 @@ mod tests {
     fn config(inbox_days: u32, jobs_days: u32) -> RetentionConfig {
         RetentionConfig {
             pause: Duration::from_millis(1),
-            ..RetentionConfig::new(inbox_days, jobs_days, Duration::from_secs(60))
+            ..RetentionConfig::from(settings::Retention {
+                inbox_days,
+                jobs_days,
+                interval: Duration::from_secs(60),
+            })
         }
     }
 

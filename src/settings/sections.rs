@@ -66,6 +66,19 @@ pub struct Amo {
 }
 
 impl Amo {
+    /// The AmoCRM client's configuration; `region` reads AmoCRM's phones.
+    pub fn client_config(&self, region: crate::domain::Region) -> crate::amo::AmoClientConfig {
+        crate::amo::AmoClientConfig {
+            base_url: self.base_url.clone(),
+            access_token: self.access_token.expose().to_owned(),
+            region,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_rps: self.max_rps,
+            access_probe: self.access_probe,
+        }
+    }
+
     /// OAuth mode: no long-lived token, and the integration's id, secret and redirect URI.
     pub fn oauth(&self) -> Option<crate::amo::OAuthClient> {
         if !self.access_token.expose().is_empty() {
@@ -88,11 +101,25 @@ pub struct Sync {
     pub inline_budget: Duration,
     /// Attempts before a sync job is dead (`SYNC_MAX_ATTEMPTS`).
     pub max_attempts: i32,
-    /// How long a job's and a record's claim is exclusive (`SYNC_LEASE_SECS`): what a
-    /// crash costs.
+    /// How long a job's and a record's claim is exclusive, for requests and the worker
+    /// alike (`SYNC_LEASE_SECS`): what a crash costs.
     pub lease: Duration,
     /// First retry delay of a failed sync job, doubled per attempt up to 5 min (`SYNC_RETRY_BASE_MS`).
     pub retry_base: Duration,
+}
+
+/// The sync settings' defaults, the only ones: what an unset variable means.
+impl Default for Sync {
+    fn default() -> Self {
+        Sync {
+            inline_budget: Duration::from_millis(1500),
+            max_attempts: 10,
+            // Longer than any single AmoCRM round (searches page through results, each
+            // call has its own timeout); after a crash, a record waits this long.
+            lease: Duration::from_secs(90),
+            retry_base: Duration::from_secs(2),
+        }
+    }
 }
 
 /// AmoCRM's webhook.

@@ -22,11 +22,7 @@ pub use leads::{LeadContact, LeadInput, LeadService};
 use std::time::Duration;
 
 use crate::repositories::RetryPolicy;
-
-/// How long a claim on a pending record is exclusive, unless configured. Longer than
-/// any single AmoCRM round (searches page through results, each call has its own
-/// timeout); after a crash, the record waits this long before anyone retries it.
-pub const SYNC_LEASE: Duration = Duration::from_secs(90);
+use crate::settings;
 
 /// A record and whether this request created it in AmoCRM.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +57,8 @@ impl<T> Saved<T> {
     }
 }
 
-/// How hard a request tries AmoCRM itself before handing over to the worker.
+/// How hard a request (or the worker) tries AmoCRM: the settings' sync section, its
+/// retry fields read as the policy the repositories apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncSettings {
     /// How long a request waits for AmoCRM before answering 202 (`SYNC_INLINE_BUDGET_MS`).
@@ -71,12 +68,42 @@ pub struct SyncSettings {
     pub lease: Duration,
 }
 
+impl From<settings::Sync> for SyncSettings {
+    fn from(sync: settings::Sync) -> Self {
+        SyncSettings {
+            inline_budget: sync.inline_budget,
+            retry: RetryPolicy::new(sync.retry_base, sync.max_attempts),
+            lease: sync.lease,
+        }
+    }
+}
+
+/// The settings' defaults: an unset environment.
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings {
-            inline_budget: Duration::from_millis(1500),
-            retry: RetryPolicy::default(),
-            lease: SYNC_LEASE,
-        }
+        SyncSettings::from(settings::Sync::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_section_reaches_the_services_whole() {
+        let section = settings::Sync {
+            inline_budget: Duration::from_millis(700),
+            max_attempts: 4,
+            lease: Duration::from_secs(40),
+            retry_base: Duration::from_secs(3),
+        };
+        let sync = SyncSettings::from(section);
+        assert_eq!(sync.lease, Duration::from_secs(40));
+        assert_eq!(sync.inline_budget, Duration::from_millis(700));
+        assert_eq!(sync.retry, RetryPolicy::new(Duration::from_secs(3), 4));
+        assert_eq!(
+            SyncSettings::default().lease,
+            settings::Sync::default().lease
+        );
     }
 }

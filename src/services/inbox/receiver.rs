@@ -17,6 +17,16 @@ pub struct ExpectedAccount {
     pub subdomain: Option<String>,
 }
 
+/// `AMO_ACCOUNT_ID` and the subdomain of `AMO_DOMAIN`, from the amo section.
+impl From<&crate::settings::Amo> for ExpectedAccount {
+    fn from(amo: &crate::settings::Amo) -> Self {
+        ExpectedAccount {
+            id: amo.account_id,
+            subdomain: amo.subdomain.clone(),
+        }
+    }
+}
+
 impl ExpectedAccount {
     fn admits(&self, account: &Account) -> bool {
         let id_ok = self.id.is_none_or(|id| account.id == Some(id));

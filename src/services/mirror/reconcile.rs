@@ -21,6 +21,7 @@ use crate::repositories::{
     MirrorFactRepository, MirrorRepository,
 };
 use crate::services::ServiceError;
+use crate::settings;
 
 /// How long one walk may hold its cursor; longer than a walk of `max_pages` at 7 req/s.
 const CURSOR_LEASE: Duration = Duration::from_secs(600);
@@ -123,7 +124,11 @@ impl Reconciler {
 
     /// Every `interval`, pulls contacts then leads changed since the cursors (at most
     /// `max_pages` pages each per round; the rest follows next round).
-    pub async fn run(self, interval: Duration, max_pages: u32, lifecycle: Arc<Lifecycle>) {
+    pub async fn run(self, section: settings::Reconcile, lifecycle: Arc<Lifecycle>) {
+        let settings::Reconcile {
+            interval,
+            max_pages,
+        } = section;
         while !lifecycle.is_draining() {
             if self.amo.access() == AmoAccess::Ok {
                 self.round(interval, max_pages).await;

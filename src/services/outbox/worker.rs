@@ -20,7 +20,7 @@ use crate::repositories::{
     Contact, ContactRepository, Entity, JobRepository, LeadRepository, Record, SyncJob,
     SyncRowRepository,
 };
-use crate::services::{MirrorAuthority, ServiceError, SyncSettings, SYNC_LEASE};
+use crate::services::{MirrorAuthority, ServiceError, SyncSettings};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SyncWorkerConfig {
@@ -35,16 +35,9 @@ pub struct SyncWorkerConfig {
     /// ends; more searching at once would only queue in the limiter ahead of
     /// reconciliation.
     pub rounds_at_once: usize,
-    /// How long a claimed job is exclusive: after a crash, it is retried once this
-    /// lapses. The same length as `record_lease` (one setting, `SYNC_LEASE_SECS`):
-    /// a round that outlives it loses nothing, since the record's lease, renewed
-    /// while the round runs, keeps a second worker from taking the record.
-    pub lease: Duration,
     pub poll: Duration,
     /// When a job's record is busy elsewhere, or a lead waits for its contact.
     pub defer: Duration,
-    /// How long the worker's claim on a record is exclusive.
-    pub record_lease: Duration,
 }
 
 impl Default for SyncWorkerConfig {
@@ -52,21 +45,8 @@ impl Default for SyncWorkerConfig {
         SyncWorkerConfig {
             batch_size: crate::amo::MAX_CONTACTS_PER_CREATE as i64,
             rounds_at_once: 3,
-            lease: SYNC_LEASE,
             poll: Duration::from_millis(500),
             defer: Duration::from_secs(2),
-            record_lease: SYNC_LEASE,
-        }
-    }
-}
-
-impl SyncWorkerConfig {
-    /// The defaults with `lease` (`SYNC_LEASE_SECS`) for both jobs and records.
-    pub fn with_lease(lease: Duration) -> Self {
-        SyncWorkerConfig {
-            lease,
-            record_lease: lease,
-            ..SyncWorkerConfig::default()
         }
     }
 }
@@ -77,6 +57,10 @@ pub struct SyncWorker {
     contact_repo: Arc<dyn ContactRepository>,
     lead_repo: Arc<dyn LeadRepository>,
     rows: Arc<dyn SyncRowRepository>,
+    /// Its `lease` (`SYNC_LEASE_SECS`) is a claimed job's and a claimed record's: after
+    /// a crash both come back once it lapses. A round that outlives the job's lease
+    /// loses nothing, since the record's lease, renewed while the round runs, keeps a
+    /// second worker from taking the record.
     sync: SyncSettings,
     config: SyncWorkerConfig,
     authority: Arc<MirrorAuthority>,
@@ -134,10 +118,6 @@ impl SyncWorker {
         authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
-        let sync = SyncSettings {
-            lease: config.record_lease,
-            ..sync
-        };
         SyncWorker {
             amo,
             jobs,
@@ -216,12 +196,12 @@ impl SyncWorker {
             true => self.config.batch_size.min(SEARCHING_ROUND),
             false => self.config.batch_size,
         };
-        let mut jobs = self.jobs.claim_due(size, self.config.lease).await?;
+        let mut jobs = self.jobs.claim_due(size, self.sync.lease).await?;
         let short = (jobs.len() as i64) < size;
         if !jobs.is_empty() && short && !search {
             lifecycle.pause(BATCH_LINGER).await;
             let more = size - jobs.len() as i64;
-            jobs.extend(self.jobs.claim_due(more, self.config.lease).await?);
+            jobs.extend(self.jobs.claim_due(more, self.sync.lease).await?);
         }
         let mut round = Round::default();
         let mut job_of = HashMap::new();
@@ -375,7 +355,7 @@ impl SyncWorker {
         &self,
         job: &SyncJob,
     ) -> Result<(JobStep, Option<Contact>), ServiceError> {
-        let lease = self.config.record_lease;
+        let lease = self.sync.lease;
         match self.contact_repo.lease(job.record_id, lease).await? {
             Some(row) => Ok((JobStep::Taken, Some(row))),
             None => {
@@ -388,7 +368,7 @@ impl SyncWorker {
     }
 
     async fn take_lead(&self, job: &SyncJob, round: &mut Round) -> Result<JobStep, ServiceError> {
-        let lease = self.config.record_lease;
+        let lease = self.sync.lease;
         let Some(row) = self.lead_repo.lease(job.record_id, lease).await? else {
             let row = self.lead_repo.get(job.record_id, true).await?;
             let done = row.is_none_or(|r| r.is_synced() || r.deleted_at.is_some());

@@ -520,7 +520,7 @@ async fn turn_through_a_round(
     let mut contacts = MockContactRepository::new();
     contacts
         .expect_finish_sync()
-        .returning(|id, _, _| Ok(pending(id)));
+        .returning(|id, _, _| Ok(pending(id.get())));
     let mut rows = MockSyncRowRepository::new();
     rows.expect_record_failure()
         .returning(|_, _, _, _| Ok(false));
