@@ -1,7 +1,7 @@
 //! The sync worker: finishes what requests could not. It claims due outbox jobs
 //! (`FOR UPDATE SKIP LOCKED` plus a lease, so instances never do a job twice at
 //! once), takes the leases of their records, and runs one search-then-create round
-//! over all of them (`sync_round`), so records waiting together are created in
+//! over all of them (`rounds`), so records waiting together are created in
 //! AmoCRM together. Failures are rescheduled with backoff on each record's job.
 //! Several rounds run at once: without searches freely; with searches in turns
 //! (`Turn`), the next claimed as the current one starts its last searches.
