@@ -308,7 +308,7 @@ pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::amo::MockAmoTransport;
     use crate::domain::{Region, SyncStatus};
@@ -319,7 +319,7 @@ mod tests {
     use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
-    fn kind<T>(saved: &Saved<T>) -> &'static str {
+    pub(in crate::services::find_or_create) fn kind<T>(saved: &Saved<T>) -> &'static str {
         match saved {
             Saved::Created(_) => "created",
             Saved::Found(_) => "found",
@@ -334,10 +334,15 @@ mod tests {
         }
     }
 
-    pub(crate) fn contact(id: i64, amocrm_id: Option<i64>) -> Contact {
-        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+    /// The fixtures' one timestamp.
+    pub(in crate::services::find_or_create) fn at() -> chrono::NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0)
             .map(|d| d.naive_utc())
-            .expect("ts");
+            .expect("ts")
+    }
+
+    pub(crate) fn contact(id: i64, amocrm_id: Option<i64>) -> Contact {
+        let at = at();
         Contact {
             id,
             amocrm_id,

@@ -227,40 +227,7 @@ mod tests {
     use crate::settings::DedupMode;
     use mockall::predicate::eq;
 
-    fn kind<T>(saved: &Saved<T>) -> &'static str {
-        match saved {
-            Saved::Created(_) => "created",
-            Saved::Found(_) => "found",
-            Saved::Accepted(_) => "accepted",
-        }
-    }
-
-    fn at() -> chrono::NaiveDateTime {
-        chrono::DateTime::from_timestamp(1_800_000_000, 0)
-            .map(|d| d.naive_utc())
-            .expect("ts")
-    }
-
-    fn contact(id: i64, amocrm_id: Option<i64>) -> Contact {
-        Contact {
-            id,
-            amocrm_id,
-            name: "Иван".into(),
-            phone: Some("+79161234567".into()),
-            sync_status: if amocrm_id.is_some() {
-                SyncStatus::Synced
-            } else {
-                SyncStatus::Pending
-            },
-            sync_attempts: 0,
-            sync_error: None,
-            sync_lease_until: None,
-            amo_updated_at: None,
-            deleted_at: None,
-            created_at: at(),
-            updated_at: at(),
-        }
-    }
+    use super::super::contacts::tests::{at, contact, kind};
 
     fn lead(id: i64, amocrm_id: Option<i64>, contact_id: Option<i64>) -> Lead {
         Lead {
