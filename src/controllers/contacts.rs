@@ -4,10 +4,13 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
-use super::extract::{field_errors, flag_schema, query_id, JsonBody, ShowQuery};
+use super::entity::{
+    self, entity_operations, text_filter, EntityBody, EntityRequest, ListQuery, Page, Paging,
+    PagingQuery, RecordFields, SavedAnswers,
+};
+use super::extract::{field_errors, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
-use crate::domain::{EntityName, FieldError, Phone, Region, SyncStatus};
+use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
 use crate::services::ContactInput;
@@ -54,9 +57,13 @@ impl ContactRequest {
             phone: phone?,
         })
     }
+}
+
+impl EntityRequest for ContactRequest {
+    type Input = ContactInput;
 
     /// The whole body as a contact: a 422 listing every wrong field otherwise.
-    pub fn into_input(self, region: Region) -> Result<ContactInput, ApiError> {
+    fn into_input(self, region: Region) -> Result<ContactInput, ApiError> {
         let mut errors = Vec::new();
         match self.parse(region, "", &mut errors) {
             Some(input) if errors.is_empty() => Ok(input),
@@ -67,81 +74,19 @@ impl ContactRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContactBody {
-    pub id: i64,
-    pub amocrm_id: Option<i64>,
-    /// `null` when the record has no name in AmoCRM (leads made from chats and
-    /// forms often have none); never an empty string.
-    pub name: Option<String>,
+    #[serde(flatten)]
+    pub record: RecordFields,
     /// E.164; contacts that came from AmoCRM may have none.
     pub phone: Option<String>,
-    /// `pending` until AmoCRM has confirmed the record, then `synced`.
-    #[schema(value_type = String)]
-    pub sync_status: SyncStatus,
-    pub created_at: String,
-    pub updated_at: String,
-    /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
-    pub deleted_at: Option<String>,
 }
 
 impl From<Contact> for ContactBody {
     fn from(c: Contact) -> Self {
         ContactBody {
-            id: c.id,
-            amocrm_id: c.amocrm_id,
-            sync_status: c.sync_status,
-            created_at: timestamp(c.created_at),
-            deleted_at: c.deleted_at.map(timestamp),
-            updated_at: timestamp(c.updated_at),
-            name: crate::domain::present_name(c.name),
+            record: RecordFields::of(&c),
             phone: c.phone,
         }
     }
-}
-
-impl EntityBody for ContactBody {
-    type Row = Contact;
-    const COLLECTION: &'static str = "/api/v1/contacts";
-    fn id(row: &Contact) -> i64 {
-        row.id
-    }
-}
-
-#[utoipa::path(
-    post, path = "/api/v1/contacts", tag = "contacts",
-    summary = "Find or create a contact by phone",
-    request_body = ContactRequest,
-    responses(
-        SavedAnswers<ContactBody>, JsonBodyErrors, FindOrCreateErrors,
-    ),
-)]
-pub async fn create_contact(
-    state: web::Data<AppState>,
-    body: JsonBody<ContactRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let input = body.0.into_input(state.region)?;
-    let saved = state.contacts.find_or_create(input).await?;
-    Ok(entity::saved::<ContactBody>(saved))
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/contacts/{id}", tag = "contacts",
-    summary = "One contact",
-    params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
-    responses(
-        (status = 200, description = "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id", body = ContactBody),
-        NoSuchContact, ReadErrors,
-    ),
-)]
-pub async fn get_contact(
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    query: web::Query<ShowQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let contact = state
-        .contacts
-        .get(id.into_inner(), query.include_deleted()?)
-        .await?;
-    Ok(entity::shown::<ContactBody>(contact))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -153,56 +98,43 @@ pub struct ContactListQuery {
     name: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1)]
     amocrm_id: Option<String>,
-    /// 1–500, default 50.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{0,18}$")]
-    cursor: Option<String>,
-    /// `true` shows records deleted in AmoCRM.
-    #[param(schema_with = flag_schema)]
-    include_deleted: Option<String>,
 }
 
-#[utoipa::path(
-    get, path = "/api/v1/contacts", tag = "contacts",
-    summary = "List contacts (keyset pages)",
-    params(ContactListQuery),
-    responses(
-        (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<ContactBody>),
-        ReadErrors,
-    ),
-)]
-pub async fn list_contacts(
-    state: web::Data<AppState>,
-    query: web::Query<ContactListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let mut errors = Vec::new();
-    let phone = query
-        .phone
-        .as_deref()
-        .filter(|p| !p.trim().is_empty())
-        .and_then(|raw| {
-            Phone::parse(raw, state.region)
-                .map_err(|e| errors.push(FieldError::new("phone", e.to_string())))
-                .ok()
-        });
-    let amocrm_id = query_id("amocrm_id", query.amocrm_id.as_deref(), &mut errors);
-    let paging = Paging::parse(
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
-        query.include_deleted.as_deref(),
-        &mut errors,
-    );
-    entity::reject(errors)?;
-    let filter = ContactFilter {
-        phone: phone.map(|p| p.as_e164().to_owned()),
-        name: text_filter(query.name.as_deref()),
-        amocrm_id,
-        after_id: paging.after_id,
-        limit: paging.fetch(),
-        include_deleted: paging.include_deleted,
-    };
-    let rows = state.contacts.list(filter).await?;
-    Ok(entity::listed::<ContactBody>(rows, paging))
+impl ListQuery for ContactListQuery {
+    type Filter = ContactFilter;
+
+    fn filter(
+        &self,
+        region: Region,
+        paging: Paging,
+        errors: &mut Vec<FieldError>,
+    ) -> ContactFilter {
+        let phone = self
+            .phone
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+            .and_then(|raw| {
+                Phone::parse(raw, region)
+                    .map_err(|e| errors.push(FieldError::new("phone", e.to_string())))
+                    .ok()
+            });
+        ContactFilter {
+            phone: phone.map(|p| p.as_e164().to_owned()),
+            name: text_filter(self.name.as_deref()),
+            amocrm_id: query_id("amocrm_id", self.amocrm_id.as_deref(), errors),
+            after_id: paging.after_id,
+            limit: paging.fetch(),
+            include_deleted: paging.include_deleted,
+        }
+    }
+}
+
+entity_operations! {
+    service: contacts, body: ContactBody(Contact), tag: "contacts",
+    create: create_contact(ContactRequest) at "/api/v1/contacts",
+        "Find or create a contact by phone";
+    show: get_contact at "/api/v1/contacts/{id}", "One contact",
+        "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id",
+        NoSuchContact;
+    list: list_contacts(ContactListQuery), "List contacts (keyset pages)";
 }

@@ -9,14 +9,15 @@ use std::marker::PhantomData;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use chrono::{NaiveDateTime, SecondsFormat};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::{ContentBuilder, Header, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::ToSchema;
 
-use super::extract::{page_params, paginate, query_flag};
-use crate::domain::FieldError;
+use super::extract::{flag_schema, page_params, paginate, query_flag};
+use crate::domain::{present_name, FieldError, Region, SyncStatus};
 use crate::error::ApiError;
+use crate::repositories::SyncRow;
 use crate::services::Saved;
 
 /// An entity's response body and what the shared steps need to know about its rows.
@@ -27,6 +28,38 @@ pub trait EntityBody: Serialize + From<Self::Row> {
     const COLLECTION: &'static str;
     /// amosync's id of a row (the `Location` and the page cursor).
     fn id(row: &Self::Row) -> i64;
+}
+
+/// What every record's body says of the record itself; an entity's body adds its
+/// own fields beside these.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordFields {
+    pub id: i64,
+    pub amocrm_id: Option<i64>,
+    /// `null` when the record has no name in AmoCRM (leads made from chats and
+    /// forms often have none); never an empty string.
+    pub name: Option<String>,
+    /// `pending` until AmoCRM has confirmed the record, then `synced`.
+    #[schema(value_type = String)]
+    pub sync_status: SyncStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
+    pub deleted_at: Option<String>,
+}
+
+impl RecordFields {
+    pub fn of(row: &impl SyncRow) -> Self {
+        RecordFields {
+            id: row.record_id(),
+            amocrm_id: row.amocrm_id(),
+            name: present_name(row.name().to_owned()),
+            sync_status: row.sync_status(),
+            created_at: timestamp(row.created_at()),
+            updated_at: timestamp(row.updated_at()),
+            deleted_at: row.deleted_at().map(timestamp),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -45,6 +78,57 @@ pub fn text_filter(raw: Option<&str>) -> Option<String> {
     raw.map(str::trim)
         .filter(|text| !text.is_empty())
         .map(str::to_owned)
+}
+
+/// A find-or-create body: parses into its service's input, or a 422 naming every
+/// wrong field.
+pub trait EntityRequest {
+    type Input;
+    fn into_input(self, region: Region) -> Result<Self::Input, ApiError>;
+}
+
+/// An entity's own list filters (`PagingQuery` holds the shared ones).
+pub trait ListQuery {
+    /// The repository filter, paging included.
+    type Filter;
+    /// Collects every wrong field into `errors`.
+    fn filter(&self, region: Region, paging: Paging, errors: &mut Vec<FieldError>) -> Self::Filter;
+}
+
+/// The query parameters every list shares.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PagingQuery {
+    /// 1–500, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{0,18}$")]
+    cursor: Option<String>,
+    /// `true` shows records deleted in AmoCRM.
+    #[param(schema_with = flag_schema)]
+    include_deleted: Option<String>,
+}
+
+/// A list query parsed whole: the entity's filter with its paging, or a 422 naming
+/// every wrong field (the entity's own first).
+pub fn list_filter<Q: ListQuery>(
+    query: &Q,
+    paging: &PagingQuery,
+    region: Region,
+) -> Result<(Q::Filter, Paging), ApiError> {
+    let mut paging_errors = Vec::new();
+    let paging = Paging::parse(
+        paging.limit.as_deref(),
+        paging.cursor.as_deref(),
+        paging.include_deleted.as_deref(),
+        &mut paging_errors,
+    );
+    let mut errors = Vec::new();
+    let filter = query.filter(region, paging, &mut errors);
+    errors.append(&mut paging_errors);
+    reject(errors)?;
+    Ok((filter, paging))
 }
 
 /// The paging part of a list query, parsed.
@@ -150,6 +234,78 @@ pub fn listed<B: EntityBody>(rows: Vec<B::Row>, paging: Paging) -> HttpResponse 
         next_cursor,
     })
 }
+
+/// The three operations of a synced entity (find or create, one, a page), each with
+/// its OpenAPI description: written here once, so an entity's controller supplies
+/// only its bodies, its filter and its words. The invoking module imports the names
+/// the handlers use (the description macro reads them as written).
+macro_rules! entity_operations {
+    (
+        service: $service:ident, body: $body:ident($row:ident), tag: $tag:tt,
+        create: $create:ident($request:ident) at $collection:tt, $create_summary:tt;
+        show: $show:ident at $one:tt, $show_summary:tt, $found:tt, $missing:ident;
+        list: $list:ident($query:ident), $list_summary:tt;
+    ) => {
+        impl EntityBody for $body {
+            type Row = $row;
+            const COLLECTION: &'static str = $collection;
+            fn id(row: &$row) -> i64 {
+                row.id
+            }
+        }
+
+        #[utoipa::path(
+            post, path = $collection, tag = $tag,
+            summary = $create_summary,
+            request_body = $request,
+            responses(SavedAnswers<$body>, JsonBodyErrors, FindOrCreateErrors),
+        )]
+        pub async fn $create(
+            state: web::Data<AppState>,
+            body: JsonBody<$request>,
+        ) -> Result<HttpResponse, ApiError> {
+            let input = EntityRequest::into_input(body.0, state.region)?;
+            let saved = state.$service.find_or_create(input).await?;
+            Ok(entity::saved::<$body>(saved))
+        }
+
+        #[utoipa::path(
+            get, path = $one, tag = $tag,
+            summary = $show_summary,
+            params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
+            responses((status = 200, description = $found, body = $body), $missing, ReadErrors),
+        )]
+        pub async fn $show(
+            state: web::Data<AppState>,
+            id: web::Path<i64>,
+            query: web::Query<ShowQuery>,
+        ) -> Result<HttpResponse, ApiError> {
+            let include_deleted = query.include_deleted()?;
+            let row = state.$service.get(id.into_inner(), include_deleted).await?;
+            Ok(entity::shown::<$body>(row))
+        }
+
+        #[utoipa::path(
+            get, path = $collection, tag = $tag,
+            summary = $list_summary,
+            params($query, PagingQuery),
+            responses(
+                (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<$body>),
+                ReadErrors,
+            ),
+        )]
+        pub async fn $list(
+            state: web::Data<AppState>,
+            query: web::Query<$query>,
+            paging: web::Query<PagingQuery>,
+        ) -> Result<HttpResponse, ApiError> {
+            let (filter, paging) = entity::list_filter(&*query, &paging, state.region)?;
+            let rows = state.$service.list(filter).await?;
+            Ok(entity::listed::<$body>(rows, paging))
+        }
+    };
+}
+pub(super) use entity_operations;
 
 #[cfg(test)]
 mod tests {

@@ -5,10 +5,13 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::contacts::ContactRequest;
-use super::entity::{self, text_filter, timestamp, EntityBody, Page, Paging, SavedAnswers};
-use super::extract::{field_errors, flag_schema, optional_integer, query_id, JsonBody, ShowQuery};
+use super::entity::{
+    self, entity_operations, text_filter, EntityBody, EntityRequest, ListQuery, Page, Paging,
+    PagingQuery, RecordFields, SavedAnswers,
+};
+use super::extract::{field_errors, optional_integer, query_id, JsonBody, ShowQuery};
 use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
-use crate::domain::{EntityName, FieldError, Region, SyncStatus};
+use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
 use crate::repositories::{Lead, LeadFilter};
 use crate::services::{LeadContact, LeadInput};
@@ -42,8 +45,10 @@ pub struct LeadRequest {
     pub contact: Option<ContactRequest>,
 }
 
-impl LeadRequest {
-    pub fn parse(&self, region: Region) -> Result<LeadInput, ApiError> {
+impl EntityRequest for LeadRequest {
+    type Input = LeadInput;
+
+    fn into_input(self, region: Region) -> Result<LeadInput, ApiError> {
         let mut errors = self
             .validate()
             .err()
@@ -83,85 +88,24 @@ impl LeadRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeadBody {
-    pub id: i64,
-    pub amocrm_id: Option<i64>,
-    /// `null` when the record has no name in AmoCRM (leads made from chats and
-    /// forms often have none); never an empty string.
-    pub name: Option<String>,
+    #[serde(flatten)]
+    pub record: RecordFields,
     pub price: Option<i64>,
     pub status_id: Option<i64>,
     pub pipeline_id: Option<i64>,
     pub contact_id: Option<i64>,
-    #[schema(value_type = String)]
-    pub sync_status: SyncStatus,
-    pub created_at: String,
-    pub updated_at: String,
-    /// Set when AmoCRM deleted the record (shown only with `include_deleted=true`).
-    pub deleted_at: Option<String>,
 }
 
 impl From<Lead> for LeadBody {
     fn from(l: Lead) -> Self {
         LeadBody {
-            id: l.id,
-            amocrm_id: l.amocrm_id,
+            record: RecordFields::of(&l),
             price: l.price,
             status_id: l.status_id,
             pipeline_id: l.pipeline_id,
             contact_id: l.contact_id,
-            sync_status: l.sync_status,
-            created_at: timestamp(l.created_at),
-            deleted_at: l.deleted_at.map(timestamp),
-            updated_at: timestamp(l.updated_at),
-            name: crate::domain::present_name(l.name),
         }
     }
-}
-
-impl EntityBody for LeadBody {
-    type Row = Lead;
-    const COLLECTION: &'static str = "/api/v1/leads";
-    fn id(row: &Lead) -> i64 {
-        row.id
-    }
-}
-
-#[utoipa::path(
-    post, path = "/api/v1/leads", tag = "leads",
-    summary = "Find or create a lead (same name and contact = same lead)",
-    request_body = LeadRequest,
-    responses(
-        SavedAnswers<LeadBody>, JsonBodyErrors, FindOrCreateErrors,
-    ),
-)]
-pub async fn create_lead(
-    state: web::Data<AppState>,
-    body: JsonBody<LeadRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let input = body.0.parse(state.region)?;
-    let saved = state.leads.find_or_create(input).await?;
-    Ok(entity::saved::<LeadBody>(saved))
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/leads/{id}", tag = "leads",
-    summary = "One lead",
-    params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
-    responses(
-        (status = 200, description = "The lead", body = LeadBody),
-        NoSuchLead, ReadErrors,
-    ),
-)]
-pub async fn get_lead(
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    query: web::Query<ShowQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let lead = state
-        .leads
-        .get(id.into_inner(), query.include_deleted()?)
-        .await?;
-    Ok(entity::shown::<LeadBody>(lead))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -173,46 +117,27 @@ pub struct LeadListQuery {
     status_id: Option<String>,
     #[param(value_type = Option<i64>, minimum = 1)]
     contact_id: Option<String>,
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
-    limit: Option<String>,
-    #[param(pattern = "^[0-9]{0,18}$")]
-    cursor: Option<String>,
-    /// `true` shows records deleted in AmoCRM.
-    #[param(schema_with = flag_schema)]
-    include_deleted: Option<String>,
 }
 
-#[utoipa::path(
-    get, path = "/api/v1/leads", tag = "leads",
-    summary = "List leads (keyset pages)",
-    params(LeadListQuery),
-    responses(
-        (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<LeadBody>),
-        ReadErrors,
-    ),
-)]
-pub async fn list_leads(
-    state: web::Data<AppState>,
-    query: web::Query<LeadListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let mut errors = Vec::new();
-    let status_id = query_id("status_id", query.status_id.as_deref(), &mut errors);
-    let contact_id = query_id("contact_id", query.contact_id.as_deref(), &mut errors);
-    let paging = Paging::parse(
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
-        query.include_deleted.as_deref(),
-        &mut errors,
-    );
-    entity::reject(errors)?;
-    let filter = LeadFilter {
-        name: text_filter(query.name.as_deref()),
-        status_id,
-        contact_id,
-        after_id: paging.after_id,
-        limit: paging.fetch(),
-        include_deleted: paging.include_deleted,
-    };
-    let rows = state.leads.list(filter).await?;
-    Ok(entity::listed::<LeadBody>(rows, paging))
+impl ListQuery for LeadListQuery {
+    type Filter = LeadFilter;
+
+    fn filter(&self, _: Region, paging: Paging, errors: &mut Vec<FieldError>) -> LeadFilter {
+        LeadFilter {
+            name: text_filter(self.name.as_deref()),
+            status_id: query_id("status_id", self.status_id.as_deref(), errors),
+            contact_id: query_id("contact_id", self.contact_id.as_deref(), errors),
+            after_id: paging.after_id,
+            limit: paging.fetch(),
+            include_deleted: paging.include_deleted,
+        }
+    }
+}
+
+entity_operations! {
+    service: leads, body: LeadBody(Lead), tag: "leads",
+    create: create_lead(LeadRequest) at "/api/v1/leads",
+        "Find or create a lead (same name and contact = same lead)";
+    show: get_lead at "/api/v1/leads/{id}", "One lead", "The lead", NoSuchLead;
+    list: list_leads(LeadListQuery), "List leads (keyset pages)";
 }

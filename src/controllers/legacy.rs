@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::contacts::ContactRequest;
+use super::entity::EntityRequest;
 use super::extract::JsonBody;
 use super::leads::LeadRequest;
 use super::openapi::problems::{JsonBodyErrors, LegacyCreateErrors};
@@ -51,7 +52,7 @@ pub async fn create_contact_legacy(
     state: web::Data<AppState>,
     body: JsonBody<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.into_input(state.region)?;
+    let input = EntityRequest::into_input(body.0, state.region)?;
     let (id, saved) = shape(state.contacts.find_or_create(input).await?, |r| r.id);
     created_or_conflict(id, saved)
 }
@@ -70,7 +71,7 @@ pub async fn create_lead_legacy(
     state: web::Data<AppState>,
     body: JsonBody<LeadRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0.parse(state.region)?;
+    let input = EntityRequest::into_input(body.0, state.region)?;
     let (id, saved) = shape(state.leads.find_or_create(input).await?, |r| r.id);
     created_or_conflict(id, saved)
 }

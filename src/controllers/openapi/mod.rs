@@ -93,7 +93,7 @@ impl Modify for NamePattern {
 }
 
 /// A lead names its contact by `contact_id` or inline as `contact`, never both
-/// (`LeadRequest::parse` refuses the pair with a 422). A derived object cannot say so,
+/// (`LeadRequest` refuses the pair with a 422 when it parses). A derived object cannot say so,
 /// so the published `LeadRequest` is the derived object together with an `anyOf`: at
 /// least one of the two is absent or null.
 struct LeadContactChoice;
