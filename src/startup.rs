@@ -23,9 +23,9 @@ use crate::repositories::{
 };
 use crate::services::{
     ContactService, ExpectedAccount, GroupCommit, IdempotencyService, Intake, JobService,
-    LeadService, MirrorAuthority, RateShare, Reconciler, RefetchConfig, Refetcher, SyncSettings,
-    SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription, WebhookWorker,
-    WorkerConfig,
+    LeadService, MirrorAuthority, OutboxStores, RateShare, Reconciler, RefetchConfig, Refetcher,
+    SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription,
+    WebhookWorker, WorkerConfig,
 };
 use crate::settings::{self, Exposure, Settings};
 use crate::state::AppState;
@@ -165,11 +165,7 @@ impl Application {
     /// Connects (waiting for the database), migrates, and binds. The server runs
     /// once `run_until_stopped` is awaited.
     pub async fn build(settings: Settings, logger: Logger) -> Result<Application, StartupError> {
-        let db = Db::new(
-            settings.db.url.expose(),
-            settings.db.pool_size,
-            settings.db.checkout_timeout,
-        );
+        let db = Db::connect(&settings.db);
         db.wait_until_reachable(settings.db.wait, &logger).await?;
         let applied = db.migrate().await?;
         if !applied.is_empty() {
@@ -187,7 +183,7 @@ impl Application {
         // Instances of one integration share its requests per second (see `RateShare`).
         // Heartbeats get a connection of their own: a late heartbeat (the pool busy with
         // a burst) would let a sibling take the whole limit.
-        let heartbeat_db = Db::new(settings.db.url.expose(), 1, settings.db.checkout_timeout);
+        let heartbeat_db = Db::sized(&settings.db, 1);
         let share = RateShare::new(
             Arc::new(MysqlSenderRepository::new(heartbeat_db)),
             amo.limiter(),
@@ -241,10 +237,12 @@ impl Application {
         let jobs = Arc::new(MysqlJobRepository::new(db.clone()));
         let sync_worker = SyncWorker::new(
             Arc::clone(&amo_for_hooks),
-            jobs.clone(),
-            contact_repo,
-            lead_repo,
-            sync_rows,
+            OutboxStores {
+                jobs: jobs.clone(),
+                contacts: contact_repo,
+                leads: lead_repo,
+                rows: sync_rows,
+            },
             sync,
             SyncWorkerConfig::default(),
             Arc::clone(&authority),

@@ -122,7 +122,7 @@ async fn webhooks(
     action: WebhookAction,
     redactor: &Redactor,
 ) -> Result<(), CliError> {
-    let db = Db::new(settings.db.url.expose(), 2, settings.db.checkout_timeout);
+    let db = Db::sized(&settings.db, 2);
     let amo = amo_transport(&settings, &db)?;
     let subscription = WebhookSubscription::new(
         Arc::new(amo),
@@ -228,7 +228,7 @@ async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliErr
 /// A small pool for a command, once the database answers (it may still be booting;
 /// a refused account fails at once).
 pub(super) async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, CliError> {
-    let db = Db::new(settings.db.url.expose(), 2, settings.db.checkout_timeout);
+    let db = Db::sized(&settings.db, 2);
     db.wait_until_reachable(settings.db.wait, logger).await?;
     Ok(db)
 }

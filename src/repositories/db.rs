@@ -13,6 +13,7 @@ use slog::Logger;
 
 use super::RepoError;
 use crate::cause::Cause;
+use crate::settings;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -75,6 +76,16 @@ pub struct Db {
 impl Db {
     /// Builds the pool without connecting, so start-up can wait for a booting database.
     /// A checkout that waits longer than `checkout_timeout` fails as `Unavailable`.
+    /// The pool the settings describe (`DATABASE_URL`, `DB_POOL_SIZE`, checkout timeout).
+    pub fn connect(settings: &settings::Db) -> Db {
+        Self::sized(settings, settings.pool_size)
+    }
+
+    /// The settings' database with a pool of `max_size`: a command's, or a task's own.
+    pub fn sized(settings: &settings::Db, max_size: u32) -> Db {
+        Self::new(settings.url.expose(), max_size, settings.checkout_timeout)
+    }
+
     pub fn new(database_url: &str, max_size: u32, checkout_timeout: Duration) -> Db {
         let manager = Manager(ConnectionManager::<MysqlConnection>::new(database_url));
         let pool = Pool::builder()

@@ -55,6 +55,14 @@ pub trait SyncRow: Clone + Send + Sync + 'static {
     const ENTITY: Entity;
 
     fn record_id(&self) -> i64;
+    fn amocrm_id(&self) -> Option<i64>;
+    /// As stored: empty when AmoCRM holds no name.
+    fn name(&self) -> &str;
+    fn sync_status(&self) -> SyncStatus;
+    fn created_at(&self) -> NaiveDateTime;
+    fn updated_at(&self) -> NaiveDateTime;
+    /// When AmoCRM deleted the record.
+    fn deleted_at(&self) -> Option<NaiveDateTime>;
     fn lease_until(&self) -> Option<NaiveDateTime>;
     fn attempts(&self) -> i32;
     fn synced(&self) -> bool;
@@ -74,6 +82,30 @@ macro_rules! sync_row {
 
             fn record_id(&self) -> i64 {
                 self.id
+            }
+
+            fn amocrm_id(&self) -> Option<i64> {
+                self.amocrm_id
+            }
+
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn sync_status(&self) -> SyncStatus {
+                self.sync_status
+            }
+
+            fn created_at(&self) -> NaiveDateTime {
+                self.created_at
+            }
+
+            fn updated_at(&self) -> NaiveDateTime {
+                self.updated_at
+            }
+
+            fn deleted_at(&self) -> Option<NaiveDateTime> {
+                self.deleted_at
             }
 
             fn lease_until(&self) -> Option<NaiveDateTime> {

@@ -31,6 +31,6 @@ pub use mirror::{
     AfterRestore, Imported, MirrorAuthority, MirrorState, Reconciler, RefetchConfig, Refetcher,
     Subscribed, Upkeep, Walk, WebhookSubscription, MIRROR_EVENTS, RECONCILE_MARGIN_SECS,
 };
-pub use outbox::{JobService, SyncWorker, SyncWorkerConfig};
+pub use outbox::{JobService, OutboxStores, SyncWorker, SyncWorkerConfig};
 pub use rate_share::RateShare;
 pub use retention::{Pruned, Retention, RetentionConfig};

@@ -10,4 +10,4 @@ mod rounds;
 mod worker;
 
 pub use jobs::JobService;
-pub use worker::{SyncWorker, SyncWorkerConfig};
+pub use worker::{OutboxStores, SyncWorker, SyncWorkerConfig};

@@ -105,24 +105,34 @@ pub enum JobStep {
     Deferred,
 }
 
+/// The tables the worker reads and writes: its jobs and the records they sync.
+pub struct OutboxStores {
+    pub jobs: Arc<dyn JobRepository>,
+    pub contacts: Arc<dyn ContactRepository>,
+    pub leads: Arc<dyn LeadRepository>,
+    pub rows: Arc<dyn SyncRowRepository>,
+}
+
 impl SyncWorker {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         amo: Arc<dyn AmoTransport>,
-        jobs: Arc<dyn JobRepository>,
-        contact_repo: Arc<dyn ContactRepository>,
-        lead_repo: Arc<dyn LeadRepository>,
-        rows: Arc<dyn SyncRowRepository>,
+        stores: OutboxStores,
         sync: SyncSettings,
         config: SyncWorkerConfig,
         authority: Arc<MirrorAuthority>,
         logger: Logger,
     ) -> Self {
+        let OutboxStores {
+            jobs,
+            contacts,
+            leads,
+            rows,
+        } = stores;
         SyncWorker {
             amo,
             jobs,
-            contact_repo,
-            lead_repo,
+            contact_repo: contacts,
+            lead_repo: leads,
             rows,
             sync,
             config,
@@ -438,10 +448,12 @@ mod tests {
         };
         let worker = SyncWorker::new(
             Arc::new(amo),
-            Arc::new(jobs),
-            Arc::new(MockContactRepository::new()),
-            Arc::new(MockLeadRepository::new()),
-            Arc::new(MockSyncRowRepository::new()),
+            OutboxStores {
+                jobs: Arc::new(jobs),
+                contacts: Arc::new(MockContactRepository::new()),
+                leads: Arc::new(MockLeadRepository::new()),
+                rows: Arc::new(MockSyncRowRepository::new()),
+            },
             SyncSettings::default(),
             config,
             Arc::new(MirrorAuthority::fixed(mode)),
