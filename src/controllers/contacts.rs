@@ -1,20 +1,26 @@
 //! `/api/v1/contacts`: thin handlers over `ContactService`.
 
-use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::entity::{
-    self, entity_operations, text_filter, EntityBody, EntityRequest, ListQuery, Page, Paging,
-    PagingQuery, RecordFields, SavedAnswers,
+    entity_operations, text_filter, EntityRequest, ListQuery, Paging, RecordFields,
 };
-use super::extract::{field_errors, query_id, JsonBody, ShowQuery};
-use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchContact, ReadErrors};
+use super::extract::{field_errors, query_id};
 use crate::domain::{EntityName, FieldError, Phone, Region};
 use crate::error::ApiError;
 use crate::repositories::{Contact, ContactFilter};
 use crate::services::ContactInput;
-use crate::state::AppState;
+
+entity_operations! {
+    service: contacts, body: ContactBody(Contact), tag: "contacts",
+    create: create_contact(ContactRequest) at "/api/v1/contacts",
+        "Find or create a contact by phone";
+    show: get_contact at "/api/v1/contacts/{id}", "One contact",
+        "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id",
+        NoSuchContact;
+    list: list_contacts(ContactListQuery), "List contacts (keyset pages)";
+}
 
 /// `{"name": "...", "phone": "..."}`; also the inline `contact` of a lead.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -122,19 +128,7 @@ impl ListQuery for ContactListQuery {
             phone: phone.map(|p| p.as_e164().to_owned()),
             name: text_filter(self.name.as_deref()),
             amocrm_id: query_id("amocrm_id", self.amocrm_id.as_deref(), errors),
-            after_id: paging.after_id,
-            limit: paging.fetch(),
-            include_deleted: paging.include_deleted,
+            window: paging.window(),
         }
     }
-}
-
-entity_operations! {
-    service: contacts, body: ContactBody(Contact), tag: "contacts",
-    create: create_contact(ContactRequest) at "/api/v1/contacts",
-        "Find or create a contact by phone";
-    show: get_contact at "/api/v1/contacts/{id}", "One contact",
-        "The contact; for an id merged into an existing contact (AmoCRM held the person under another phone), that contact, with its own id",
-        NoSuchContact;
-    list: list_contacts(ContactListQuery), "List contacts (keyset pages)";
 }

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::extract::{flag_schema, page_params, paginate, query_flag};
 use crate::domain::{present_name, FieldError, Region, SyncStatus};
 use crate::error::ApiError;
-use crate::repositories::SyncRow;
+use crate::repositories::{SyncRow, Window};
 use crate::services::Saved;
 
 /// An entity's response body and what the shared steps need to know about its rows.
@@ -162,6 +162,15 @@ impl Paging {
     pub fn fetch(&self) -> i64 {
         self.limit + 1
     }
+
+    /// The rows a repository reads for this page.
+    pub fn window(&self) -> Window {
+        Window {
+            after_id: self.after_id,
+            limit: self.fetch(),
+            include_deleted: self.include_deleted,
+        }
+    }
 }
 
 /// A 422 listing every wrong field, or nothing when there is none.
@@ -237,8 +246,7 @@ pub fn listed<B: EntityBody>(rows: Vec<B::Row>, paging: Paging) -> HttpResponse 
 
 /// The three operations of a synced entity (find or create, one, a page), each with
 /// its OpenAPI description: written here once, so an entity's controller supplies
-/// only its bodies, its filter and its words. The invoking module imports the names
-/// the handlers use (the description macro reads them as written).
+/// only its bodies, its filter and its words.
 macro_rules! entity_operations {
     (
         service: $service:ident, body: $body:ident($row:ident), tag: $tag:tt,
@@ -246,7 +254,7 @@ macro_rules! entity_operations {
         show: $show:ident at $one:tt, $show_summary:tt, $found:tt, $missing:ident;
         list: $list:ident($query:ident), $list_summary:tt;
     ) => {
-        impl EntityBody for $body {
+        impl crate::controllers::entity::EntityBody for $body {
             type Row = $row;
             const COLLECTION: &'static str = $collection;
             fn id(row: &$row) -> i64 {
@@ -258,50 +266,62 @@ macro_rules! entity_operations {
             post, path = $collection, tag = $tag,
             summary = $create_summary,
             request_body = $request,
-            responses(SavedAnswers<$body>, JsonBodyErrors, FindOrCreateErrors),
+            responses(
+                crate::controllers::entity::SavedAnswers<$body>,
+                crate::controllers::openapi::problems::JsonBodyErrors,
+                crate::controllers::openapi::problems::FindOrCreateErrors,
+            ),
         )]
         pub async fn $create(
-            state: web::Data<AppState>,
-            body: JsonBody<$request>,
-        ) -> Result<HttpResponse, ApiError> {
-            let input = EntityRequest::into_input(body.0, state.region)?;
+            state: actix_web::web::Data<crate::state::AppState>,
+            body: crate::controllers::extract::JsonBody<$request>,
+        ) -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+            let input = crate::controllers::entity::EntityRequest::into_input(body.0, state.region)?;
             let saved = state.$service.find_or_create(input).await?;
-            Ok(entity::saved::<$body>(saved))
+            Ok(crate::controllers::entity::saved::<$body>(saved))
         }
 
         #[utoipa::path(
             get, path = $one, tag = $tag,
             summary = $show_summary,
-            params(("id" = i64, Path, description = "amosync's id"), ShowQuery),
-            responses((status = 200, description = $found, body = $body), $missing, ReadErrors),
+            params(
+                ("id" = i64, Path, description = "amosync's id"),
+                crate::controllers::extract::ShowQuery,
+            ),
+            responses(
+                (status = 200, description = $found, body = $body),
+                crate::controllers::openapi::problems::$missing,
+                crate::controllers::openapi::problems::ReadErrors,
+            ),
         )]
         pub async fn $show(
-            state: web::Data<AppState>,
-            id: web::Path<i64>,
-            query: web::Query<ShowQuery>,
-        ) -> Result<HttpResponse, ApiError> {
+            state: actix_web::web::Data<crate::state::AppState>,
+            id: actix_web::web::Path<i64>,
+            query: actix_web::web::Query<crate::controllers::extract::ShowQuery>,
+        ) -> Result<actix_web::HttpResponse, crate::error::ApiError> {
             let include_deleted = query.include_deleted()?;
             let row = state.$service.get(id.into_inner(), include_deleted).await?;
-            Ok(entity::shown::<$body>(row))
+            Ok(crate::controllers::entity::shown::<$body>(row))
         }
 
         #[utoipa::path(
             get, path = $collection, tag = $tag,
             summary = $list_summary,
-            params($query, PagingQuery),
+            params($query, crate::controllers::entity::PagingQuery),
             responses(
-                (status = 200, description = "One page; pass next_cursor back as cursor", body = Page<$body>),
-                ReadErrors,
+                (status = 200, description = "One page; pass next_cursor back as cursor", body = crate::controllers::entity::Page<$body>),
+                crate::controllers::openapi::problems::ReadErrors,
             ),
         )]
         pub async fn $list(
-            state: web::Data<AppState>,
-            query: web::Query<$query>,
-            paging: web::Query<PagingQuery>,
-        ) -> Result<HttpResponse, ApiError> {
-            let (filter, paging) = entity::list_filter(&*query, &paging, state.region)?;
+            state: actix_web::web::Data<crate::state::AppState>,
+            query: actix_web::web::Query<$query>,
+            paging: actix_web::web::Query<crate::controllers::entity::PagingQuery>,
+        ) -> Result<actix_web::HttpResponse, crate::error::ApiError> {
+            let (filter, paging) =
+                crate::controllers::entity::list_filter(&*query, &paging, state.region)?;
             let rows = state.$service.list(filter).await?;
-            Ok(entity::listed::<$body>(rows, paging))
+            Ok(crate::controllers::entity::listed::<$body>(rows, paging))
         }
     };
 }

@@ -1,21 +1,25 @@
 //! `/api/v1/leads`: thin handlers over `LeadService`.
 
-use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::contacts::ContactRequest;
 use super::entity::{
-    self, entity_operations, text_filter, EntityBody, EntityRequest, ListQuery, Page, Paging,
-    PagingQuery, RecordFields, SavedAnswers,
+    entity_operations, text_filter, EntityRequest, ListQuery, Paging, RecordFields,
 };
-use super::extract::{field_errors, optional_integer, query_id, JsonBody, ShowQuery};
-use super::openapi::problems::{FindOrCreateErrors, JsonBodyErrors, NoSuchLead, ReadErrors};
+use super::extract::{field_errors, optional_integer, query_id};
 use crate::domain::{EntityName, FieldError, Region};
 use crate::error::ApiError;
 use crate::repositories::{Lead, LeadFilter};
 use crate::services::{LeadContact, LeadInput};
-use crate::state::AppState;
+
+entity_operations! {
+    service: leads, body: LeadBody(Lead), tag: "leads",
+    create: create_lead(LeadRequest) at "/api/v1/leads",
+        "Find or create a lead (same name and contact = same lead)";
+    show: get_lead at "/api/v1/leads/{id}", "One lead", "The lead", NoSuchLead;
+    list: list_leads(LeadListQuery), "List leads (keyset pages)";
+}
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 pub struct LeadRequest {
@@ -127,17 +131,7 @@ impl ListQuery for LeadListQuery {
             name: text_filter(self.name.as_deref()),
             status_id: query_id("status_id", self.status_id.as_deref(), errors),
             contact_id: query_id("contact_id", self.contact_id.as_deref(), errors),
-            after_id: paging.after_id,
-            limit: paging.fetch(),
-            include_deleted: paging.include_deleted,
+            window: paging.window(),
         }
     }
-}
-
-entity_operations! {
-    service: leads, body: LeadBody(Lead), tag: "leads",
-    create: create_lead(LeadRequest) at "/api/v1/leads",
-        "Find or create a lead (same name and contact = same lead)";
-    show: get_lead at "/api/v1/leads/{id}", "One lead", "The lead", NoSuchLead;
-    list: list_leads(LeadListQuery), "List leads (keyset pages)";
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity};
-use super::models::{Claim, Contact, NewContact};
+use super::models::{Claim, Contact, NewContact, Window};
 use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
 use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
@@ -22,10 +22,7 @@ pub struct ContactFilter {
     pub phone: Option<String>,
     pub name: Option<String>,
     pub amocrm_id: Option<i64>,
-    /// Keyset cursor: only ids greater than this.
-    pub after_id: Option<i64>,
-    pub limit: i64,
-    pub include_deleted: bool,
+    pub window: Window,
 }
 
 impl ContactFilter {
@@ -33,11 +30,16 @@ impl ContactFilter {
     /// the filter's phone, in id order). Names are not compared here: the database
     /// compares them by collation, so a list with a name goes to `list`.
     pub fn select(&self, rows: Vec<Contact>) -> Vec<Contact> {
-        let limit = usize::try_from(self.limit).unwrap_or(0);
+        let Window {
+            after_id,
+            limit,
+            include_deleted,
+        } = self.window;
+        let limit = usize::try_from(limit).unwrap_or(0);
         rows.into_iter()
-            .filter(|row| self.include_deleted || row.deleted_at.is_none())
+            .filter(|row| include_deleted || row.deleted_at.is_none())
             .filter(|row| self.amocrm_id.is_none_or(|id| row.amocrm_id == Some(id)))
-            .filter(|row| self.after_id.is_none_or(|after| row.id > after))
+            .filter(|row| after_id.is_none_or(|after| row.id > after))
             .take(limit)
             .collect()
     }
@@ -187,13 +189,7 @@ fn merge(conn: &mut MysqlConnection, id: i64, into: i64) -> Result<(), RepoError
 impl ContactRepository for MysqlContactRepository {
     async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Contact>, RepoError> {
         self.db
-            .run(move |conn| {
-                Ok(rows(include_deleted)
-                    .filter(contacts::id.eq(id))
-                    .select(Contact::as_select())
-                    .first(conn)
-                    .optional()?)
-            })
+            .run(move |conn| one(conn, id, include_deleted))
             .await
     }
 
@@ -310,24 +306,18 @@ impl ContactRepository for MysqlContactRepository {
     async fn list(&self, filter: ContactFilter) -> Result<Vec<Contact>, RepoError> {
         self.db
             .run(move |conn| {
-                let mut query = rows(filter.include_deleted);
-                if let Some(phone) = filter.phone {
-                    query = query.filter(contacts::phone.eq(phone));
-                }
-                if let Some(name) = filter.name {
-                    query = query.filter(contacts::name.eq(name));
-                }
-                if let Some(amocrm_id) = filter.amocrm_id {
-                    query = query.filter(contacts::amocrm_id.eq(amocrm_id));
-                }
-                if let Some(after) = filter.after_id {
-                    query = query.filter(contacts::id.gt(after));
-                }
-                Ok(query
-                    .order(contacts::id.asc())
-                    .limit(filter.limit)
-                    .select(Contact::as_select())
-                    .load(conn)?)
+                page(conn, filter.window, |mut query| {
+                    if let Some(phone) = filter.phone {
+                        query = query.filter(contacts::phone.eq(phone));
+                    }
+                    if let Some(name) = filter.name {
+                        query = query.filter(contacts::name.eq(name));
+                    }
+                    if let Some(amocrm_id) = filter.amocrm_id {
+                        query = query.filter(contacts::amocrm_id.eq(amocrm_id));
+                    }
+                    query
+                })
             })
             .await
     }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::db::{retry_deadlocks, with_named_lock, Db};
 use super::jobs::{self, Entity};
-use super::models::{Claim, Lead, NewLead};
+use super::models::{Claim, Lead, NewLead, Window};
 use super::sync_rows::{claim_found, fold_into, mirrored_table, take_lease, Record};
 use super::sync_state::{lock_name, CLAIM_LOCK_TIMEOUT_SECS};
 use super::RepoError;
@@ -22,9 +22,7 @@ pub struct LeadFilter {
     pub name: Option<String>,
     pub status_id: Option<i64>,
     pub contact_id: Option<i64>,
-    pub after_id: Option<i64>,
-    pub limit: i64,
-    pub include_deleted: bool,
+    pub window: Window,
 }
 
 #[cfg_attr(test, mockall::automock)]
@@ -142,13 +140,7 @@ fn claim_key(new: &NewLead) -> String {
 impl LeadRepository for MysqlLeadRepository {
     async fn get(&self, id: i64, include_deleted: bool) -> Result<Option<Lead>, RepoError> {
         self.db
-            .run(move |conn| {
-                Ok(rows(include_deleted)
-                    .filter(leads::id.eq(id))
-                    .select(Lead::as_select())
-                    .first(conn)
-                    .optional()?)
-            })
+            .run(move |conn| one(conn, id, include_deleted))
             .await
     }
 
@@ -194,24 +186,18 @@ impl LeadRepository for MysqlLeadRepository {
     async fn list(&self, filter: LeadFilter) -> Result<Vec<Lead>, RepoError> {
         self.db
             .run(move |conn| {
-                let mut query = rows(filter.include_deleted);
-                if let Some(name) = filter.name {
-                    query = query.filter(leads::name.eq(name));
-                }
-                if let Some(status_id) = filter.status_id {
-                    query = query.filter(leads::status_id.eq(status_id));
-                }
-                if let Some(contact_id) = filter.contact_id {
-                    query = query.filter(leads::contact_id.eq(contact_id));
-                }
-                if let Some(after) = filter.after_id {
-                    query = query.filter(leads::id.gt(after));
-                }
-                Ok(query
-                    .order(leads::id.asc())
-                    .limit(filter.limit)
-                    .select(Lead::as_select())
-                    .load(conn)?)
+                page(conn, filter.window, |mut query| {
+                    if let Some(name) = filter.name {
+                        query = query.filter(leads::name.eq(name));
+                    }
+                    if let Some(status_id) = filter.status_id {
+                        query = query.filter(leads::status_id.eq(status_id));
+                    }
+                    if let Some(contact_id) = filter.contact_id {
+                        query = query.filter(leads::contact_id.eq(contact_id));
+                    }
+                    query
+                })
             })
             .await
     }

@@ -45,7 +45,7 @@ pub use mirror::{
     CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
     RefetchEntity, Removal,
 };
-pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow};
+pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow, Window};
 pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
 pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{

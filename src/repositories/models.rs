@@ -49,6 +49,16 @@ pub struct Lead {
     pub updated_at: NaiveDateTime,
 }
 
+/// Which rows of a list a page reads: keyset paging by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Keyset cursor: only ids greater than this.
+    pub after_id: Option<i64>,
+    pub limit: i64,
+    /// Rows AmoCRM deleted too.
+    pub include_deleted: bool,
+}
+
 /// What the sync protocol reads of any mirrored row: which record it is, whether
 /// it is synced, and its lease and attempts.
 pub trait SyncRow: Clone + Send + Sync + 'static {

@@ -238,7 +238,8 @@ pub(super) fn fold_into(
 }
 
 /// The queries every mirrored table has, for its row type: `rows` (deleted ones
-/// only when asked), `active`, `load` by id, and the repository struct over `Db`.
+/// only when asked), `active`, `load` and `one` by id, a keyset `page`, and the
+/// repository struct over `Db`.
 macro_rules! mirrored_table {
     ($repository:ident, $table:ident, $row:ty) => {
         pub struct $repository {
@@ -269,6 +270,38 @@ macro_rules! mirrored_table {
                 .find(id)
                 .select(<$row>::as_select())
                 .first(conn)?)
+        }
+
+        /// One row; a deleted one only when `include_deleted`.
+        fn one(
+            conn: &mut MysqlConnection,
+            id: i64,
+            include_deleted: bool,
+        ) -> Result<Option<$row>, RepoError> {
+            Ok(rows(include_deleted)
+                .filter($table::id.eq(id))
+                .select(<$row>::as_select())
+                .first(conn)
+                .optional()?)
+        }
+
+        /// A keyset page (`window`) of the rows `filtered` keeps.
+        fn page(
+            conn: &mut MysqlConnection,
+            window: Window,
+            filtered: impl FnOnce(
+                $table::BoxedQuery<'static, diesel::mysql::Mysql>,
+            ) -> $table::BoxedQuery<'static, diesel::mysql::Mysql>,
+        ) -> Result<Vec<$row>, RepoError> {
+            let mut query = filtered(rows(window.include_deleted));
+            if let Some(after) = window.after_id {
+                query = query.filter($table::id.gt(after));
+            }
+            Ok(query
+                .order($table::id.asc())
+                .limit(window.limit)
+                .select(<$row>::as_select())
+                .load(conn)?)
         }
     };
 }

@@ -313,7 +313,7 @@ pub(super) mod tests {
     use crate::amo::MockAmoTransport;
     use crate::domain::{Region, SyncStatus};
     use crate::repositories::{
-        Entity, MockContactRepository, MockSyncRowRepository, Record, RepoError,
+        Entity, MockContactRepository, MockSyncRowRepository, Record, RepoError, Window,
     };
     use crate::services::mirror::authority::tests::{all_facts, auto_with, lacking_one_fact};
     use crate::settings::DedupMode;
@@ -763,9 +763,11 @@ pub(super) mod tests {
                 phone: Some("+79161234567".into()),
                 name: None,
                 amocrm_id: None,
-                after_id: None,
-                limit: 50,
-                include_deleted: false,
+                window: Window {
+                    after_id: None,
+                    limit: 50,
+                    include_deleted: false,
+                },
             };
             f(&mut filter);
             filter
@@ -774,7 +776,9 @@ pub(super) mod tests {
         let listed = |f| service.list(filter(f));
         assert_eq!(ids(listed(|_| {}).await.expect("all")), [1, 3, 4, 5, 6]);
         assert_eq!(
-            ids(listed(|f| f.include_deleted = true).await.expect("deleted")),
+            ids(listed(|f| f.window.include_deleted = true)
+                .await
+                .expect("deleted")),
             [1, 2, 3, 4, 5, 6]
         );
         assert_eq!(
@@ -789,8 +793,8 @@ pub(super) mod tests {
         );
         assert_eq!(
             ids(listed(|f| {
-                f.after_id = Some(3);
-                f.limit = 2
+                f.window.after_id = Some(3);
+                f.window.limit = 2
             })
             .await
             .expect("page")),
