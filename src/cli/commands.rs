@@ -124,12 +124,10 @@ async fn webhooks(
 ) -> Result<(), CliError> {
     let db = Db::sized(&settings.db, 2);
     let amo = amo_transport(&settings, &db)?;
-    let subscription = WebhookSubscription::new(
-        Arc::new(amo),
-        settings.webhook_destination(),
-        settings.webhooks.events.clone(),
-    )
-    .with_facts(Arc::new(MysqlMirrorFactRepository::new(db)));
+    let own = settings.webhook_destination();
+    let subscription =
+        WebhookSubscription::new(Arc::new(amo), own.clone(), settings.webhooks.events.clone())
+            .with_facts(Arc::new(MysqlMirrorFactRepository::new(db)));
     let mask = |text: &str| redactor.redact(text).into_owned();
     match action {
         WebhookAction::Subscribe => match subscription.subscribe().await? {
@@ -152,11 +150,16 @@ async fn webhooks(
             let (hooks, ours) = subscription.list().await?;
             for hook in hooks {
                 let state = if hook.disabled { "disabled" } else { "active" };
+                let destination = if own.as_deref() == Some(hook.destination.as_str()) {
+                    mask(&hook.destination)
+                } else {
+                    origin_only(&hook.destination)
+                };
                 println!(
                     "{}\t{}\t{}\t{}",
                     hook.id,
                     state,
-                    mask(&hook.destination),
+                    destination,
                     hook.settings.join(",")
                 );
             }
@@ -164,6 +167,15 @@ async fn webhooks(
         }
     }
     Ok(())
+}
+
+/// Another integration's hook as `webhooks list` shows it: where it points, without
+/// the path and query, which often carry that integration's own key.
+fn origin_only(destination: &str) -> String {
+    url::Url::parse(destination).map_or_else(
+        |_| "(not a URL)".to_owned(),
+        |url| format!("{}/…", url.origin().ascii_serialization()),
+    )
 }
 
 /// The authorisation code: `AMO_AUTH_CODE`, or one line of standard input.

@@ -138,7 +138,7 @@ enum WebhookAction {
     Subscribe,
     /// Remove amosync's webhook (not an error when there is none).
     Unsubscribe,
-    /// List the account's webhooks.
+    /// List the account's webhooks (other integrations' by their origin only).
     List,
 }
 

@@ -4,6 +4,7 @@
 mod auth;
 pub mod compression;
 pub(crate) mod contacts;
+pub(crate) mod demo;
 pub(crate) mod docs;
 mod entity;
 mod extract;

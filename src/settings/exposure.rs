@@ -17,10 +17,12 @@ use super::{is_local_host, Secret, Settings};
 pub const DEMO_SWITCH: &str = "AMOSYNC_DEMO";
 
 /// Values this repository publishes (demo compose file, `.env.example`, README,
-/// the fake AmoCRM's default token). Lower case.
+/// `scripts/dev-stack.sh`'s `.dev-stack.env`, the fake AmoCRM's default token).
+/// Lower case.
 const PUBLISHED: &[&str] = &[
     "change-me-local-dev-token-0001",
     "compose-first-run-webhook-secret-0001",
+    "dev-stack-webhook-secret-0123456789abcdef",
     "fake-amo-access-token",
 ];
 
@@ -321,6 +323,69 @@ mod tests {
         assert!(s.expect("valid").check_exposure().is_ok());
     }
 
+    /// The secrets' values in a published file: `NAME=value`, `NAME="value"` and
+    /// compose's `NAME: ${NAME:-value}`; an API token entry's token part.
+    fn published_values(text: &str) -> Vec<String> {
+        const NAMES: [&str; 4] = [
+            "API_TOKENS",
+            "WEBHOOK_SECRET",
+            "METRICS_TOKEN",
+            "AMO_ACCESS_TOKEN",
+        ];
+        let mut found = Vec::new();
+        for line in text.lines().map(str::trim) {
+            for name in NAMES {
+                let Some(rest) = line
+                    .strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('=').or_else(|| r.strip_prefix(':')))
+                else {
+                    continue;
+                };
+                let value = rest.trim().trim_matches('"');
+                let value = match value.strip_prefix(&format!("${{{name}:-")) {
+                    Some(default) => default.trim_end_matches('}'),
+                    None => value,
+                };
+                if value.is_empty() || value.starts_with('$') {
+                    continue;
+                }
+                for entry in value.split(',') {
+                    let token = entry.rsplit(':').next().unwrap_or(entry);
+                    found.push(token.to_owned());
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_secret_the_repository_publishes_counts_as_a_sample() {
+        let files = [
+            (".env.example", include_str!("../../.env.example")),
+            (
+                "docker-compose.override.yml",
+                include_str!("../../docker-compose.override.yml"),
+            ),
+            (
+                "scripts/dev-stack.sh",
+                include_str!("../../scripts/dev-stack.sh"),
+            ),
+        ];
+        let mut checked = 0;
+        for (file, text) in files {
+            for value in published_values(text) {
+                assert!(
+                    is_sample(&value),
+                    "{file} publishes {value}, not known as a sample"
+                );
+                checked += 1;
+            }
+        }
+        // .env.example's token and AmoCRM token, the demo's token, secret and fake
+        // token, dev-stack's secret.
+        assert!(checked >= 6, "only {checked} published values found");
+    }
+
     #[test]
     fn placeholders_count_as_samples() {
         for value in [
@@ -328,6 +393,7 @@ mod tests {
             "CHANGEME-please-0000",
             "<your-token-here-000>",
             "fake-amo-access-token",
+            "dev-stack-webhook-secret-0123456789abcdef",
         ] {
             assert!(is_sample(value), "{value}");
         }

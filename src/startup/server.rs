@@ -28,6 +28,8 @@ pub(super) fn bind(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Inside request_context, which finds the client's address.
+            .wrap(from_fn(controllers::demo::internal_only))
             .wrap(from_fn(controllers::headers::protective))
             .wrap(from_fn(controllers::compression::skip_small))
             .wrap(Compress::default())

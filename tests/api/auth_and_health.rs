@@ -40,6 +40,74 @@ async fn readiness_says_when_demo_mode_accepts_published_sample_values() {
     assert_eq!(ready.body["sample_values"], json!(["WEBHOOK_SECRET"]));
 }
 
+/// Whether a client at `address` (forwarded by nginx on loopback) gets to post a
+/// contact and deliver a webhook: their two statuses.
+async fn post_and_deliver_from(app: &TestApp, address: &str, secret: &str) -> (u16, u16) {
+    let posted = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/contacts"))
+                .header("x-forwarded-for", address)
+                .bearer_auth(API_TOKEN)
+                .json(&json!({"name": "Иван Петров", "phone": "+79161234567"})),
+        )
+        .await;
+    let delivered = app
+        .send(
+            app.client
+                .post(app.url(&format!("/webhooks/amocrm/{secret}")))
+                .header("x-forwarded-for", address)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(include_str!(
+                    "../fixtures/webhooks/contacts_update_with_leads_add_and_status.txt"
+                )),
+        )
+        .await;
+    if address.starts_with("203.") && posted.status == 403 {
+        assert_eq!(posted.problem_code(), "forbidden", "{}", posted.body);
+        let detail = posted.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("AMOSYNC_DEMO"), "{detail}");
+    }
+    (posted.status, delivered.status)
+}
+
+#[tokio::test]
+async fn a_demo_answers_internal_networks_only() {
+    const SAMPLE_SECRET: &str = "compose-first-run-webhook-secret-0001";
+    let demo = TestApp::builder()
+        .env(|env| {
+            env.insert("AMOSYNC_DEMO".into(), "true".into());
+            env.insert("WEBHOOK_SECRET".into(), SAMPLE_SECRET.into());
+        })
+        .spawn()
+        .await;
+    // Whoever read the published secret, from the internet: nothing gets in.
+    assert_eq!(
+        post_and_deliver_from(&demo, "203.0.113.7", SAMPLE_SECRET).await,
+        (403, 403)
+    );
+    assert_eq!(demo.count("contacts"), 0);
+    assert_eq!(demo.count("webhook_inbox"), 0);
+    let ready = demo.send(
+        demo.client
+            .get(demo.url("/ready"))
+            .header("x-forwarded-for", "203.0.113.7"),
+    );
+    assert_eq!(ready.await.status, 403);
+    // The demo's own network (the fake AmoCRM, the browser on the host) is served.
+    assert_eq!(
+        post_and_deliver_from(&demo, "10.1.2.3", SAMPLE_SECRET).await,
+        (201, 200)
+    );
+
+    // Not a demo: outside addresses are served as ever.
+    let app = spawn_app().await;
+    assert_eq!(
+        post_and_deliver_from(&app, "203.0.113.7", crate::helpers::WEBHOOK_SECRET).await,
+        (201, 200)
+    );
+}
+
 #[tokio::test]
 async fn the_start_up_log_warns_when_demo_mode_is_on() {
     let quiet = CapturedLogs::default();

@@ -303,6 +303,11 @@ impl TestApp {
     /// Runs the `amosync` binary (e.g. `sync --full`) against this app's database and
     /// fake AmoCRM, as an operator would next to the running service.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with(args, &[])
+    }
+
+    /// `cli` with more variables set (or the defaults replaced).
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_amosync"))
             .args(args)
             .env_clear()
@@ -311,8 +316,23 @@ impl TestApp {
             .env("AMO_ACCESS_TOKEN", FakeAmo::TOKEN)
             .env("API_TOKENS", "cli:cli-token-0123456789abcdef")
             .env("LOG_LEVEL", "error")
+            .envs(env.iter().copied())
             .output()
             .expect("run amosync")
+    }
+
+    /// Another integration's webhook, registered in the fake AmoCRM as that
+    /// integration would (its own key in the destination).
+    pub async fn register_foreign_hook(&self, destination: &str) {
+        let res = self
+            .client
+            .post(format!("{}/api/v4/webhooks", self.amo.base_url()))
+            .bearer_auth(FakeAmo::TOKEN)
+            .json(&serde_json::json!({"destination": destination, "settings": ["add_contact"]}))
+            .send()
+            .await
+            .expect("the fake answers");
+        assert!(res.status().is_success(), "{}", res.status());
     }
 
     pub fn count(&self, table: &str) -> i64 {

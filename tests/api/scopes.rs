@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 
-use crate::fake_amo::FakeAmo;
 use crate::helpers::TestApp;
 
 const SCOPES: [&str; 3] = ["write", "read", "admin"];
@@ -190,15 +189,7 @@ async fn a_refused_request_does_not_claim_its_idempotency_key() {
 async fn the_webhook_list_shows_only_amosyncs_own_hook_masked() {
     let app = spawn_with_scoped_tokens().await;
     let foreign = "https://other-integration.example/hook?key=foreign-key-0123456789";
-    let res = app
-        .client
-        .post(format!("{}/api/v4/webhooks", app.amo.base_url()))
-        .bearer_auth(FakeAmo::TOKEN)
-        .json(&json!({"destination": foreign, "settings": ["add_contact"]}))
-        .send()
-        .await
-        .expect("the fake answers");
-    assert!(res.status().is_success(), "{}", res.status());
+    app.register_foreign_hook(foreign).await;
     let admin = token("only-admin");
 
     let listed = call(&app, "get", "/api/v1/amocrm/webhooks", admin).await;

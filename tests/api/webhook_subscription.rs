@@ -1,3 +1,5 @@
+use serde_json::json;
+
 use crate::helpers::{spawn_app, API_TOKEN, WEBHOOK_SECRET};
 
 #[tokio::test]
@@ -69,4 +71,39 @@ async fn managing_webhooks_needs_an_api_token() {
         .await;
     assert_eq!(reply.status, 401);
     assert!(app.amo.webhooks().is_empty());
+}
+
+#[tokio::test]
+async fn the_cli_lists_other_integrations_hooks_without_their_keys() {
+    let app = spawn_app().await;
+    let foreign = "https://other-integration.example/hook/path-key-0123456789?key=query-key-42";
+    app.register_foreign_hook(foreign).await;
+    let ours = app.post("/api/v1/amocrm/webhooks", &json!({})).await;
+    assert_eq!(ours.status, 201, "{}", ours.body);
+
+    let out = app.cli_with(
+        &["webhooks", "list"],
+        &[
+            ("SERVER_URL", "http://127.0.0.1:9"),
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\thttps://other-integration.example/…\t"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\thttp://127.0.0.1:9/webhooks/amocrm/***\t"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("amosync subscribed: true"), "{stdout}");
+    for key in ["path-key-0123456789", "query-key-42", WEBHOOK_SECRET] {
+        assert!(!stdout.contains(key), "{key} printed:\n{stdout}");
+    }
 }

@@ -53,6 +53,26 @@ impl Stack {
     }
 }
 
+/// What amosync puts on every answer, on one that nginx made itself: exactly one
+/// request id, `nosniff` and `no-store`.
+fn assert_protective_headers(res: &reqwest::Response) {
+    let values = |name: &str| -> Vec<String> {
+        res.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(values("x-request-id").len(), 1, "{:?}", res.headers());
+    assert_eq!(
+        values("x-content-type-options"),
+        ["nosniff"],
+        "{:?}",
+        res.headers()
+    );
+    assert_eq!(values("cache-control"), ["no-store"], "{:?}", res.headers());
+}
+
 async fn status(reply: reqwest::Result<reqwest::Response>) -> u16 {
     reply.map(|r| r.status().as_u16()).unwrap_or(0)
 }
@@ -139,6 +159,7 @@ async fn invented_methods_stop_at_nginx_and_every_answer_has_one_request_id() {
         .expect("reply");
     assert_eq!(res.status().as_u16(), 405);
     assert_eq!(res.headers().get_all("x-request-id").iter().count(), 1);
+    assert_protective_headers(&res);
     let body: Value = res.json().await.expect("problem json");
     assert_eq!(body["code"], "method_not_allowed");
     let refused = stack
@@ -269,6 +290,7 @@ async fn metrics_through_nginx_need_an_internal_address_or_a_token() {
     assert_eq!(inside.status().as_u16(), 200);
     let outside = scrape("203.0.113.7", None).await.expect("reply");
     assert_eq!(outside.status().as_u16(), 403);
+    assert_protective_headers(&outside);
     let body: Value = outside.json().await.expect("problem json");
     assert_eq!(body["code"], "forbidden");
     // A bearer token gets past nginx; amosync, with no METRICS_TOKEN, refuses it too.
