@@ -16,6 +16,12 @@
 //! booked at the instant it actually goes (within the timer's millisecond), so
 //! lateness does not eat into the margin; it costs only the late call's own chain
 //! (the calls N, 2N, … places later).
+//!
+//! The window is a second plus a margin for the calls' way to AmoCRM (20 ms). A
+//! starved CPU delays calls on that way as it delays timers, so the worst lateness of
+//! the limiter's own recent wake-ups widens the window while it lasts (`Lateness`),
+//! and each 429 doubles the margin, which halves again after each minute without one
+//! (`Widened`). On a quiet machine neither costs anything.
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -33,7 +39,9 @@ pub struct RateLimiter {
     /// Set from a 429's `Retry-After`: nobody sends before then.
     paused_until: Mutex<Option<Instant>>,
     /// Added to the window after 429s: this link's jitter is larger than assumed.
-    widened: Mutex<Duration>,
+    widened: Mutex<Widened>,
+    /// How late this process's wake-ups have been lately: added to the window too.
+    lateness: Mutex<Lateness>,
     /// Callers inside `acquire` right now.
     waiting: AtomicUsize,
     /// Callers inside `acquire_first`: the others hold back until they have booked.
@@ -79,6 +87,71 @@ const JITTER_MARGIN: Duration = Duration::from_millis(20);
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 /// The most a run of 429s widens the margin to.
 const MAX_JITTER_MARGIN: Duration = Duration::from_millis(200);
+/// How long a late wake-up keeps widening the window.
+const LATENESS_MEMORY: Duration = Duration::from_secs(10);
+/// After this long without a 429 a widened margin halves (once per such spell).
+const WIDENING_HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// The margin 429s added, narrowing again while none comes.
+#[derive(Debug, Default)]
+struct Widened {
+    by: Duration,
+    last_429: Option<Instant>,
+}
+
+impl Widened {
+    fn at(&self, now: Instant) -> Duration {
+        let Some(last) = self.last_429 else {
+            return Duration::ZERO;
+        };
+        let spells = (now - last).as_secs() / WIDENING_HALF_LIFE.as_secs();
+        self.by / 2u32.saturating_pow(u32::try_from(spells).unwrap_or(u32::MAX))
+    }
+}
+
+/// A starved CPU delays a call between its booking and AmoCRM as it delays the
+/// limiter's own timers: a call that left late against the call N places after it
+/// can break the window however it was booked. So the latest wake-ups' lateness
+/// (beyond the timer's millisecond) widens the window while it lasts: nothing on a
+/// quiet machine, the delay itself on a busy one.
+#[derive(Debug, Default)]
+struct Lateness {
+    /// Recent wake-ups, oldest first, each later than every one after it (an
+    /// earlier wake-up no later than a newer one can no longer be the worst): the
+    /// front is the worst, and the queue stays short.
+    recent: VecDeque<(Instant, Duration)>,
+}
+
+impl Lateness {
+    fn record(&mut self, now: Instant, late: Duration) {
+        self.forget(now);
+        while self.recent.back().is_some_and(|(_, older)| *older <= late) {
+            self.recent.pop_back();
+        }
+        self.recent.push_back((now, late));
+    }
+
+    fn forget(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now - *at > LATENESS_MEMORY)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The widening it calls for now.
+    fn extra(&mut self, now: Instant) -> Duration {
+        self.forget(now);
+        self.recent
+            .front()
+            .map(|(_, worst)| *worst)
+            .unwrap_or_default()
+            .saturating_sub(TIMER_GRANULARITY)
+            .min(MAX_JITTER_MARGIN - JITTER_MARGIN)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Budget {
@@ -151,7 +224,8 @@ impl RateLimiter {
             }),
             schedule: Mutex::new(Schedule::default()),
             paused_until: Mutex::new(None),
-            widened: Mutex::new(Duration::ZERO),
+            widened: Mutex::new(Widened::default()),
+            lateness: Mutex::new(Lateness::default()),
             waiting: AtomicUsize::new(0),
             first: AtomicUsize::new(0),
             first_booked: Notify::new(),
@@ -206,6 +280,7 @@ impl RateLimiter {
     /// Waits for the next free slot, and books it.
     pub async fn acquire(&self) {
         let _waiting = Waiting::enter(&self.waiting);
+        let mut slept_for = None;
         loop {
             let booked = self.first_booked.notified();
             tokio::pin!(booked);
@@ -214,8 +289,9 @@ impl RateLimiter {
                 booked.await;
                 continue;
             }
-            if self.try_book().await {
-                return;
+            match self.try_book(slept_for).await {
+                Ok(()) => return,
+                Err(slot) => slept_for = slot,
             }
         }
     }
@@ -225,24 +301,41 @@ impl RateLimiter {
     pub async fn acquire_first(&self) {
         self.first.fetch_add(1, Ordering::SeqCst);
         let _first = First(self);
-        while !self.try_book().await {}
+        let mut slept_for = None;
+        while let Err(slot) = self.try_book(slept_for).await {
+            slept_for = slot;
+        }
     }
 
-    /// Books a call if one fits now; otherwise waits until one may and says `false`.
-    async fn try_book(&self) -> bool {
+    /// Books a call if one fits now; otherwise waits until one may and says which
+    /// slot it slept for (none after a 429's pause). `slept_for`: the slot this
+    /// caller's last wait ended at; a caller that books right after it measures how
+    /// late its wake-up came.
+    async fn try_book(&self, slept_for: Option<Instant>) -> Result<(), Option<Instant>> {
         {
             let mut budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             if budget.max == 0 {
-                return true;
+                return Ok(());
             }
-            budget.window += *self.widened.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            budget.window += self
+                .widened
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .at(now)
+                .max(
+                    self.lateness
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extra(now),
+                );
             let pause = *self
                 .paused_until
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(until) = pause.filter(|until| *until > Instant::now()) {
                 tokio::time::sleep_until(until).await;
-                return false;
+                return Err(None);
             }
             let slot = {
                 let mut schedule = self.schedule.lock().unwrap_or_else(PoisonError::into_inner);
@@ -250,23 +343,35 @@ impl RateLimiter {
                 let slot = schedule.next_slot(budget, now);
                 if slot <= now {
                     schedule.book(budget, slot, now);
-                    return true;
+                    if let Some(woke_for) = slept_for {
+                        self.lateness
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .record(now, now.saturating_duration_since(woke_for));
+                    }
+                    return Ok(());
                 }
                 slot
             };
             tokio::time::sleep_until(slot).await;
-            false
+            Err(Some(slot))
         }
     }
 
-    /// After a 429: hold every caller back for `delay`, and keep a wider margin from
-    /// now on (doubled per 429, up to `MAX_JITTER_MARGIN`).
+    /// After a 429: hold every caller back for `delay`, and keep a wider margin
+    /// (doubled per 429, up to `MAX_JITTER_MARGIN`; halved again after each minute
+    /// without one).
     pub fn pause_for(&self, delay: Duration) {
         {
+            let now = Instant::now();
             let mut widened = self.widened.lock().unwrap_or_else(PoisonError::into_inner);
-            *widened = (*widened * 2)
+            let by = (widened.at(now) * 2)
                 .max(JITTER_MARGIN)
                 .min(MAX_JITTER_MARGIN - JITTER_MARGIN);
+            *widened = Widened {
+                by,
+                last_429: Some(now),
+            };
         }
         let until = Instant::now() + delay;
         let mut paused = self
@@ -435,6 +540,89 @@ mod tests {
         assert!(
             span <= Duration::from_secs(10) + MAX_JITTER_MARGIN * 10 + Duration::from_millis(50)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_widened_margin_halves_after_each_minute_without_a_429() {
+        let limiter = Arc::new(RateLimiter::per_second(7));
+        limiter.pause_for(Duration::ZERO);
+        limiter.pause_for(Duration::ZERO);
+        let widened = |limiter: &RateLimiter| {
+            limiter
+                .widened
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .at(Instant::now())
+        };
+        assert_eq!(widened(&limiter), JITTER_MARGIN * 2);
+        tokio::time::advance(WIDENING_HALF_LIFE).await;
+        assert_eq!(widened(&limiter), JITTER_MARGIN);
+        tokio::time::advance(WIDENING_HALF_LIFE * 2).await;
+        assert_eq!(widened(&limiter), JITTER_MARGIN / 4);
+        // A 429 now doubles what is left, not what there was.
+        limiter.pause_for(Duration::ZERO);
+        assert_eq!(widened(&limiter), JITTER_MARGIN);
+        // Seven calls after a 71-call run: windows back to a second and the margin.
+        tokio::time::advance(WIDENING_HALF_LIFE * 10).await;
+        let times = booked(&limiter, 15).await;
+        assert!(
+            times[14] - times[0]
+                < Duration::from_secs(2) + JITTER_MARGIN * 2 + Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn late_wake_ups_widen_the_window_while_they_are_recent() {
+        let start = Instant::now();
+        let mut lateness = Lateness::default();
+        assert_eq!(lateness.extra(start), Duration::ZERO);
+        // The timer's own millisecond is no lateness.
+        lateness.record(start, TIMER_GRANULARITY);
+        assert_eq!(lateness.extra(start), Duration::ZERO);
+        lateness.record(start + Duration::from_secs(1), Duration::from_millis(31));
+        lateness.record(start + Duration::from_secs(2), Duration::from_millis(6));
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert_eq!(lateness.extra(at(3)), Duration::from_millis(30));
+        // The 31 ms wake-up is forgotten after LATENESS_MEMORY; the 6 ms one a second later.
+        assert_eq!(lateness.extra(at(12)), Duration::from_millis(5));
+        assert_eq!(lateness.extra(at(13)), Duration::ZERO);
+        // However late, it widens no more than 429s could.
+        lateness.record(at(14), Duration::from_secs(5));
+        assert_eq!(lateness.extra(at(14)), MAX_JITTER_MARGIN - JITTER_MARGIN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_books_after_its_wait_records_how_late_it_woke() {
+        let limiter = RateLimiter::per_second(7);
+        let extra = |limiter: &RateLimiter| {
+            limiter
+                .lateness
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extra(Instant::now())
+        };
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // A first booking without a wait measures nothing.
+        assert_eq!(limiter.try_book(None).await, Ok(()));
+        assert_eq!(extra(&limiter), Duration::ZERO);
+        // The next slot passed 26 ms ago when this caller got to book it.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let slept_for = Instant::now() - Duration::from_millis(26);
+        assert_eq!(limiter.try_book(Some(slept_for)).await, Ok(()));
+        assert_eq!(extra(&limiter), Duration::from_millis(25));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_wake_ups_come_late_calls_keep_the_window_and_the_lateness_apart() {
+        let limiter = Arc::new(RateLimiter::per_second(7));
+        let late = Duration::from_millis(41);
+        limiter
+            .lateness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(Instant::now(), late + TIMER_GRANULARITY);
+        let times = booked(&limiter, 8).await;
+        assert!(times[7] - times[0] >= Duration::from_secs(1) + JITTER_MARGIN + late);
     }
 
     #[tokio::test(start_paused = true)]
