@@ -555,6 +555,31 @@ mod tests {
         ));
     }
 
+    /// The compose files pass every variable of `.env.example` as `VAR: ${VAR:-}`, so
+    /// each one `.env` leaves out reaches amosync empty: that must mean its default.
+    #[test]
+    fn every_variable_compose_passes_empty_means_its_default() {
+        let names: Vec<&str> = include_str!("../.env.example")
+            .lines()
+            .map(|line| line.strip_prefix('#').unwrap_or(line))
+            .map(|line| line.strip_prefix(' ').unwrap_or(line))
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .filter(|name| !BASE.iter().any(|(set, _)| set == name))
+            .collect();
+        assert!(names.len() > 40, "{names:?}");
+        let mut vars = BASE.to_vec();
+        vars.extend(names.iter().map(|name| (*name, "")));
+        let empty = settings(&vars).expect("empty values read as unset");
+        let unset = settings(BASE).expect("valid");
+        assert_eq!(format!("{empty:?}"), format!("{unset:?}"));
+    }
+
     #[test]
     fn secrets_are_redacted_in_debug_output() {
         let s = settings(BASE).expect("valid");

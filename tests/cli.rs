@@ -285,6 +285,8 @@ fn a_real_account_refuses_samples_and_a_private_server_url_whatever_the_demo_swi
             "SERVER_URL",
             "public https:// URL",
             "does not apply to a real AmoCRM account",
+            // The switch on with a real account: most likely the compose demo.
+            "COMPOSE_FILE=docker-compose.yml",
         ],
     );
 }

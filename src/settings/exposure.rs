@@ -72,6 +72,9 @@ pub enum DemoHint {
     Allowed,
     /// A real account: the demo switch does not apply.
     RealAccount,
+    /// A real account with the demo switch on: most likely docker compose's demo
+    /// override, which also pins the fake's AmoCRM token, whatever `.env` says.
+    RealAccountInDemo,
 }
 
 impl fmt::Display for DemoHint {
@@ -85,6 +88,13 @@ impl fmt::Display for DemoHint {
             DemoHint::RealAccount => {
                 write!(f, "; {DEMO_SWITCH} does not apply to a real AmoCRM account")
             }
+            DemoHint::RealAccountInDemo => write!(
+                f,
+                "; {DEMO_SWITCH} does not apply to a real AmoCRM account. With docker \
+                 compose, the demo (docker-compose.override.yml) sets {DEMO_SWITCH}, the \
+                 fake's AMO_ACCESS_TOKEN and sample values over .env: put \
+                 COMPOSE_FILE=docker-compose.yml in .env for a real account"
+            ),
         }
     }
 }
@@ -109,10 +119,10 @@ impl Settings {
     /// account, placeholder AmoCRM credentials and a private `SERVER_URL`.
     pub fn check_exposure(&self) -> Result<Exposure, Vec<Refusal>> {
         let real = self.talks_to_real_account();
-        let demo_hint = if real {
-            DemoHint::RealAccount
-        } else {
-            DemoHint::Allowed
+        let demo_hint = match (real, self.demo) {
+            (true, true) => DemoHint::RealAccountInDemo,
+            (true, false) => DemoHint::RealAccount,
+            (false, _) => DemoHint::Allowed,
         };
         let mut refusals: Vec<Refusal> = self
             .sample_findings()
@@ -303,6 +313,22 @@ mod tests {
             .to_string()
             .contains("does not apply to a real AmoCRM"));
         assert!(found[1].to_string().contains("long-lived token"));
+        // The demo switch on: the compose demo is the likely cause, and how to leave it.
+        assert!(found[1]
+            .to_string()
+            .contains("put COMPOSE_FILE=docker-compose.yml in .env"));
+    }
+
+    #[test]
+    fn without_the_demo_switch_a_real_account_refusal_does_not_mention_the_demo() {
+        let found = refusals(&[("AMO_BASE_URL", REAL), ("AMO_ACCESS_TOKEN", "change-me")]);
+        assert_eq!(names(&found), ["AMO_ACCESS_TOKEN"]);
+        let message = found[0].to_string();
+        assert!(
+            message.contains("does not apply to a real AmoCRM"),
+            "{message}"
+        );
+        assert!(!message.contains("COMPOSE_FILE"), "{message}");
     }
 
     #[test]
