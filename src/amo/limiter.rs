@@ -111,9 +111,9 @@ impl Widened {
 
 /// A starved CPU delays a call between its booking and AmoCRM as it delays the
 /// limiter's own timers: a call that left late against the call N places after it
-/// can break the window however it was booked. So the latest wake-ups' lateness
-/// (beyond the timer's millisecond) widens the window while it lasts: nothing on a
-/// quiet machine, the delay itself on a busy one.
+/// can break the window however it was booked. The margin covers delays up to its
+/// own size; the worst recent wake-up lateness beyond that widens the window while it
+/// lasts: nothing on a quiet or a moderately busy machine, the excess on a starved one.
 #[derive(Debug, Default)]
 struct Lateness {
     /// Recent wake-ups, oldest first, each later than every one after it (an
@@ -148,7 +148,7 @@ impl Lateness {
             .front()
             .map(|(_, worst)| *worst)
             .unwrap_or_default()
-            .saturating_sub(TIMER_GRANULARITY)
+            .saturating_sub(JITTER_MARGIN)
             .min(MAX_JITTER_MARGIN - JITTER_MARGIN)
     }
 }
@@ -576,15 +576,21 @@ mod tests {
         let start = Instant::now();
         let mut lateness = Lateness::default();
         assert_eq!(lateness.extra(start), Duration::ZERO);
-        // The timer's own millisecond is no lateness.
-        lateness.record(start, TIMER_GRANULARITY);
+        // Lateness the margin covers costs nothing.
+        lateness.record(start, JITTER_MARGIN);
         assert_eq!(lateness.extra(start), Duration::ZERO);
-        lateness.record(start + Duration::from_secs(1), Duration::from_millis(31));
-        lateness.record(start + Duration::from_secs(2), Duration::from_millis(6));
+        lateness.record(
+            start + Duration::from_secs(1),
+            JITTER_MARGIN + Duration::from_millis(31),
+        );
+        lateness.record(
+            start + Duration::from_secs(2),
+            JITTER_MARGIN + Duration::from_millis(6),
+        );
         let at = |secs: u64| start + Duration::from_secs(secs);
-        assert_eq!(lateness.extra(at(3)), Duration::from_millis(30));
-        // The 31 ms wake-up is forgotten after LATENESS_MEMORY; the 6 ms one a second later.
-        assert_eq!(lateness.extra(at(12)), Duration::from_millis(5));
+        assert_eq!(lateness.extra(at(3)), Duration::from_millis(31));
+        // The worst is forgotten after LATENESS_MEMORY; the next one a second later.
+        assert_eq!(lateness.extra(at(12)), Duration::from_millis(6));
         assert_eq!(lateness.extra(at(13)), Duration::ZERO);
         // However late, it widens no more than 429s could.
         lateness.record(at(14), Duration::from_secs(5));
@@ -605,24 +611,26 @@ mod tests {
         // A first booking without a wait measures nothing.
         assert_eq!(limiter.try_book(None).await, Ok(()));
         assert_eq!(extra(&limiter), Duration::ZERO);
-        // The next slot passed 26 ms ago when this caller got to book it.
+        // The next slot passed 46 ms ago when this caller got to book it.
         tokio::time::advance(Duration::from_secs(2)).await;
-        let slept_for = Instant::now() - Duration::from_millis(26);
+        let slept_for = Instant::now() - Duration::from_millis(46);
         assert_eq!(limiter.try_book(Some(slept_for)).await, Ok(()));
-        assert_eq!(extra(&limiter), Duration::from_millis(25));
+        assert_eq!(extra(&limiter), Duration::from_millis(26));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn while_wake_ups_come_late_calls_keep_the_window_and_the_lateness_apart() {
+    async fn a_late_wake_up_beyond_the_margin_widens_the_window_to_it() {
         let limiter = Arc::new(RateLimiter::per_second(7));
         let late = Duration::from_millis(41);
         limiter
             .lateness
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .record(Instant::now(), late + TIMER_GRANULARITY);
+            .record(Instant::now(), late);
         let times = booked(&limiter, 8).await;
-        assert!(times[7] - times[0] >= Duration::from_secs(1) + JITTER_MARGIN + late);
+        // The window's margin grows to the lateness.
+        assert!(times[7] - times[0] >= Duration::from_secs(1) + late);
+        assert!(times[7] - times[0] < Duration::from_secs(1) + late + Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]
