@@ -17,11 +17,9 @@
 //! lateness does not eat into the margin; it costs only the late call's own chain
 //! (the calls N, 2N, … places later).
 //!
-//! The window is a second plus a margin for the calls' way to AmoCRM (20 ms). A
-//! starved CPU delays calls on that way as it delays timers, so the worst lateness of
-//! the limiter's own recent wake-ups widens the window while it lasts (`Lateness`),
-//! and each 429 doubles the margin, which halves again after each minute without one
-//! (`Widened`). On a quiet machine neither costs anything.
+//! The window is a second plus a margin for the calls' way to AmoCRM (20 ms). Each
+//! 429 doubles the margin, which halves again after each minute without one
+//! (`Widened`): a link with more jitter pays for it while it lasts, not for good.
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -40,8 +38,6 @@ pub struct RateLimiter {
     paused_until: Mutex<Option<Instant>>,
     /// Added to the window after 429s: this link's jitter is larger than assumed.
     widened: Mutex<Widened>,
-    /// How late this process's wake-ups have been lately: added to the window too.
-    lateness: Mutex<Lateness>,
     /// Callers inside `acquire` right now.
     waiting: AtomicUsize,
     /// Callers inside `acquire_first`: the others hold back until they have booked.
@@ -87,8 +83,6 @@ const JITTER_MARGIN: Duration = Duration::from_millis(20);
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 /// The most a run of 429s widens the margin to.
 const MAX_JITTER_MARGIN: Duration = Duration::from_millis(200);
-/// How long a late wake-up keeps widening the window.
-const LATENESS_MEMORY: Duration = Duration::from_secs(10);
 /// After this long without a 429 a widened margin halves (once per such spell).
 const WIDENING_HALF_LIFE: Duration = Duration::from_secs(60);
 
@@ -106,50 +100,6 @@ impl Widened {
         };
         let spells = (now - last).as_secs() / WIDENING_HALF_LIFE.as_secs();
         self.by / 2u32.saturating_pow(u32::try_from(spells).unwrap_or(u32::MAX))
-    }
-}
-
-/// A starved CPU delays a call between its booking and AmoCRM as it delays the
-/// limiter's own timers: a call that left late against the call N places after it
-/// can break the window however it was booked. The margin covers delays up to its
-/// own size; the worst recent wake-up lateness beyond that widens the window while it
-/// lasts: nothing on a quiet or a moderately busy machine, the excess on a starved one.
-#[derive(Debug, Default)]
-struct Lateness {
-    /// Recent wake-ups, oldest first, each later than every one after it (an
-    /// earlier wake-up no later than a newer one can no longer be the worst): the
-    /// front is the worst, and the queue stays short.
-    recent: VecDeque<(Instant, Duration)>,
-}
-
-impl Lateness {
-    fn record(&mut self, now: Instant, late: Duration) {
-        self.forget(now);
-        while self.recent.back().is_some_and(|(_, older)| *older <= late) {
-            self.recent.pop_back();
-        }
-        self.recent.push_back((now, late));
-    }
-
-    fn forget(&mut self, now: Instant) {
-        while self
-            .recent
-            .front()
-            .is_some_and(|(at, _)| now - *at > LATENESS_MEMORY)
-        {
-            self.recent.pop_front();
-        }
-    }
-
-    /// The widening it calls for now.
-    fn extra(&mut self, now: Instant) -> Duration {
-        self.forget(now);
-        self.recent
-            .front()
-            .map(|(_, worst)| *worst)
-            .unwrap_or_default()
-            .saturating_sub(JITTER_MARGIN)
-            .min(MAX_JITTER_MARGIN - JITTER_MARGIN)
     }
 }
 
@@ -225,7 +175,6 @@ impl RateLimiter {
             schedule: Mutex::new(Schedule::default()),
             paused_until: Mutex::new(None),
             widened: Mutex::new(Widened::default()),
-            lateness: Mutex::new(Lateness::default()),
             waiting: AtomicUsize::new(0),
             first: AtomicUsize::new(0),
             first_booked: Notify::new(),
@@ -280,7 +229,6 @@ impl RateLimiter {
     /// Waits for the next free slot, and books it.
     pub async fn acquire(&self) {
         let _waiting = Waiting::enter(&self.waiting);
-        let mut slept_for = None;
         loop {
             let booked = self.first_booked.notified();
             tokio::pin!(booked);
@@ -289,9 +237,8 @@ impl RateLimiter {
                 booked.await;
                 continue;
             }
-            match self.try_book(slept_for).await {
-                Ok(()) => return,
-                Err(slot) => slept_for = slot,
+            if self.try_book().await {
+                return;
             }
         }
     }
@@ -301,41 +248,29 @@ impl RateLimiter {
     pub async fn acquire_first(&self) {
         self.first.fetch_add(1, Ordering::SeqCst);
         let _first = First(self);
-        let mut slept_for = None;
-        while let Err(slot) = self.try_book(slept_for).await {
-            slept_for = slot;
-        }
+        while !self.try_book().await {}
     }
 
-    /// Books a call if one fits now; otherwise waits until one may and says which
-    /// slot it slept for (none after a 429's pause). `slept_for`: the slot this
-    /// caller's last wait ended at; a caller that books right after it measures how
-    /// late its wake-up came.
-    async fn try_book(&self, slept_for: Option<Instant>) -> Result<(), Option<Instant>> {
+    /// Books a call if one fits now; otherwise waits until one may and says `false`.
+    async fn try_book(&self) -> bool {
         {
             let mut budget = *self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             if budget.max == 0 {
-                return Ok(());
+                return true;
             }
             let now = Instant::now();
             budget.window += self
                 .widened
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .at(now)
-                .max(
-                    self.lateness
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .extra(now),
-                );
+                .at(now);
             let pause = *self
                 .paused_until
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(until) = pause.filter(|until| *until > Instant::now()) {
                 tokio::time::sleep_until(until).await;
-                return Err(None);
+                return false;
             }
             let slot = {
                 let mut schedule = self.schedule.lock().unwrap_or_else(PoisonError::into_inner);
@@ -343,18 +278,12 @@ impl RateLimiter {
                 let slot = schedule.next_slot(budget, now);
                 if slot <= now {
                     schedule.book(budget, slot, now);
-                    if let Some(woke_for) = slept_for {
-                        self.lateness
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .record(now, now.saturating_duration_since(woke_for));
-                    }
-                    return Ok(());
+                    return true;
                 }
                 slot
             };
             tokio::time::sleep_until(slot).await;
-            Err(Some(slot))
+            false
         }
     }
 
@@ -569,68 +498,6 @@ mod tests {
             times[14] - times[0]
                 < Duration::from_secs(2) + JITTER_MARGIN * 2 + Duration::from_millis(5)
         );
-    }
-
-    #[test]
-    fn late_wake_ups_widen_the_window_while_they_are_recent() {
-        let start = Instant::now();
-        let mut lateness = Lateness::default();
-        assert_eq!(lateness.extra(start), Duration::ZERO);
-        // Lateness the margin covers costs nothing.
-        lateness.record(start, JITTER_MARGIN);
-        assert_eq!(lateness.extra(start), Duration::ZERO);
-        lateness.record(
-            start + Duration::from_secs(1),
-            JITTER_MARGIN + Duration::from_millis(31),
-        );
-        lateness.record(
-            start + Duration::from_secs(2),
-            JITTER_MARGIN + Duration::from_millis(6),
-        );
-        let at = |secs: u64| start + Duration::from_secs(secs);
-        assert_eq!(lateness.extra(at(3)), Duration::from_millis(31));
-        // The worst is forgotten after LATENESS_MEMORY; the next one a second later.
-        assert_eq!(lateness.extra(at(12)), Duration::from_millis(6));
-        assert_eq!(lateness.extra(at(13)), Duration::ZERO);
-        // However late, it widens no more than 429s could.
-        lateness.record(at(14), Duration::from_secs(5));
-        assert_eq!(lateness.extra(at(14)), MAX_JITTER_MARGIN - JITTER_MARGIN);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_caller_that_books_after_its_wait_records_how_late_it_woke() {
-        let limiter = RateLimiter::per_second(7);
-        let extra = |limiter: &RateLimiter| {
-            limiter
-                .lateness
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extra(Instant::now())
-        };
-        tokio::time::advance(Duration::from_secs(1)).await;
-        // A first booking without a wait measures nothing.
-        assert_eq!(limiter.try_book(None).await, Ok(()));
-        assert_eq!(extra(&limiter), Duration::ZERO);
-        // The next slot passed 46 ms ago when this caller got to book it.
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let slept_for = Instant::now() - Duration::from_millis(46);
-        assert_eq!(limiter.try_book(Some(slept_for)).await, Ok(()));
-        assert_eq!(extra(&limiter), Duration::from_millis(26));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_late_wake_up_beyond_the_margin_widens_the_window_to_it() {
-        let limiter = Arc::new(RateLimiter::per_second(7));
-        let late = Duration::from_millis(41);
-        limiter
-            .lateness
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(Instant::now(), late);
-        let times = booked(&limiter, 8).await;
-        // The window's margin grows to the lateness.
-        assert!(times[7] - times[0] >= Duration::from_secs(1) + late);
-        assert!(times[7] - times[0] < Duration::from_secs(1) + late + Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]
