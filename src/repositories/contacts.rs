@@ -122,10 +122,11 @@ fn claim(
 
 fn finish(
     conn: &mut MysqlConnection,
-    id: i64,
-    amocrm_id: i64,
+    id: LocalId,
+    amocrm_id: AmoId,
     name: &str,
 ) -> Result<Contact, RepoError> {
+    let (id, amocrm_id) = (id.get(), amocrm_id.get());
     conn.transaction(|conn| {
         let updated = diesel::update(contacts::table.find(id))
             .set((
@@ -291,9 +292,7 @@ impl ContactRepository for MysqlContactRepository {
     ) -> Result<Contact, RepoError> {
         let name = name.to_owned();
         self.db
-            .run(move |conn| {
-                retry_deadlocks(conn, |conn| finish(conn, id.get(), amocrm_id.get(), &name))
-            })
+            .run(move |conn| retry_deadlocks(conn, |conn| finish(conn, id, amocrm_id, &name)))
             .await
     }
 
