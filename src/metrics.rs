@@ -118,7 +118,8 @@ static RETENTION_PRUNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
             "retention_pruned_rows_total",
-            "Rows retention deleted, by table (processed webhook deliveries, done sync jobs)",
+            "Rows retention deleted, by table (processed webhook deliveries, done sync jobs, \
+             expired idempotency keys)",
         )
         .namespace(NAMESPACE),
         &["table"],

@@ -59,9 +59,6 @@ pub trait IdempotencyRepository: Send + Sync {
 
     /// Forgets a claim whose request failed in a way worth retrying (5xx).
     async fn abandon(&self, client_id: &str, key: &str) -> Result<(), RepoError>;
-
-    /// Deletes expired keys; returns how many.
-    async fn purge_expired(&self) -> Result<usize, RepoError>;
 }
 
 pub struct MysqlIdempotencyRepository {
@@ -216,18 +213,6 @@ impl IdempotencyRepository for MysqlIdempotencyRepository {
                 )
                 .execute(conn)?;
                 Ok(())
-            })
-            .await
-    }
-
-    async fn purge_expired(&self) -> Result<usize, RepoError> {
-        self.db
-            .run(|conn| {
-                let now = db_now(conn)?;
-                Ok(diesel::delete(
-                    idempotency_keys::table.filter(idempotency_keys::expires_at.lt(now)),
-                )
-                .execute(conn)?)
             })
             .await
     }

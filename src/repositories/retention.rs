@@ -20,6 +20,8 @@ pub enum Prunable {
     ProcessedInbox,
     /// Sync jobs `done`, by the time they finished.
     DoneJobs,
+    /// Idempotency keys past their own `expires_at` (no setting: 24 h after use).
+    ExpiredIdempotencyKeys,
 }
 
 impl Prunable {
@@ -27,21 +29,25 @@ impl Prunable {
         match self {
             Prunable::ProcessedInbox => "webhook_inbox",
             Prunable::DoneJobs => "sync_jobs",
+            Prunable::ExpiredIdempotencyKeys => "idempotency_keys",
         }
     }
 
     /// `(prunable, in_range)` for a row, given the cutoff `?` days back. Rows are
-    /// inserted in time order, so the first row not `in_range` ends the walk.
-    fn conditions(self) -> (&'static str, &'static str) {
+    /// inserted in time order, so the first row not `in_range` ends the walk. `None`
+    /// for the keys, whose primary key is the client's and not in time order: they
+    /// are deleted oldest expiry first through their `expires_at` index.
+    fn conditions(self) -> Option<(&'static str, &'static str)> {
         match self {
-            Prunable::ProcessedInbox => (
+            Prunable::ProcessedInbox => Some((
                 "status = 'processed' AND received_at < NOW(6) - INTERVAL ? DAY",
                 "received_at < NOW(6) - INTERVAL ? DAY",
-            ),
-            Prunable::DoneJobs => (
+            )),
+            Prunable::DoneJobs => Some((
                 "status = 'done' AND updated_at < NOW(6) - INTERVAL ? DAY",
                 "created_at < NOW(6) - INTERVAL ? DAY",
-            ),
+            )),
+            Prunable::ExpiredIdempotencyKeys => None,
         }
     }
 }
@@ -71,7 +77,8 @@ pub struct PrunedTotal {
 #[async_trait]
 pub trait RetentionRepository: Send + Sync {
     /// Deletes up to `limit` rows of `what` older than `days`, examining ids after
-    /// `after_id` only.
+    /// `after_id` only. Expired idempotency keys ignore both: they go by their own
+    /// expiry, oldest first.
     async fn prune_batch(
         &self,
         what: Prunable,
@@ -116,8 +123,21 @@ impl RetentionRepository for MysqlRetentionRepository {
         let days = i32::try_from(days).unwrap_or(i32::MAX);
         self.db
             .run(move |conn| {
-                let (prunable, in_range) = what.conditions();
                 let table = what.table();
+                let Some((prunable, in_range)) = what.conditions() else {
+                    // A range of the expires_at index below now: new keys expire a
+                    // day ahead, far from the rows and gaps this locks.
+                    let deleted = diesel::sql_query(format!(
+                        "DELETE FROM {table} WHERE expires_at < NOW(6) ORDER BY expires_at LIMIT ?"
+                    ))
+                    .bind::<BigInt, _>(i64::from(limit))
+                    .execute(conn)?;
+                    return Ok(Batch {
+                        deleted,
+                        last_id: after_id,
+                        done: deleted < limit as usize,
+                    });
+                };
                 let candidates: Vec<Candidate> = diesel::sql_query(format!(
                     "SELECT id, ({prunable}) AS prunable, ({in_range}) AS in_range \
                      FROM {table} WHERE id > ? ORDER BY id LIMIT ?"

@@ -38,10 +38,7 @@ impl IdempotencyService {
         key: &str,
         request_hash: &str,
     ) -> Result<KeyState, ServiceError> {
-        // Expired keys are swept now and then by the requests themselves.
-        if fastrand::u8(..) == 0 {
-            let _ = self.repo.purge_expired().await;
-        }
+        // Expired keys are deleted by retention (`services::Retention`), in batches.
         Ok(self
             .repo
             .begin(client_id, key, request_hash, KEY_TTL, STALE_CLAIM)

@@ -1,6 +1,7 @@
 //! Retention: processed webhook deliveries and done sync jobs are deleted once older
 //! than their setting (`WEBHOOK_INBOX_RETENTION_DAYS`, `SYNC_JOBS_RETENTION_DAYS`;
 //! 0 keeps them). Failed deliveries and dead jobs are kept until an operator acts.
+//! Idempotency keys go once past their own expiry, whatever the settings say.
 //!
 //! One instance prunes at a time (a lease on the `retention` cursor), in batches of
 //! at most `batch` rows with a pause after each, so the deletes never hold locks long
@@ -56,6 +57,7 @@ impl From<settings::Retention> for RetentionConfig {
 pub struct Pruned {
     pub inbox: u64,
     pub jobs: u64,
+    pub keys: u64,
     /// Another instance held the lease; nothing was done.
     pub skipped: bool,
 }
@@ -88,9 +90,10 @@ impl Retention {
     pub async fn run(self, lifecycle: Arc<Lifecycle>) {
         while !lifecycle.is_draining() {
             match self.pass(&lifecycle).await {
-                Ok(p) if p.inbox + p.jobs > 0 => {
+                Ok(p) if p.inbox + p.jobs + p.keys > 0 => {
                     slog::info!(self.logger, "retention pruned old rows";
-                    "webhook_inbox" => p.inbox, "sync_jobs" => p.jobs)
+                    "webhook_inbox" => p.inbox, "sync_jobs" => p.jobs,
+                    "idempotency_keys" => p.keys)
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -101,11 +104,8 @@ impl Retention {
         }
     }
 
-    /// One pass over both tables, under the lease.
+    /// One pass over the three tables, under the lease.
     pub async fn pass(&self, lifecycle: &Lifecycle) -> Result<Pruned, RepoError> {
-        if self.config.inbox_days == 0 && self.config.jobs_days == 0 {
-            return Ok(Pruned::default());
-        }
         if self
             .cursors
             .lease(LEASE_NAME, 0, self.config.lease)
@@ -135,9 +135,13 @@ impl Retention {
                     lifecycle,
                 )
                 .await?;
+            let keys = self
+                .prune(Prunable::ExpiredIdempotencyKeys, 0, stop_at, lifecycle)
+                .await?;
             Ok(Pruned {
                 inbox,
                 jobs,
+                keys,
                 skipped: false,
             })
         }
@@ -148,6 +152,8 @@ impl Retention {
         outcome
     }
 
+    /// Batches of `what` until none is left, the pass's time is up or the service
+    /// drains. `days`: the table's setting, 0 keeping it whole; the keys ignore it.
     async fn prune(
         &self,
         what: Prunable,
@@ -155,7 +161,7 @@ impl Retention {
         stop_at: Instant,
         lifecycle: &Lifecycle,
     ) -> Result<u64, RepoError> {
-        if days == 0 {
+        if days == 0 && what != Prunable::ExpiredIdempotencyKeys {
             return Ok(0);
         }
         let (mut after, mut total) = (0, 0u64);
@@ -204,6 +210,34 @@ mod tests {
             .returning(|_, _, _| Ok(Some(0)));
         cursors.expect_release().times(1).returning(|_| Ok(()));
         cursors
+    }
+
+    /// The keys' step of a pass: one batch per `(deleted, done)`, in order.
+    fn key_batches(repo: &mut MockRetentionRepository, batches: &[(usize, bool)]) {
+        let mut seq = mockall::Sequence::new();
+        for &(deleted, done) in batches {
+            repo.expect_prune_batch()
+                .with(
+                    eq(Prunable::ExpiredIdempotencyKeys),
+                    mockall::predicate::always(),
+                    eq(0),
+                    eq(1_000),
+                )
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(move |_, _, _, _| {
+                    Ok(Batch {
+                        deleted,
+                        last_id: 0,
+                        done,
+                    })
+                });
+        }
+    }
+
+    /// The keys' step of a pass, with none expired.
+    fn no_expired_keys(repo: &mut MockRetentionRepository) {
+        key_batches(repo, &[(0, true)]);
     }
 
     fn config(inbox_days: u32, jobs_days: u32) -> RetentionConfig {
@@ -267,6 +301,7 @@ mod tests {
             .with(eq("webhook_inbox"), eq(2_000))
             .times(1)
             .returning(|_, _| Ok(()));
+        no_expired_keys(&mut repo);
         let retention = Retention::new(Arc::new(repo), Arc::new(leased()), config(7, 30), logger());
         let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
         assert_eq!(
@@ -274,6 +309,7 @@ mod tests {
             Pruned {
                 inbox: 2_000,
                 jobs: 0,
+                keys: 0,
                 skipped: false
             }
         );
@@ -311,6 +347,7 @@ mod tests {
             .with(eq("sync_jobs"), eq(3))
             .times(1)
             .returning(|_, _| Ok(()));
+        no_expired_keys(&mut repo);
         let retention = Retention::new(
             Arc::new(repo),
             Arc::new(leased()),
@@ -322,6 +359,19 @@ mod tests {
         );
         let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
         assert_eq!((pruned.inbox, pruned.jobs), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn expired_keys_go_in_batches_even_when_both_tables_are_kept() {
+        let mut repo = MockRetentionRepository::new();
+        key_batches(&mut repo, &[(1_000, false), (1_000, false), (200, true)]);
+        repo.expect_add_to_total()
+            .with(eq("idempotency_keys"), eq(2_200))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let retention = Retention::new(Arc::new(repo), Arc::new(leased()), config(0, 0), logger());
+        let pruned = retention.pass(&Lifecycle::default()).await.expect("pass");
+        assert_eq!((pruned.inbox, pruned.jobs, pruned.keys), (0, 0, 2_200));
     }
 
     #[tokio::test]

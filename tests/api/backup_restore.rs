@@ -118,31 +118,43 @@ async fn a_file_that_is_not_a_backup_is_refused_and_the_database_kept() {
     let _ = std::fs::remove_file(&file);
 }
 
-/// Every live contact of the mirror as `(amocrm_id, name)`, sorted.
-fn mirror_contacts(db: &TestDb) -> Vec<String> {
-    let mut rows = db.query_strings(
-        "SELECT CONCAT(COALESCE(amocrm_id, 'none'), ' ', name) AS s FROM contacts \
-         WHERE deleted_at IS NULL",
-    );
-    rows.sort();
-    rows
+/// Every live row of the mirror's `table` (contacts, leads) as `(amocrm_id, name)`,
+/// sorted.
+fn mirror_rows(db: &TestDb, table: &str) -> Vec<String> {
+    sorted(db.query_strings(&format!(
+        "SELECT CONCAT(COALESCE(amocrm_id, 'none'), ' ', name) AS s FROM {table} \
+         WHERE deleted_at IS NULL"
+    )))
 }
 
 fn amocrm_contacts(amo: &crate::fake_amo::FakeAmo) -> Vec<String> {
-    let mut rows: Vec<String> = amo
-        .contacts()
-        .iter()
-        .map(|c| format!("{} {}", c.id, c.name))
-        .collect();
+    sorted(
+        amo.contacts()
+            .iter()
+            .map(|c| format!("{} {}", c.id, c.name))
+            .collect(),
+    )
+}
+
+fn amocrm_leads(amo: &crate::fake_amo::FakeAmo) -> Vec<String> {
+    sorted(
+        amo.leads()
+            .iter()
+            .map(|l| format!("{} {}", l.id, l.name))
+            .collect(),
+    )
+}
+
+fn sorted(mut rows: Vec<String>) -> Vec<String> {
     rows.sort();
     rows
 }
 
 /// The restore drill: submissions and AmoCRM-side changes, a backup, more of both
-/// (among them a job queued before the backup that reaches AmoCRM after it), a
-/// restore, a restart. amosync must catch up from the backup's time (the mirror
-/// equals AmoCRM) and the replayed job must find its contact instead of creating it
-/// again (no duplicate), losing nothing accepted.
+/// (among them a contact's and a lead's jobs queued before the backup that reach
+/// AmoCRM after it), a restore, a restart. amosync must catch up from the backup's
+/// time (the mirror equals AmoCRM) and the replayed jobs must find their contact and
+/// lead instead of creating them again (no duplicate), losing nothing accepted.
 ///
 /// `AMO_DEDUP=mirror` (never search on a first attempt) and reconciliation off, so
 /// only what amosync does about the restore marker can pass this.
@@ -176,6 +188,15 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
         "INSERT INTO sync_jobs (entity, record_id, next_attempt_at) \
          SELECT 'contact', id, NOW(6) + INTERVAL 8 SECOND FROM contacts WHERE phone = '+79161110003'",
     );
+    // A lead for the first client, accepted and queued like the contact above.
+    app.db.execute(
+        "INSERT INTO leads (name, contact_id, contact_amocrm_id, sync_status) \
+         SELECT 'Заказ В очереди', id, amocrm_id, 'pending' FROM contacts WHERE phone = '+79161110001'",
+    );
+    app.db.execute(
+        "INSERT INTO sync_jobs (entity, record_id, next_attempt_at) \
+         SELECT 'lead', id, NOW(6) + INTERVAL 8 SECOND FROM leads WHERE name = 'Заказ В очереди'",
+    );
     let dir = std::env::temp_dir().join(format!("amosync-drill-{}", uuid::Uuid::new_v4().simple()));
     let dump = backup(&app.db, &dir);
     assert_eq!(
@@ -183,6 +204,11 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
             .query_i64("SELECT COUNT(*) AS n FROM contacts WHERE sync_status = 'pending'"),
         1,
         "the queued submission is in the backup unattempted"
+    );
+    assert_eq!(
+        app.count_where("leads", "sync_status = 'pending' AND sync_attempts = 0"),
+        1,
+        "the queued lead is in the backup unattempted"
     );
 
     // After the backup: another submission, AmoCRM-side changes, and the queued
@@ -210,8 +236,16 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
         std::time::Duration::from_secs(30),
     )
     .await;
+    app.wait_for_within(
+        "SELECT COUNT(*) AS n FROM leads WHERE name = 'Заказ В очереди' AND amocrm_id IS NOT NULL",
+        1,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     let before_restore = amocrm_contacts(&app.amo);
     assert_eq!(before_restore.len(), 2_005);
+    let leads_before_restore = amocrm_leads(&app.amo);
+    assert_eq!(leads_before_restore.len(), 1, "{leads_before_restore:?}");
 
     // Stop, restore, start again on the same database and AmoCRM.
     let crate::helpers::TestApp {
@@ -233,15 +267,16 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let (mirror, amocrm) = (mirror_contacts(&app.db), amocrm_contacts(&app.amo));
+        let (mirror, amocrm) = (mirror_rows(&app.db, "contacts"), amocrm_contacts(&app.amo));
         let settled = app.count_where("sync_jobs", "status = 'pending'") == 0;
-        if settled && mirror == amocrm {
+        let leads_caught_up = mirror_rows(&app.db, "leads") == amocrm_leads(&app.amo);
+        if settled && mirror == amocrm && leads_caught_up {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the mirror did not catch up with AmoCRM after the restore: {} rows, AmoCRM {}; \
-             missing {:?}, extra {:?}",
+             missing {:?}, extra {:?}; leads {:?}, AmoCRM's {:?}",
             mirror.len(),
             amocrm.len(),
             amocrm
@@ -254,6 +289,8 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
                 .filter(|c| !amocrm.contains(c))
                 .take(5)
                 .collect::<Vec<_>>(),
+            mirror_rows(&app.db, "leads"),
+            amocrm_leads(&app.amo),
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -268,6 +305,11 @@ async fn after_a_restore_amosync_catches_up_and_replayed_jobs_search_before_crea
         "created again in AmoCRM: {made_again:?}"
     );
     assert_eq!(app.amo.contacts().len(), 2_005);
+    assert_eq!(
+        amocrm_leads(&app.amo),
+        leads_before_restore,
+        "the replayed lead was created again in AmoCRM"
+    );
     // Nothing accepted is lost: all three submissions are in AmoCRM and the mirror.
     for phone in ["+79161110001", "+79161110003", "+79161110004"] {
         assert_eq!(

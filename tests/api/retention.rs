@@ -1,12 +1,13 @@
-//! Retention against the real database: old processed deliveries and done jobs go in
-//! batches, failed and dead rows and recent ones stay, and the totals are reported.
+//! Retention against the real database: old processed deliveries, done jobs and
+//! expired idempotency keys go in batches, failed and dead rows and recent ones stay,
+//! and the totals are reported.
 
 use std::time::Duration;
 
 use crate::helpers::TestApp;
 
 #[tokio::test]
-async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
+async fn old_finished_rows_and_expired_keys_are_pruned_and_failed_dead_and_recent_ones_kept() {
     let app = TestApp::builder()
         .env(|env| {
             env.insert("RETENTION_INTERVAL_SECS".into(), "1".into());
@@ -42,6 +43,19 @@ async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
          ('contact', 4, 'done', NOW(6) - INTERVAL 35 DAY, NOW(6) - INTERVAL 20 DAY, NOW(6)), \
          ('lead', 5, 'done', NOW(6) - INTERVAL 10 DAY, NOW(6) - INTERVAL 10 DAY, NOW(6))",
     );
+    // 1,200 keys past their expiry (two batches) and one still replayable.
+    let expired: Vec<String> = (0..1_200)
+        .map(|i| {
+            format!(
+                "('forms', 'old-{i}', REPEAT('a', 64), 'done',                  NOW(6) - INTERVAL 2 DAY + INTERVAL {i} SECOND)"
+            )
+        })
+        .collect();
+    app.db.execute(&format!(
+        "INSERT INTO idempotency_keys (client_id, idem_key, request_hash, status, expires_at) \
+         VALUES {}, ('forms', 'live', REPEAT('b', 64), 'done', NOW(6) + INTERVAL 20 HOUR)",
+        expired.join(",")
+    ));
 
     app.wait_for_within(
         "SELECT COUNT(*) AS n FROM webhook_inbox",
@@ -55,6 +69,17 @@ async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
         Duration::from_secs(30),
     )
     .await;
+    app.wait_for_within(
+        "SELECT COUNT(*) AS n FROM idempotency_keys",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        app.db
+            .query_strings("SELECT CONVERT(idem_key USING utf8mb4) AS s FROM idempotency_keys"),
+        vec!["live"]
+    );
     assert_eq!(
         app.db.query_strings(
             "SELECT CONVERT(body USING utf8mb4) AS s FROM webhook_inbox ORDER BY id"
@@ -80,6 +105,7 @@ async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
     // Process-wide counters: other tests' apps may add to them, never take away.
     assert!(pruned("webhook_inbox") >= 2_500.0, "{metrics}");
     assert!(pruned("sync_jobs") >= 2.0, "{metrics}");
+    assert!(pruned("idempotency_keys") >= 1_200.0, "{metrics}");
 
     let out = app.cli(&["db", "stats"]);
     assert!(
@@ -103,6 +129,11 @@ async fn old_finished_rows_are_pruned_and_failed_dead_and_recent_ones_kept() {
     assert_eq!(
         row("sync_jobs").get(3).map(String::as_str),
         Some("2"),
+        "{stdout}"
+    );
+    assert_eq!(
+        row("idempotency_keys").get(3).map(String::as_str),
+        Some("1200"),
         "{stdout}"
     );
     assert_eq!(
