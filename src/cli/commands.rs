@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthAction, CliError, Command, WebhookAction};
+use super::{open_db, AuthAction, CliError, Command, WebhookAction};
 use crate::amo::OAuthTokens;
 use crate::redact::Redactor;
 use crate::repositories::{Db, MysqlMirrorFactRepository};
@@ -223,12 +223,4 @@ async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliErr
         .map_err(|e| CliError::Failed(format!("AmoCRM refused the code: {e}")))?;
     println!("tokens stored; amosync refreshes them from now on");
     Ok(())
-}
-
-/// A small pool for a command, once the database answers (it may still be booting;
-/// a refused account fails at once).
-pub(super) async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, CliError> {
-    let db = Db::sized(&settings.db, 2);
-    db.wait_until_reachable(settings.db.wait, logger).await?;
-    Ok(db)
 }

@@ -11,7 +11,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
-use super::openapi::problems::MetricsErrors;
+use super::problems::MetricsErrors;
 use crate::amo::AmoAccess;
 use crate::error::ApiError;
 use crate::repositories::{queue_stats, table_sizes};

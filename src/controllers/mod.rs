@@ -14,6 +14,7 @@ pub(crate) mod leads;
 pub(crate) mod legacy;
 pub(crate) mod metrics;
 pub mod openapi;
+pub mod problems;
 pub mod routes;
 pub(crate) mod sync_jobs;
 pub(crate) mod webhooks;

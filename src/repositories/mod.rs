@@ -43,10 +43,10 @@ pub use jobs::{
 pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
 pub use mirror::{
     CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
-    RefetchEntity, Removal,
+    Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow, Window};
-pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
+pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchEntity, RefetchRepository};
 pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{
     pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
