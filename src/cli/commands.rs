@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{open_db, AuthAction, CliError, Command, WebhookAction};
-use crate::amo::OAuthTokens;
+use crate::amo::{OAuthClient, OAuthTokens};
 use crate::redact::Redactor;
 use crate::repositories::{Db, MysqlMirrorFactRepository};
 use crate::services::{Subscribed, WebhookSubscription};
@@ -198,7 +198,7 @@ async fn auth_code() -> Result<String, CliError> {
 }
 
 async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliError> {
-    let client = settings.amo.oauth().ok_or_else(|| {
+    let client = OAuthClient::from_settings(&settings.amo).ok_or_else(|| {
         CliError::Usage(
             "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, \
              and no AMO_ACCESS_TOKEN"

@@ -13,11 +13,12 @@ use subtle::ConstantTimeEq;
 
 use super::problems::MetricsErrors;
 use crate::amo::AmoAccess;
+use crate::domain::is_internal;
 use crate::error::ApiError;
 use crate::repositories::{queue_stats, table_sizes};
 use crate::settings::Secret;
 use crate::state::AppState;
-use crate::telemetry::{is_internal, request_logger, ClientIp};
+use crate::telemetry::{request_logger, ClientIp};
 
 /// `METRICS_TOKEN`: when set, scrapers must present it as a bearer token.
 pub struct MetricsToken(pub Option<Secret>);
