@@ -15,7 +15,7 @@ mod parse;
 mod report;
 mod sections;
 
-pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
+pub use api_tokens::{ApiClientToken, ApiTokens, Client, Scope, Scopes, LEGACY_SCOPES};
 pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
 pub use sections::{Amo, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
 

@@ -11,7 +11,7 @@ use slog::Logger;
 use crate::amo::{
     AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthClient, OAuthTokens,
 };
-use crate::controllers::{self, ApiTokens, MetricsToken};
+use crate::controllers;
 use crate::domain::Region;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsError};
@@ -29,7 +29,7 @@ use crate::services::{
     SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription,
     WebhookWorker, WorkerConfig,
 };
-use crate::settings::{self, Exposure, Settings};
+use crate::settings::{self, ApiTokens, Exposure, Settings};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -371,7 +371,7 @@ impl Application {
             metrics: Metrics::new()?,
             logger: logger.clone(),
             tokens: ApiTokens::new(settings.http.api_tokens.clone()),
-            metrics_token: MetricsToken(settings.http.metrics_token.clone()),
+            metrics_token: settings.http.metrics_token.clone(),
             proxies: telemetry::TrustedProxies(settings.http.trusted_proxies.clone()),
             exposure,
             region: settings.default_phone_region,

@@ -27,7 +27,7 @@ mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
-pub use db::{retry_deadlocks, with_named_lock, Db, PoolState, MIGRATIONS};
+pub use db::{retry_deadlocks, with_named_lock, Db, MIGRATIONS};
 pub use duplicates::{
     DuplicatePair, DuplicateRepository, MysqlDuplicateRepository, RecordedDuplicate,
 };
@@ -52,9 +52,9 @@ pub use retention::{
     pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
 };
 pub use senders::{MysqlSenderRepository, SenderRepository};
-pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
+pub use stats::{mirror_counts, queue_stats, MirrorCounts};
 pub use sync_rows::{MysqlSyncRowRepository, Record, SyncRowRepository};
-pub use tables::{table_sizes, TableSize};
+pub use tables::table_sizes;
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]
