@@ -1,5 +1,6 @@
-//! Logging: one slog root writing JSON lines to stdout, and the request context
-//! middleware that gives every request an id, a child logger and an access line.
+//! Logging: one slog root writing JSON lines to stdout, and what the request context
+//! middleware (`controllers::observe`) gives every request: an id, a child logger,
+//! the client's address as trusted proxies report it.
 
 use std::net::IpAddr;
 
