@@ -1,5 +1,6 @@
-//! Prometheus metrics: the HTTP middleware (`http`), AmoCRM call timings, and
-//! gauges of the queues and the pool that are refreshed when `/metrics` is scraped.
+//! Prometheus metrics: HTTP requests (`http`, fed by `controllers::observe`), AmoCRM
+//! call timings, and gauges of the queues and the pool that are refreshed when
+//! `/metrics` is scraped.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -10,11 +11,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::repositories::{PoolState, QueueStats, TableSize};
-
 mod http;
 
-pub use http::{method_label, record as record_http, status_label, UNMATCHED};
+pub use http::{method_label, status_label, UNMATCHED};
 
 const NAMESPACE: &str = "amosync";
 
@@ -196,6 +195,36 @@ pub fn endpoint_label(what: &str) -> String {
     format!("{method} {}", path.join("/")).trim().to_owned()
 }
 
+/// The connection pool's occupancy (`repositories::Db::pool_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+}
+
+/// The backlog of both queues, as of one query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub jobs_pending: i64,
+    pub jobs_in_flight: i64,
+    pub jobs_dead: i64,
+    /// `None` when no job is pending.
+    pub oldest_pending_job_secs: Option<i64>,
+    pub inbox_pending: i64,
+    /// Age of the oldest unapplied delivery; `None` when the inbox is drained.
+    pub inbox_lag_secs: Option<i64>,
+}
+
+/// One table's approximate size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSize {
+    pub table: String,
+    /// InnoDB's estimate; it can be off by tens of percent.
+    pub rows: i64,
+    /// Data and indexes.
+    pub bytes: i64,
+}
+
 /// One application's registry: the HTTP middleware, the AmoCRM collectors and the
 /// gauges `/metrics` refreshes from the database and the pool.
 #[derive(Clone)]
@@ -227,6 +256,17 @@ impl From<prometheus::Error> for MetricsError {
 }
 
 impl Metrics {
+    /// One HTTP request's count and latency sample, labelled from bounded sets.
+    pub fn observe_request(
+        &self,
+        endpoint: &str,
+        method: &actix_web::http::Method,
+        status: actix_web::http::StatusCode,
+        elapsed: Duration,
+    ) {
+        self.http.observe(endpoint, method, status, elapsed);
+    }
+
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let http = http::HttpMetrics::register(&registry)?;

@@ -15,7 +15,7 @@ mod parse;
 mod report;
 mod sections;
 
-pub use api_tokens::{ApiClientToken, Scope, Scopes, LEGACY_SCOPES};
+pub use api_tokens::{ApiClientToken, ApiTokens, Client, Scope, Scopes, LEGACY_SCOPES};
 pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
 pub use sections::{Amo, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
 
@@ -369,16 +369,17 @@ mod tests {
             Some(SettingsError::Missing(name)) if name.starts_with("TOKEN_ENCRYPTION_KEY")
         ));
         vars.push(("TOKEN_ENCRYPTION_KEY", KEY));
-        let oauth = settings(&vars)
-            .expect("OAuth mode")
-            .amo
-            .oauth()
-            .expect("oauth client");
+        let oauth =
+            crate::amo::OAuthClient::from_settings(&settings(&vars).expect("OAuth mode").amo)
+                .expect("oauth client");
         assert_eq!(
             oauth.token_url.as_str(),
             "https://example.amocrm.ru/oauth2/access_token"
         );
-        assert!(settings(BASE).expect("long-lived").amo.oauth().is_none());
+        assert!(
+            crate::amo::OAuthClient::from_settings(&settings(BASE).expect("long-lived").amo)
+                .is_none()
+        );
     }
 
     #[test]

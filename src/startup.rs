@@ -8,8 +8,10 @@ use actix_web::dev::Server;
 use actix_web::web;
 use slog::Logger;
 
-use crate::amo::{AmoError, AmoTransport, HttpAmoTransport, OAuthTokens};
-use crate::controllers::{self, ApiTokens, MetricsToken};
+use crate::amo::{
+    AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, OAuthClient, OAuthTokens,
+};
+use crate::controllers;
 use crate::domain::Region;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsError};
@@ -27,7 +29,7 @@ use crate::services::{
     SyncSettings, SyncWorker, SyncWorkerConfig, Upkeep, WebhookReceiver, WebhookSubscription,
     WebhookWorker, WorkerConfig,
 };
-use crate::settings::{self, Exposure, Settings};
+use crate::settings::{self, ApiTokens, Exposure, Settings};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -69,7 +71,7 @@ pub enum StartupError {
 /// OAuth mode's token store, sealing with the configured keys; `None` with a
 /// long-lived token, which is never stored.
 pub fn token_store(amo: &settings::Amo, db: &Db) -> Result<Option<MysqlTokenStore>, AmoError> {
-    if amo.oauth().is_none() {
+    if OAuthClient::from_settings(amo).is_none() {
         return Ok(None);
     }
     // Settings refuse OAuth mode without a key; this only guards the invariant.
@@ -81,11 +83,16 @@ pub fn token_store(amo: &settings::Amo, db: &Db) -> Result<Option<MysqlTokenStor
 
 /// The AmoCRM client the settings describe; in OAuth mode its tokens live in `db`.
 pub fn amo_transport(settings: &Settings, db: &Db) -> Result<HttpAmoTransport, AmoError> {
-    let transport =
-        HttpAmoTransport::new(settings.amo.client_config(settings.default_phone_region))?
-            .with_redactor(Redactor::from_settings(settings));
+    let transport = HttpAmoTransport::new(AmoClientConfig::from_settings(
+        &settings.amo,
+        settings.default_phone_region,
+    ))?
+    .with_redactor(Redactor::from_settings(settings));
     Ok(
-        match (settings.amo.oauth(), token_store(&settings.amo, db)?) {
+        match (
+            OAuthClient::from_settings(&settings.amo),
+            token_store(&settings.amo, db)?,
+        ) {
             (Some(client), Some(store)) => {
                 let tokens = OAuthTokens::new(
                     client,
@@ -364,7 +371,7 @@ impl Application {
             metrics: Metrics::new()?,
             logger: logger.clone(),
             tokens: ApiTokens::new(settings.http.api_tokens.clone()),
-            metrics_token: MetricsToken(settings.http.metrics_token.clone()),
+            metrics_token: settings.http.metrics_token.clone(),
             proxies: telemetry::TrustedProxies(settings.http.trusted_proxies.clone()),
             exposure,
             region: settings.default_phone_region,

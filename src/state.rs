@@ -7,7 +7,6 @@ use std::sync::Arc;
 use slog::Logger;
 
 use crate::amo::AmoTransport;
-use crate::controllers::{ApiTokens, MetricsToken};
 use crate::domain::Region;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -16,7 +15,7 @@ use crate::services::{
     ContactService, IdempotencyService, JobService, LeadService, MirrorAuthority, WebhookReceiver,
     WebhookSubscription,
 };
-use crate::settings::Exposure;
+use crate::settings::{ApiTokens, Exposure, Secret};
 use crate::telemetry::TrustedProxies;
 
 pub struct AppState {
@@ -36,7 +35,8 @@ pub struct AppState {
     /// The root logger; a request logs through its child (`telemetry::request_logger`).
     pub logger: Logger,
     pub tokens: ApiTokens,
-    pub metrics_token: MetricsToken,
+    /// `METRICS_TOKEN`: when set, scrapers must present it as a bearer token.
+    pub metrics_token: Option<Secret>,
     pub proxies: TrustedProxies,
     pub exposure: Exposure,
     /// `DEFAULT_PHONE_REGION`: how a phone without a country code is read.

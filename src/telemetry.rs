@@ -1,18 +1,14 @@
-//! Logging: one slog root writing JSON lines to stdout, and the request context
-//! middleware that gives every request an id, a child logger and an access line.
+//! Logging: one slog root writing JSON lines to stdout, and what the request context
+//! middleware (`controllers::observe`) gives every request: an id, a child logger,
+//! the client's address as trusted proxies report it.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, HttpRequest};
+use actix_web::dev::ServiceRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use slog::{o, Drain, Logger};
 
 use crate::redact::Redactor;
-use crate::state::AppState;
 
 mod buffered;
 
@@ -144,22 +140,6 @@ impl TrustedProxies {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
-/// Loopback, private (RFC 1918, RFC 4193) and link-local addresses: the networks a
-/// service's own scrapers and neighbours live on.
-pub fn is_internal(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(&IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-            }
-        },
-    }
-}
-
 /// The authenticated API client, stored by the auth middleware for the access line.
 #[derive(Clone)]
 pub struct ClientId(pub String);
@@ -176,7 +156,7 @@ pub fn request_logger(req: &HttpRequest, fallback: &Logger) -> Logger {
 /// otherwise makes one. It is echoed and logged, so only 1 to 128 characters of the
 /// set ids are made of (letters, digits, `._~:+/=-`) are kept, as nginx's map does:
 /// no quotes, spaces or markup reach a log line or a client's screen.
-fn request_id_of(req: &ServiceRequest) -> String {
+pub fn request_id_of(req: &ServiceRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -200,68 +180,6 @@ fn new_request_id() -> String {
         .into_uuid()
         .simple()
         .to_string()
-}
-
-/// Middleware: request id, child logger, access log line, `X-Request-Id` echoed back.
-pub async fn request_context(
-    state: web::Data<AppState>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let request_id = request_id_of(&req);
-    let logger = state.logger.new(o!("request_id" => request_id.clone()));
-    req.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        logger: logger.clone(),
-    });
-    let method = req.method().to_string();
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let client_ip = state.proxies.client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        header("x-forwarded-for"),
-        header("x-real-ip"),
-    );
-    if let Some(ip) = client_ip {
-        req.extensions_mut().insert(ClientIp(ip));
-    }
-    let client_ip = client_ip.map(|ip| ip.to_string());
-
-    let mut res = next.call(req).await?;
-
-    let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let client = res
-        .request()
-        .extensions()
-        .get::<ClientId>()
-        .map(|c| c.0.clone());
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    // The client gets a fixed text for server-side failures; the cause goes here.
-    if let Some(error) = res.response().error().filter(|_| status >= 500) {
-        let cause = error.to_string();
-        if status == 500 {
-            slog::error!(logger, "request failed"; "http.status" => status, "error" => cause);
-        } else {
-            slog::warn!(logger, "request failed"; "http.status" => status, "error" => cause);
-        }
-    }
-    slog::info!(logger, "request";
-        "http.method" => method,
-        "http.route" => route,
-        "http.status" => status,
-        "duration_ms" => format!("{duration_ms:.2}"),
-        "client.id" => client,
-        "client.ip" => client_ip,
-    );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    Ok(res)
 }
 
 #[cfg(test)]
@@ -366,33 +284,6 @@ mod tests {
         }
         for bad in ["", "a b", "<script>", "a\"b", "тест", &"x".repeat(129)] {
             assert!(!valid_request_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn internal_networks_are_loopback_private_and_link_local() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_internal(&internal.parse().expect("ip")), "{internal}");
-        }
-        for public in [
-            "203.0.113.7",
-            "172.32.0.1",
-            "8.8.8.8",
-            "2001:db8::1",
-            "::ffff:1.2.3.4",
-        ] {
-            assert!(!is_internal(&public.parse().expect("ip")), "{public}");
         }
     }
 

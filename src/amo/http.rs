@@ -31,6 +31,7 @@ use super::{
 };
 use crate::domain::{Phone, Region};
 use crate::redact::Redactor;
+use crate::settings;
 
 pub struct AmoClientConfig {
     pub base_url: Url,
@@ -42,6 +43,21 @@ pub struct AmoClientConfig {
     pub max_rps: u32,
     /// While AmoCRM refuses access (401/402/403), one probe call this often.
     pub access_probe: Duration,
+}
+
+impl AmoClientConfig {
+    /// The client the `AMO_*` settings describe; `region` reads AmoCRM's phones.
+    pub fn from_settings(amo: &settings::Amo, region: Region) -> Self {
+        AmoClientConfig {
+            base_url: amo.base_url.clone(),
+            access_token: amo.access_token.expose().to_owned(),
+            region,
+            connect_timeout: amo.connect_timeout,
+            request_timeout: amo.request_timeout,
+            max_rps: amo.max_rps,
+            access_probe: amo.access_probe,
+        }
+    }
 }
 
 impl fmt::Debug for AmoClientConfig {

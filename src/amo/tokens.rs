@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::limiter::RateLimiter;
 use super::AmoError;
+use crate::settings;
 
 /// An OAuth token pair as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,6 +89,23 @@ pub struct OAuthClient {
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
+}
+
+impl OAuthClient {
+    /// OAuth mode (no long-lived `AMO_ACCESS_TOKEN`): the integration's id, secret and
+    /// redirect URI; `None` with a long-lived token or a part missing.
+    pub fn from_settings(amo: &settings::Amo) -> Option<Self> {
+        if !amo.access_token.expose().is_empty() {
+            return None;
+        }
+        let token_url = amo.base_url.join("oauth2/access_token").ok()?;
+        Some(OAuthClient {
+            token_url,
+            client_id: amo.client_id.clone()?,
+            client_secret: amo.client_secret.as_ref()?.expose().to_owned(),
+            redirect_uri: amo.redirect_uri.clone()?,
+        })
+    }
 }
 
 /// Refresh this long before AmoCRM's `expires_in` runs out (a tenth of short lifetimes).

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthAction, CliError, Command, WebhookAction};
-use crate::amo::OAuthTokens;
+use super::{open_db, AuthAction, CliError, Command, WebhookAction};
+use crate::amo::{OAuthClient, OAuthTokens};
 use crate::redact::Redactor;
 use crate::repositories::{Db, MysqlMirrorFactRepository};
 use crate::services::{Subscribed, WebhookSubscription};
@@ -210,7 +210,7 @@ async fn auth_code() -> Result<String, CliError> {
 }
 
 async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliError> {
-    let client = settings.amo.oauth().ok_or_else(|| {
+    let client = OAuthClient::from_settings(&settings.amo).ok_or_else(|| {
         CliError::Usage(
             "OAuth mode needs AMO_CLIENT_ID, AMO_CLIENT_SECRET and AMO_REDIRECT_URI, \
              and no AMO_ACCESS_TOKEN"
@@ -235,12 +235,4 @@ async fn exchange(settings: Settings, logger: slog::Logger) -> Result<(), CliErr
         .map_err(|e| CliError::Failed(format!("AmoCRM refused the code: {e}")))?;
     println!("tokens stored; amosync refreshes them from now on");
     Ok(())
-}
-
-/// A small pool for a command, once the database answers (it may still be booting;
-/// a refused account fails at once).
-pub(super) async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, CliError> {
-    let db = Db::sized(&settings.db, 2);
-    db.wait_until_reachable(settings.db.wait, logger).await?;
-    Ok(db)
 }

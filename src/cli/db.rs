@@ -1,8 +1,7 @@
 //! `amosync db stats`: each table's approximate rows and bytes, and what retention
 //! has deleted from it so far (the same figures `/metrics` exposes per process).
 
-use super::commands::open_db;
-use super::{CliError, DbAction};
+use super::{open_db, CliError, DbAction};
 use crate::repositories::{pruned_totals, table_sizes, Db};
 use crate::settings::Settings;
 

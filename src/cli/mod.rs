@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use error::CliError;
 
 use crate::redact::Redactor;
+use crate::repositories::Db;
 use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
@@ -190,6 +191,14 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(&err, &redactor),
     }
+}
+
+/// A small pool for a command, once the database answers (it may still be booting;
+/// a refused account fails at once).
+async fn open_db(settings: &Settings, logger: &slog::Logger) -> Result<Db, CliError> {
+    let db = Db::sized(&settings.db, 2);
+    db.wait_until_reachable(settings.db.wait, logger).await?;
+    Ok(db)
 }
 
 fn report(err: &CliError, redactor: &Redactor) -> ExitCode {

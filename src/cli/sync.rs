@@ -4,8 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::commands::open_db;
-use super::{CliError, RetryArgs, SyncAction};
+use super::{open_db, CliError, RetryArgs, SyncAction};
 use crate::amo::AmoEntity;
 use crate::redact::Redactor;
 use crate::repositories::{

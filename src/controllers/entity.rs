@@ -268,8 +268,8 @@ macro_rules! entity_operations {
             request_body = $request,
             responses(
                 crate::controllers::entity::SavedAnswers<$body>,
-                crate::controllers::openapi::problems::JsonBodyErrors,
-                crate::controllers::openapi::problems::FindOrCreateErrors,
+                crate::controllers::problems::JsonBodyErrors,
+                crate::controllers::problems::FindOrCreateErrors,
             ),
         )]
         pub async fn $create(
@@ -290,8 +290,8 @@ macro_rules! entity_operations {
             ),
             responses(
                 (status = 200, description = $found, body = $body),
-                crate::controllers::openapi::problems::$missing,
-                crate::controllers::openapi::problems::ReadErrors,
+                crate::controllers::problems::$missing,
+                crate::controllers::problems::ReadErrors,
             ),
         )]
         pub async fn $show(
@@ -310,7 +310,7 @@ macro_rules! entity_operations {
             params($query, crate::controllers::entity::PagingQuery),
             responses(
                 (status = 200, description = "One page; pass next_cursor back as cursor", body = crate::controllers::entity::Page<$body>),
-                crate::controllers::openapi::problems::ReadErrors,
+                crate::controllers::problems::ReadErrors,
             ),
         )]
         pub async fn $list(

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::problems::NotReady;
+use super::problems::NotReady;
 use crate::amo::AmoAccess;
 use crate::error::ApiError;
 use crate::state::AppState;

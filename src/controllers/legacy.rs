@@ -9,7 +9,7 @@ use super::contacts::ContactRequest;
 use super::entity::EntityRequest;
 use super::extract::JsonBody;
 use super::leads::LeadRequest;
-use super::openapi::problems::{JsonBodyErrors, LegacyCreateErrors};
+use super::problems::{JsonBodyErrors, LegacyCreateErrors};
 use crate::error::ApiError;
 use crate::services::Saved;
 use crate::state::AppState;

@@ -11,18 +11,20 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
-use super::openapi::problems::MetricsErrors;
+use super::problems::MetricsErrors;
 use crate::amo::AmoAccess;
+use crate::domain::is_internal;
 use crate::error::ApiError;
 use crate::repositories::{queue_stats, table_sizes};
 use crate::settings::Secret;
 use crate::state::AppState;
-use crate::telemetry::{is_internal, request_logger, ClientIp};
+use crate::telemetry::{request_logger, ClientIp};
 
-/// `METRICS_TOKEN`: when set, scrapers must present it as a bearer token.
-pub struct MetricsToken(pub Option<Secret>);
+/// `METRICS_TOKEN` (`AppState::metrics_token`): when set, scrapers must present it
+/// as a bearer token.
+struct MetricsToken<'a>(Option<&'a Secret>);
 
-impl MetricsToken {
+impl MetricsToken<'_> {
     /// `Ok` to serve; otherwise the refusal (401 for a missing or wrong token, 403
     /// for a client outside the internal networks when no token is configured).
     fn admits(&self, authorization: Option<&str>, client: Option<IpAddr>) -> Result<(), ApiError> {
@@ -68,7 +70,7 @@ pub async fn get_metrics(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let client = req.extensions().get::<ClientIp>().map(|ip| ip.0);
-    state.metrics_token.admits(authorization, client)?;
+    MetricsToken(state.metrics_token.as_ref()).admits(authorization, client)?;
     // A database outage must not blind the scraper to everything else: the queue
     // gauges keep their last values and the failure is logged.
     match queue_stats(db).await {
@@ -120,7 +122,8 @@ mod tests {
 
     #[test]
     fn with_a_token_every_scrape_needs_it() {
-        let closed = MetricsToken(Some(Secret::new("scrape-token-0123")));
+        let secret = Secret::new("scrape-token-0123");
+        let closed = MetricsToken(Some(&secret));
         let remote = ip("203.0.113.7");
         assert!(closed
             .admits(Some("Bearer scrape-token-0123"), remote)

@@ -14,13 +14,13 @@ mod idempotency;
 pub(crate) mod leads;
 pub(crate) mod legacy;
 pub(crate) mod metrics;
+pub mod observe;
 pub mod openapi;
+pub mod problems;
 pub mod routes;
 pub(crate) mod sync_jobs;
 pub(crate) mod webhooks;
 
-pub use auth::ApiTokens;
-pub use metrics::MetricsToken;
 pub use webhooks::HookBody;
 
 pub use routes::{configure as routes, not_found};

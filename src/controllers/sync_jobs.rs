@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{timestamp, Page};
 use super::extract::{page_params, paginate};
-use super::openapi::problems::{NoSuchJob, ReadErrors};
+use super::problems::{NoSuchJob, ReadErrors};
 use crate::domain::FieldError;
 use crate::error::ApiError;
 use crate::repositories::{SyncJob, JOB_DEAD, JOB_DONE, JOB_PENDING};

@@ -9,7 +9,7 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::extract::read_raw_body;
-use super::openapi::problems::{AmoErrors, DeliveryErrors, SubscribeErrors, UnsubscribeErrors};
+use super::problems::{AmoErrors, DeliveryErrors, SubscribeErrors, UnsubscribeErrors};
 use crate::amo::AmoWebhook;
 use crate::error::ApiError;
 use crate::services::Subscribed;

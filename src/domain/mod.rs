@@ -2,11 +2,13 @@
 
 mod ids;
 mod name;
+mod network;
 mod phone;
 mod sync_status;
 
 pub use ids::{AmoId, LocalId};
 pub use name::{present_name, EntityName, NameError};
+pub use network::is_internal;
 pub use phone::{Phone, PhoneError, Region};
 pub use sync_status::{SyncStatus, UnknownSyncStatus};
 

@@ -7,18 +7,13 @@
 //! method one of the nine RFC 9110 methods or `OTHER`, and the status a registered
 //! HTTP status code or `other`: the series count has a ceiling whatever arrives.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{web, Error};
 use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::NAMESPACE;
-use crate::state::AppState;
 
 /// The endpoint of a request no route pattern matched (scanners, typos).
 pub const UNMATCHED: &str = "UNMATCHED";
@@ -106,37 +101,6 @@ pub fn status_label(status: &StatusCode) -> &str {
     } else {
         "other"
     }
-}
-
-/// Middleware (outermost, so the latency includes every other middleware): one count
-/// and one latency sample per request.
-pub async fn record(
-    state: web::Data<AppState>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let metrics = &state.metrics;
-    let started = Instant::now();
-    let method = req.method().clone();
-    let result = next.call(req).await;
-    let elapsed = started.elapsed();
-    match &result {
-        Ok(res) => {
-            let endpoint = res.request().match_pattern();
-            let endpoint = endpoint.as_deref().unwrap_or(UNMATCHED);
-            metrics
-                .http
-                .observe(endpoint, &method, res.status(), elapsed);
-        }
-        // The request went down with the error; only its method is known.
-        Err(err) => metrics.http.observe(
-            UNMATCHED,
-            &method,
-            err.as_response_error().status_code(),
-            elapsed,
-        ),
-    }
-    result
 }
 
 #[cfg(test)]

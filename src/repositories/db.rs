@@ -13,6 +13,7 @@ use slog::Logger;
 
 use super::RepoError;
 use crate::cause::Cause;
+use crate::metrics::PoolState;
 use crate::settings;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -60,12 +61,6 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Pooled) -> bool {
         conn.lost || self.0.has_broken(&mut conn.inner)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolState {
-    pub in_use: u32,
-    pub idle: u32,
 }
 
 #[derive(Clone)]

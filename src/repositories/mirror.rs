@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use diesel::Connection;
 
 use super::db::{retry_deadlocks, Db};
+use super::refetch::RefetchEntity;
 use super::RepoError;
 
 mod apply;
@@ -46,22 +47,6 @@ pub struct CompanyChange {
     pub name: Option<String>,
     pub responsible_user_id: Option<i64>,
     pub changed_at: i64,
-}
-
-/// Which AmoCRM list a record is read back from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RefetchEntity {
-    Contacts,
-    Leads,
-}
-
-impl RefetchEntity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefetchEntity::Contacts => "contacts",
-            RefetchEntity::Leads => "leads",
-        }
-    }
 }
 
 /// A delete or restore of one record. AmoCRM's delete events carry only the id:

@@ -27,7 +27,7 @@ mod tokens;
 
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
-pub use db::{retry_deadlocks, with_named_lock, Db, PoolState, MIGRATIONS};
+pub use db::{retry_deadlocks, with_named_lock, Db, MIGRATIONS};
 pub use duplicates::{
     DuplicatePair, DuplicateRepository, MysqlDuplicateRepository, RecordedDuplicate,
 };
@@ -43,18 +43,18 @@ pub use jobs::{
 pub use leads::{LeadFilter, LeadRepository, MysqlLeadRepository};
 pub use mirror::{
     CompanyChange, ContactChange, LeadChange, MirrorBatch, MirrorRepository, MysqlMirrorRepository,
-    RefetchEntity, Removal,
+    Removal,
 };
 pub use models::{Claim, Contact, Lead, NewContact, NewLead, SyncRow, Window};
-pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchRepository};
+pub use refetch::{MysqlRefetchRepository, QueuedRefetch, RefetchEntity, RefetchRepository};
 pub use restore::{HandledRestore, MysqlRestoreRepository, RestoreRepository};
 pub use retention::{
     pruned_totals, Batch, MysqlRetentionRepository, Prunable, PrunedTotal, RetentionRepository,
 };
 pub use senders::{MysqlSenderRepository, SenderRepository};
-pub use stats::{mirror_counts, queue_stats, MirrorCounts, QueueStats};
+pub use stats::{mirror_counts, queue_stats, MirrorCounts};
 pub use sync_rows::{MysqlSyncRowRepository, Record, SyncRowRepository};
-pub use tables::{table_sizes, TableSize};
+pub use tables::table_sizes;
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
 #[cfg(test)]

@@ -11,8 +11,23 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 
 use super::db::{retry_deadlocks, Db};
-use super::mirror::RefetchEntity;
 use super::RepoError;
+
+/// Which AmoCRM list a record is read back from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RefetchEntity {
+    Contacts,
+    Leads,
+}
+
+impl RefetchEntity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefetchEntity::Contacts => "contacts",
+            RefetchEntity::Leads => "leads",
+        }
+    }
+}
 
 /// One queued record, as claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,24 +4,23 @@ use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::{Db, RepoError};
+use crate::metrics::QueueStats;
 
-/// The backlog of both queues, as of one query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, QueryableByName)]
-pub struct QueueStats {
+/// `QUEUE_STATS`' one row, read into the plain `QueueStats` the gauges take.
+#[derive(QueryableByName)]
+struct QueueRow {
     #[diesel(sql_type = BigInt)]
-    pub jobs_pending: i64,
+    jobs_pending: i64,
     #[diesel(sql_type = BigInt)]
-    pub jobs_in_flight: i64,
+    jobs_in_flight: i64,
     #[diesel(sql_type = BigInt)]
-    pub jobs_dead: i64,
-    /// `None` when no job is pending.
+    jobs_dead: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
-    pub oldest_pending_job_secs: Option<i64>,
+    oldest_pending_job_secs: Option<i64>,
     #[diesel(sql_type = BigInt)]
-    pub inbox_pending: i64,
-    /// Age of the oldest unapplied delivery; `None` when the inbox is drained.
+    inbox_pending: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
-    pub inbox_lag_secs: Option<i64>,
+    inbox_lag_secs: Option<i64>,
 }
 
 // Every filter starts with `status`, the leading column of both tables' due index, so
@@ -38,9 +37,15 @@ const QUEUE_STATS: &str = "SELECT \
 
 pub async fn queue_stats(db: &Db) -> Result<QueueStats, RepoError> {
     db.run(|conn| {
-        diesel::sql_query(QUEUE_STATS)
-            .get_result(conn)
-            .map_err(RepoError::from)
+        let row: QueueRow = diesel::sql_query(QUEUE_STATS).get_result(conn)?;
+        Ok(QueueStats {
+            jobs_pending: row.jobs_pending,
+            jobs_in_flight: row.jobs_in_flight,
+            jobs_dead: row.jobs_dead,
+            oldest_pending_job_secs: row.oldest_pending_job_secs,
+            inbox_pending: row.inbox_pending,
+            inbox_lag_secs: row.inbox_lag_secs,
+        })
     })
     .await
 }

@@ -7,18 +7,17 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::{Db, RepoError};
+use crate::metrics::TableSize;
 
-/// One table's approximate size.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct TableSize {
+/// `TABLE_SIZES`' rows, read into the plain `TableSize` the gauges take.
+#[derive(QueryableByName)]
+struct TableRow {
     #[diesel(sql_type = Text)]
-    pub table: String,
-    /// InnoDB's estimate; it can be off by tens of percent.
+    table: String,
     #[diesel(sql_type = BigInt)]
-    pub rows: i64,
-    /// Data and indexes.
+    rows: i64,
     #[diesel(sql_type = BigInt)]
-    pub bytes: i64,
+    bytes: i64,
 }
 
 // Only amosync's own database; diesel's migration bookkeeping is not worth a series.
@@ -32,9 +31,15 @@ const TABLE_SIZES: &str = "SELECT CAST(TABLE_NAME AS CHAR) AS `table`, \
 
 pub async fn table_sizes(db: &Db) -> Result<Vec<TableSize>, RepoError> {
     db.run(|conn| {
-        diesel::sql_query(TABLE_SIZES)
-            .load(conn)
-            .map_err(RepoError::from)
+        let rows: Vec<TableRow> = diesel::sql_query(TABLE_SIZES).load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TableSize {
+                table: row.table,
+                rows: row.rows,
+                bytes: row.bytes,
+            })
+            .collect())
     })
     .await
 }

@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+
 use super::{Secret, SettingsError};
 
 /// What a token may do.
@@ -106,6 +108,43 @@ pub struct ApiClientToken {
     pub token: Secret,
 }
 
+/// The configured `API_TOKENS`, and which client presents a token.
+pub struct ApiTokens(Vec<ApiClientToken>);
+
+/// The client a request's token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub scopes: Scopes,
+}
+
+impl ApiTokens {
+    pub fn new(tokens: Vec<ApiClientToken>) -> Self {
+        ApiTokens(tokens)
+    }
+
+    /// The client owning `Authorization: Bearer <token>`. Every configured token
+    /// is compared in constant time, so timing tells nothing about which matched.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<Client> {
+        let presented = authorization?.trim();
+        let (scheme, token) = presented.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim().as_bytes();
+        let mut owner = None;
+        for candidate in &self.0 {
+            if bool::from(candidate.token.expose().as_bytes().ct_eq(token)) {
+                owner = Some(Client {
+                    id: candidate.client_id.clone(),
+                    scopes: candidate.scopes,
+                });
+            }
+        }
+        owner
+    }
+}
+
 /// Tokens shorter than this are refused: a bearer token is all a client needs.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -157,6 +196,41 @@ pub(super) fn parse_entry(entry: &str, index: usize) -> Result<ApiClientToken, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens() -> ApiTokens {
+        ApiTokens::new(vec![
+            ApiClientToken {
+                client_id: "forms".into(),
+                scopes: LEGACY_SCOPES,
+                legacy: true,
+                token: Secret::new("aaaaaaaaaaaaaaaa"),
+            },
+            ApiClientToken {
+                client_id: "partner".into(),
+                scopes: Scopes::of(&[Scope::Read, Scope::Admin]),
+                legacy: false,
+                token: Secret::new("bbbbbbbbbbbbbbbb"),
+            },
+        ])
+    }
+
+    #[test]
+    fn only_a_configured_bearer_token_identifies_a_client_and_its_scopes() {
+        let t = tokens();
+        let partner = t
+            .authenticate(Some("Bearer bbbbbbbbbbbbbbbb"))
+            .expect("partner");
+        assert_eq!(partner.id, "partner");
+        assert!(partner.scopes.contains(Scope::Admin) && !partner.scopes.contains(Scope::Write));
+        let forms = t
+            .authenticate(Some("bearer aaaaaaaaaaaaaaaa"))
+            .expect("forms");
+        assert_eq!((forms.id.as_str(), forms.scopes), ("forms", LEGACY_SCOPES));
+        assert_eq!(t.authenticate(Some("Bearer aaaaaaaaaaaaaaa")), None);
+        assert_eq!(t.authenticate(Some("Basic aaaaaaaaaaaaaaaa")), None);
+        assert_eq!(t.authenticate(Some("aaaaaaaaaaaaaaaa")), None);
+        assert_eq!(t.authenticate(None), None);
+    }
 
     #[test]
     fn scopes_are_named_between_the_client_and_its_token() {

@@ -169,8 +169,8 @@ pub(super) fn api_tokens(
 /// without dots (a compose service). Never a real account's `*.amocrm.ru`.
 pub(super) fn is_local_host(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => crate::telemetry::is_internal(&IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => crate::telemetry::is_internal(&IpAddr::V6(ip)),
+        Some(url::Host::Ipv4(ip)) => crate::domain::is_internal(&IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => crate::domain::is_internal(&IpAddr::V6(ip)),
         Some(url::Host::Domain(name)) => name == "localhost" || !name.contains('.'),
         None => false,
     }

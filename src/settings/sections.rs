@@ -65,35 +65,6 @@ pub struct Amo {
     pub token_cipher: Option<TokenCipher>,
 }
 
-impl Amo {
-    /// The AmoCRM client's configuration; `region` reads AmoCRM's phones.
-    pub fn client_config(&self, region: crate::domain::Region) -> crate::amo::AmoClientConfig {
-        crate::amo::AmoClientConfig {
-            base_url: self.base_url.clone(),
-            access_token: self.access_token.expose().to_owned(),
-            region,
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            max_rps: self.max_rps,
-            access_probe: self.access_probe,
-        }
-    }
-
-    /// OAuth mode: no long-lived token, and the integration's id, secret and redirect URI.
-    pub fn oauth(&self) -> Option<crate::amo::OAuthClient> {
-        if !self.access_token.expose().is_empty() {
-            return None;
-        }
-        let token_url = self.base_url.join("oauth2/access_token").ok()?;
-        Some(crate::amo::OAuthClient {
-            token_url,
-            client_id: self.client_id.clone()?,
-            client_secret: self.client_secret.as_ref()?.expose().to_owned(),
-            redirect_uri: self.redirect_uri.clone()?,
-        })
-    }
-}
-
 /// The outbox: how records reach AmoCRM.
 #[derive(Debug, Clone, Copy)]
 pub struct Sync {

@@ -12,7 +12,6 @@ use super::{blocking_threads, SHUTDOWN_TIMEOUT};
 use crate::controllers;
 use crate::settings;
 use crate::state::AppState;
-use crate::telemetry;
 
 /// Binds `http`'s address (port 0 picks a free one) and returns the server, not yet
 /// running, with the port it got.
@@ -34,9 +33,9 @@ pub(super) fn bind(
             .wrap(from_fn(controllers::compression::skip_small))
             .wrap(Compress::default())
             .wrap(from_fn(controllers::compression::unmark))
-            .wrap(from_fn(telemetry::request_context))
+            .wrap(from_fn(controllers::observe::request_context))
             // Outermost: the latency includes every middleware.
-            .wrap(from_fn(crate::metrics::record_http))
+            .wrap(from_fn(controllers::observe::record_http))
             .configure(controllers::routes)
             .default_service(web::to(controllers::not_found))
     })

@@ -3,8 +3,6 @@
 //! and its `Idempotency-Key` from the route table (`routes`), the error responses from
 //! the shared sets in `problems`, every error body `error::Problem`'s own schema.
 
-pub mod problems;
-
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
     AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type,
@@ -13,9 +11,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
+use super::problems::problem;
 use super::routes::{self, Access, Operations};
 use crate::error::Problem;
-use problems::problem;
 
 #[derive(OpenApi)]
 #[openapi(
