@@ -13,10 +13,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, ResponseError};
 
+use crate::domain::is_internal;
 use crate::error::ApiError;
 use crate::settings::DEMO_SWITCH;
 use crate::state::AppState;
-use crate::telemetry::{is_internal, ClientIp};
+use crate::telemetry::ClientIp;
 
 /// Middleware: in demo mode, `403 forbidden` for clients outside the internal networks.
 pub async fn internal_only(
