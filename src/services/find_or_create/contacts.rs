@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use slog::Logger;
 
+use super::entity::{EntityRules, Rows};
 use super::flight::{panicked, Outcome, Rules};
 use super::{Flight, Saved, SyncSettings};
-use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact};
+use crate::amo::{AmoContact, AmoError, AmoTransport, NewAmoContact, MAX_CONTACTS_PER_CREATE};
 use crate::concurrency::{BatchLimits, Batcher, SingleFlight};
 use crate::domain::{AmoId, EntityName, LocalId, Phone};
 use crate::repositories::{
     Claim, Contact, ContactFilter, ContactRepository, NewContact, RepoError, SyncRowRepository,
 };
-use crate::services::mirror::authority::searched;
 use crate::services::{MirrorAuthority, ServiceError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +251,8 @@ impl ContactService {
     }
 }
 
-/// A contact is "the same" when it holds the same phone.
+/// A submission of a contact: claimed by its phone, sent with the phone it was
+/// given.
 struct ContactRules {
     repo: Arc<dyn ContactRepository>,
     amo: Arc<dyn AmoTransport>,
@@ -263,8 +264,16 @@ struct ContactRules {
 #[async_trait]
 impl Rules for ContactRules {
     type Row = Contact;
-    /// The AmoCRM id and the name AmoCRM holds.
+    type New = NewAmoContact;
     type Amo = (i64, String);
+    type Entity<'a> = ContactRows<'a>;
+
+    fn entity(&self) -> ContactRows<'_> {
+        Rows {
+            repo: &*self.repo,
+            amo: &*self.amo,
+        }
+    }
 
     async fn claim(&self, lease: Duration) -> Result<Claim<Contact>, RepoError> {
         let new = NewContact {
@@ -274,24 +283,69 @@ impl Rules for ContactRules {
         self.repo.claim_by_phone(new, lease).await
     }
 
-    /// A retry searches even when the mirror is trusted: an ambiguous failure (a
-    /// timeout after AmoCRM did create the contact) must find it, not make a second.
     fn searches(&self, row: &Contact) -> bool {
-        searched(self.search, row.sync_attempts)
+        self.entity().searches(row, self.search)
     }
 
-    async fn search(&self, _row: &Contact) -> Result<Option<(i64, String)>, AmoError> {
-        let found = self.amo.find_contact_by_phone(&self.input.phone).await?;
+    fn new_record(&self, row: &Contact) -> NewAmoContact {
+        body(row, self.input.phone.clone())
+    }
+}
+
+/// A contact's rules: "the same" contact holds the same phone; the mirror is asked
+/// for it when AmoCRM is not.
+pub(crate) type ContactRows<'a> = Rows<'a, dyn ContactRepository + 'a>;
+
+#[async_trait]
+impl<'a> EntityRules for ContactRows<'a> {
+    type Row = Contact;
+    type New = NewAmoContact;
+    /// The AmoCRM id and the name AmoCRM holds.
+    type Amo = (i64, String);
+
+    fn max_per_create(&self) -> usize {
+        MAX_CONTACTS_PER_CREATE
+    }
+
+    fn new_record(&self, row: &Contact, _link: Option<i64>) -> Result<NewAmoContact, String> {
+        let phone = Phone::from_e164(row.phone.as_deref().unwrap_or_default())
+            .map_err(|error| format!("stored phone: {error}"))?;
+        Ok(body(row, phone))
+    }
+
+    async fn search(&self, new: &NewAmoContact) -> Result<Option<(i64, String)>, AmoError> {
+        let found = self.amo.find_contact_by_phone(&new.phone).await?;
         Ok(pick_contact(found).map(|contact| (contact.id, contact.name)))
     }
 
-    async fn create(&self, row: &Contact) -> Result<(i64, String), AmoError> {
-        let new = NewAmoContact {
-            name: row.name.clone(),
-            phone: self.input.phone.clone(),
-        };
-        let id = self.amo.create_contact(&new).await?;
-        Ok((id, row.name.clone()))
+    async fn mirrored(
+        &self,
+        row: &Contact,
+        new: &NewAmoContact,
+    ) -> Result<Option<(i64, String)>, RepoError> {
+        Ok(match self.repo.find_by_phone(new.phone.as_e164()).await? {
+            Some(found) if found.id != row.id && found.is_synced() => {
+                found.amocrm_id.map(|id| (id, found.name))
+            }
+            _ => None,
+        })
+    }
+
+    async fn create(&self, new: &NewAmoContact) -> Result<(i64, String), AmoError> {
+        let id = self.amo.create_contact(new).await?;
+        Ok((id, new.name.clone()))
+    }
+
+    async fn create_many(&self, news: Vec<NewAmoContact>) -> Result<Vec<Option<i64>>, AmoError> {
+        self.amo.create_contacts(&news).await
+    }
+
+    fn created(&self, new: NewAmoContact, id: i64) -> (i64, String) {
+        (id, new.name)
+    }
+
+    fn amo_id(&self, (id, _): &(i64, String)) -> i64 {
+        *id
     }
 
     async fn finish(&self, row: &Contact, (id, name): (i64, String)) -> Result<Contact, RepoError> {
@@ -301,9 +355,17 @@ impl Rules for ContactRules {
     }
 }
 
+/// The contact as AmoCRM is sent it: its name and phone.
+fn body(row: &Contact, phone: Phone) -> NewAmoContact {
+    NewAmoContact {
+        name: row.name.clone(),
+        phone,
+    }
+}
+
 /// Several AmoCRM contacts may hold one phone (AmoCRM keeps duplicates): the
 /// oldest one, i.e. the lowest id, is the one the mirror follows.
-pub(crate) fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
+fn pick_contact(matches: Vec<AmoContact>) -> Option<AmoContact> {
     matches.into_iter().min_by_key(|c| c.id)
 }
 

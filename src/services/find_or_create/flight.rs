@@ -2,7 +2,8 @@
 //! record (its row and sync job stored first, pending), keeps the lease while it
 //! searches AmoCRM and else creates there, then finishes the row or records the
 //! failure; `land` turns what came of it into the client's answer. The entity's
-//! `Rules` say only how its row is claimed, searched for, created and finished.
+//! `Rules` say only how its row is claimed and what is sent; the search, the create
+//! and the finish are the entity's `EntityRules`, which the outbox rounds use too.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use slog::Logger;
 
+use super::entity::EntityRules;
 use super::{Saved, SyncSettings, Synced};
 use crate::amo::AmoError;
 use crate::repositories::{Claim, Record, RepoError, SyncRow, SyncRowRepository};
@@ -24,13 +26,23 @@ pub const BUSY_POLL: Duration = Duration::from_millis(200);
 /// What a flight came to, shared by every caller of one key.
 pub type Outcome<T> = Result<Synced<T>, ServiceError>;
 
-/// What the protocol asks of one entity, for one submission.
+/// What the protocol asks of one entity, for one submission: how its row is
+/// claimed, whether this attempt searches, and what it sends; the search, the
+/// create and the finish are the entity's (`EntityRules`), shared with the rounds.
 #[async_trait]
 pub trait Rules: Send + Sync + 'static {
     /// The local row.
-    type Row: SyncRow;
+    type Row: SyncRow + std::fmt::Debug;
+    /// The body AmoCRM is sent (and searched by).
+    type New: Clone + Send + Sync + 'static;
     /// What AmoCRM answered about the record, found or created.
     type Amo: Send;
+    /// The entity's rules, over this submission's repository and AmoCRM client.
+    type Entity<'a>: EntityRules<Row = Self::Row, New = Self::New, Amo = Self::Amo>
+    where
+        Self: 'a;
+
+    fn entity(&self) -> Self::Entity<'_>;
 
     /// Finds the submission's row or stores it pending with its job, and leases it to
     /// the caller unless it is synced or leased elsewhere.
@@ -39,13 +51,8 @@ pub trait Rules: Send + Sync + 'static {
     /// Whether this attempt searches AmoCRM before it creates.
     fn searches(&self, row: &Self::Row) -> bool;
 
-    /// The record as AmoCRM already holds it, if it does.
-    async fn search(&self, row: &Self::Row) -> Result<Option<Self::Amo>, AmoError>;
-
-    async fn create(&self, row: &Self::Row) -> Result<Self::Amo, AmoError>;
-
-    /// Marks the row synced with what AmoCRM answered.
-    async fn finish(&self, row: &Self::Row, amo: Self::Amo) -> Result<Self::Row, RepoError>;
+    /// What this submission sends AmoCRM for its row.
+    fn new_record(&self, row: &Self::Row) -> Self::New;
 }
 
 /// How a flight's claim ended, once it stopped waiting for others.
@@ -100,6 +107,7 @@ impl Flight {
             }
         };
         let record = record_of(&row);
+        let (entity, new) = (rules.entity(), rules.new_record(&row));
         let (lost, late) = (AtomicBool::new(false), AtomicBool::new(false));
         let round = async {
             // Not started, or not searched, by the time the request answers: the
@@ -109,7 +117,8 @@ impl Flight {
                 return Ok(None);
             }
             if rules.searches(&row) {
-                let Ok(found) = tokio::time::timeout_at(deadline, rules.search(&row)).await else {
+                let search = entity.search(&new);
+                let Ok(found) = tokio::time::timeout_at(deadline, search).await else {
                     late.store(true, Ordering::SeqCst);
                     return Ok(None);
                 };
@@ -121,14 +130,14 @@ impl Flight {
             if lost.load(Ordering::SeqCst) {
                 return Ok(None);
             }
-            rules.create(&row).await.map(|made| Some((made, true)))
+            entity.create(&new).await.map(|made| Some((made, true)))
         };
         let (amo, created) = match self.keeping_lease(&row, &lost, round).await {
             Ok(Some(done)) => done,
             Ok(None) => return Err(self.hand_over(record, &late).await),
             Err(error) => return Err(self.fail(record, error).await),
         };
-        let finished = rules.finish(&row, amo).await?;
+        let finished = entity.finish(&row, amo).await?;
         slog::info!(self.logger, "record synced"; "entity" => record.entity.as_str(),
             "record.id" => finished.record_id(), "amo.created" => created);
         Ok(Synced {

@@ -9,16 +9,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use slog::Logger;
 
+use super::contacts::ContactRows;
+use super::entity::{EntityRules, Joins, Rows};
 use super::flight::{panicked, Outcome, Rules};
 use super::{ContactInput, ContactService, Flight, Saved, SyncSettings};
-use crate::amo::{AmoError, AmoLead, AmoTransport, NewAmoLead};
+use crate::amo::{
+    AmoError, AmoLead, AmoTransport, NewAmoContact, NewAmoLead, MAX_LEADS_PER_CREATE,
+};
 use crate::concurrency::SingleFlight;
 use crate::domain::{EntityName, FieldError, Phone};
 use crate::repositories::{
     Claim, Contact, ContactRepository, Lead, LeadFilter, LeadRepository, NewLead, RepoError,
     SyncRowRepository,
 };
-use crate::services::mirror::authority::searched;
 use crate::services::ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +161,8 @@ impl LeadService {
     }
 }
 
-/// A lead is "the same" when its name matches exactly and it is linked to the same
-/// contact (or neither has one).
+/// A submission of a lead: claimed by its name and contact, linked to the
+/// contact's AmoCRM id as resolved for this request.
 struct LeadRules {
     repo: Arc<dyn LeadRepository>,
     amo: Arc<dyn AmoTransport>,
@@ -173,31 +176,69 @@ struct LeadRules {
 #[async_trait]
 impl Rules for LeadRules {
     type Row = Lead;
+    type New = NewAmoLead;
     type Amo = AmoLead;
+    type Entity<'a> = LeadRows<'a>;
+
+    fn entity(&self) -> LeadRows<'_> {
+        Rows {
+            repo: &*self.repo,
+            amo: &*self.amo,
+        }
+    }
 
     async fn claim(&self, lease: Duration) -> Result<Claim<Lead>, RepoError> {
         self.repo.claim(self.new.clone(), lease).await
     }
 
     fn searches(&self, row: &Lead) -> bool {
-        !self.contact_is_new && searched(self.search, row.sync_attempts)
+        !self.contact_is_new && self.entity().searches(row, self.search)
     }
 
-    async fn search(&self, row: &Lead) -> Result<Option<AmoLead>, AmoError> {
-        let found = self.amo.find_lead_by_name(&row.name).await?;
-        Ok(pick_lead(found, self.new.contact_amocrm_id))
+    fn new_record(&self, row: &Lead) -> NewAmoLead {
+        body(row, self.new.contact_amocrm_id)
+    }
+}
+
+/// A lead's rules: "the same" lead has the exact name and is linked to the same
+/// AmoCRM contact (or neither has one). Its contact, when new to AmoCRM too, is
+/// created with it in one `leads/complex` item.
+pub(crate) type LeadRows<'a> = Rows<'a, dyn LeadRepository + 'a>;
+
+#[async_trait]
+impl<'a> EntityRules for LeadRows<'a> {
+    type Row = Lead;
+    type New = NewAmoLead;
+    type Amo = AmoLead;
+
+    fn max_per_create(&self) -> usize {
+        MAX_LEADS_PER_CREATE
     }
 
-    async fn create(&self, row: &Lead) -> Result<AmoLead, AmoError> {
-        let new = NewAmoLead {
-            name: row.name.clone(),
-            price: row.price,
-            status_id: row.status_id,
-            pipeline_id: row.pipeline_id,
-            contact_id: self.new.contact_amocrm_id,
-        };
-        let id = self.amo.create_lead(&new).await?;
-        Ok(new.into_created(id))
+    fn new_record(&self, row: &Lead, link: Option<i64>) -> Result<NewAmoLead, String> {
+        Ok(body(row, link))
+    }
+
+    async fn search(&self, new: &NewAmoLead) -> Result<Option<AmoLead>, AmoError> {
+        let found = self.amo.find_lead_by_name(&new.name).await?;
+        Ok(pick_lead(found, new.contact_id))
+    }
+
+    async fn create(&self, new: &NewAmoLead) -> Result<AmoLead, AmoError> {
+        let id = self.amo.create_lead(new).await?;
+        Ok(new.clone().into_created(id))
+    }
+
+    async fn create_many(&self, news: Vec<NewAmoLead>) -> Result<Vec<Option<i64>>, AmoError> {
+        self.amo.create_leads(&news).await
+    }
+
+    fn created(&self, new: NewAmoLead, id: i64) -> AmoLead {
+        new.into_created(id)
+    }
+
+    fn amo_id(&self, amo: &AmoLead) -> i64 {
+        amo.id
     }
 
     async fn finish(&self, row: &Lead, amo: AmoLead) -> Result<Lead, RepoError> {
@@ -205,9 +246,39 @@ impl Rules for LeadRules {
     }
 }
 
+#[async_trait]
+impl<'a, 'b> Joins<ContactRows<'a>> for LeadRows<'b> {
+    async fn create_with(
+        &self,
+        items: Vec<(NewAmoLead, NewAmoContact)>,
+    ) -> Result<Vec<Option<(i64, i64)>>, AmoError> {
+        let created = self.amo.create_leads_with_contacts(&items).await?;
+        Ok(created
+            .into_iter()
+            .map(|made| made.map(|made| (made.lead_id, made.contact_id)))
+            .collect())
+    }
+
+    fn linked(&self, mut new: NewAmoLead, contact_amocrm_id: i64) -> NewAmoLead {
+        new.contact_id = Some(contact_amocrm_id);
+        new
+    }
+}
+
+/// The lead as AmoCRM is sent it, linked to the AmoCRM contact `contact_amocrm_id`.
+fn body(row: &Lead, contact_amocrm_id: Option<i64>) -> NewAmoLead {
+    NewAmoLead {
+        name: row.name.clone(),
+        price: row.price,
+        status_id: row.status_id,
+        pipeline_id: row.pipeline_id,
+        contact_id: contact_amocrm_id,
+    }
+}
+
 /// Among AmoCRM leads with the exact name, the ones linked to the contact (any,
 /// when no contact is given); the oldest wins, as for contacts.
-pub(crate) fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -> Option<AmoLead> {
+fn pick_lead(matches: Vec<AmoLead>, contact_amocrm_id: Option<i64>) -> Option<AmoLead> {
     matches
         .into_iter()
         .filter(|lead| contact_amocrm_id.is_none_or(|id| lead.contact_ids.contains(&id)))

@@ -4,19 +4,23 @@
 //! flight; the record's lease makes that hold across instances.
 
 //!
-//! `flight` holds the protocol, once; `contacts` and `leads` hold each entity's
-//! rules (what "the same record" means, how it is searched for and created) and its
-//! service (reads, and when a submission is queued rather than flown).
+//! `flight` holds the protocol, once; `entity` what the protocol and the outbox
+//! worker's rounds ask of an entity (`EntityRules`); `contacts` and `leads` hold
+//! each entity's rules (what "the same record" means, how it is searched for,
+//! created and finished), a submission's `Rules` (its claim) and its service
+//! (reads, and when a submission is queued rather than flown).
 
 mod contacts;
+mod entity;
 mod flight;
 mod leads;
 
-pub(crate) use contacts::pick_contact;
+pub(crate) use contacts::ContactRows;
 pub use contacts::{ContactInput, ContactService};
+pub(crate) use entity::{EntityRules, Joins};
 pub use flight::BUSY_POLL;
 pub(crate) use flight::{keep_pending, Flight};
-pub(crate) use leads::pick_lead;
+pub(crate) use leads::LeadRows;
 pub use leads::{LeadContact, LeadInput, LeadService};
 
 use std::time::Duration;

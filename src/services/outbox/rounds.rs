@@ -1,10 +1,17 @@
 //! One background sync round over many records at once. AmoCRM has no search for
 //! several phones or names in one call, so each record is searched for on its own;
-//! what is missing is created together: contacts 250 per `POST /contacts`, leads 50
-//! per `POST /leads`, and leads that bring a contact not yet in AmoCRM 50 per
-//! `leads/complex`, matched back by `request_id`. Every 50 records the searches have
-//! cleared go out while the rest are still searched; the remainder follows the last
-//! search. The leases of all records are renewed while the round runs.
+//! what is missing is created together, up to the entity's batch per request
+//! (contacts 250 per `POST /contacts`, leads 50 per `POST /leads`), and records
+//! that bring a prerequisite not yet in AmoCRM (a lead's contact) together with it
+//! (50 per `leads/complex`), matched back by `request_id`. Every 50 records the
+//! searches have cleared go out while the rest are still searched; the remainder
+//! follows the last search. The leases of all records are renewed while the round
+//! runs.
+//!
+//! What each entity's records need (the search, the create body, the batched
+//! create, the finish) is its `EntityRules`, the same the request-time flight uses;
+//! this module only orders them: turns, halting, lease checks, early batches.
+//! `Round::searches` is the table of entities a round carries.
 //!
 //! While rounds search, the worker's next round waits for this one's `Turn`, which
 //! is passed on when only the last `SEARCHES_IN_FLIGHT` searches are left to start:
@@ -13,29 +20,27 @@
 //! between rounds.
 //!
 //! While the mirror is authoritative (`MirrorAuthority`) a record on its first attempt
-//! is not searched for: a contact is looked up in the mirror by phone only, and what
-//! is missing goes straight into the batched creates.
+//! is not searched for: the entity's mirror lookup answers instead (a contact is
+//! looked up by phone), and what is missing goes straight into the batched creates.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use slog::Logger;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use self::creates::{Creates, Joint, Lane};
 use super::lease_keeper::LeaseKeeper;
-use crate::amo::{
-    AmoContact, AmoError, AmoLead, AmoTransport, NewAmoContact, NewAmoLead, MAX_LEADS_PER_CREATE,
-};
-use crate::domain::Phone;
+use crate::amo::{AmoError, AmoTransport};
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{
-    Contact, ContactRepository, Entity, Lead, LeadRepository, Record, SyncRowRepository,
+    Contact, ContactRepository, Lead, LeadRepository, Record, SyncRow, SyncRowRepository,
 };
-use crate::services::find_or_create::{pick_contact, pick_lead, SyncSettings};
-use crate::services::mirror::authority::searched;
+use crate::services::find_or_create::{ContactRows, EntityRules, Joins, LeadRows, SyncSettings};
 use crate::services::MirrorAuthority;
 
 /// Searches in flight at once: enough to keep the rate limiter busy at any latency.
@@ -102,14 +107,6 @@ impl<I: Iterator> Iterator for PassingOn<'_, I> {
     }
 }
 
-/// Records the searches found missing, waiting to be created together.
-#[derive(Default)]
-struct Cleared {
-    contacts: Vec<(Contact, NewAmoContact)>,
-    leads: Vec<(Lead, NewAmoLead)>,
-    complex: Vec<((Lead, Contact), (NewAmoLead, NewAmoContact))>,
-}
-
 /// Records leased for one round.
 #[derive(Debug, Default)]
 pub struct Round {
@@ -121,35 +118,116 @@ impl Round {
     pub fn is_empty(&self) -> bool {
         self.contacts.is_empty() && self.leads.is_empty()
     }
+
+    /// Every record the round holds, a prerequisite after the record that brought it.
+    fn leases(&self) -> Vec<(Record, Option<NaiveDateTime>)> {
+        let mut leases: Vec<_> = self.contacts.iter().map(lease_of).collect();
+        for item in &self.leads {
+            leases.push(lease_of(&item.row));
+            if let Link::Pending(contact) = &item.contact {
+                leases.push(lease_of(contact));
+            }
+        }
+        leases
+    }
+
+    /// The table of entities: each record's search, in the order they are sent, and
+    /// the lanes its creates gather in (in the order they are sent at the end).
+    fn searches<'r>(
+        self,
+        runner: &'r RoundRunner<'r>,
+        lanes: &'r Lanes<'r>,
+        halt: &'r AtomicBool,
+        search: bool,
+    ) -> Vec<BoxFuture<'r, Plan<'r>>> {
+        // Boxed one by one (not mapped lazily) so the worker's future stays `Send`.
+        let mut searches: Vec<BoxFuture<'r, Plan<'r>>> = Vec::new();
+        for row in self.contacts {
+            searches.push(Box::pin(runner.plan(
+                &lanes.contacts,
+                row,
+                None,
+                halt,
+                search,
+            )));
+        }
+        for LeadItem { row, contact } in self.leads {
+            let (lane, joint) = (&lanes.leads, &lanes.complex);
+            searches.push(Box::pin(
+                runner.plan_linked(lane, joint, row, contact, halt, search),
+            ));
+        }
+        searches
+    }
 }
 
-#[derive(Debug)]
-pub struct LeadItem {
-    pub row: Lead,
-    pub contact: LeadLink,
+/// Where a round's cleared records gather, per entity (and per entity with its
+/// prerequisite), until they are created together.
+struct Lanes<'r> {
+    contacts: Lane<'r, ContactRows<'r>>,
+    leads: Lane<'r, LeadRows<'r>>,
+    complex: Joint<'r, LeadRows<'r>, ContactRows<'r>>,
 }
 
+impl<'r> Lanes<'r> {
+    fn new(runner: &'r RoundRunner<'r>, rules: &'r (ContactRows<'r>, LeadRows<'r>)) -> Self {
+        let (contacts, leads) = rules;
+        Lanes {
+            contacts: Lane::new(runner, contacts),
+            leads: Lane::new(runner, leads),
+            complex: Joint::new(runner, leads, contacts),
+        }
+    }
+
+    fn all(&self) -> [&dyn Creates; 3] {
+        [&self.contacts, &self.leads, &self.complex]
+    }
+}
+
+/// A lead and its contact.
+pub type LeadItem = Linked<Lead, Contact>;
+
+/// A lead's contact.
+pub type LeadLink = Link<Contact>;
+
+/// A record that links to a record of another entity (a lead to its contact).
 #[derive(Debug)]
-pub enum LeadLink {
-    /// Linked to this AmoCRM contact, or to none.
+pub struct Linked<R, P> {
+    pub row: R,
+    pub contact: Link<P>,
+}
+
+/// What a record links to.
+#[derive(Debug)]
+pub enum Link<P> {
+    /// This AmoCRM record, or none.
     Known(Option<i64>),
-    /// A local contact still pending; the round holds its lease too.
-    Pending(Contact),
+    /// A local record still pending; the round holds its lease too, and it is found
+    /// or created first (or together with the record).
+    Pending(P),
 }
 
-/// What searching told us to do with a record.
-enum Plan {
-    ContactFound(Contact, AmoContact),
-    CreateContact(Contact, NewAmoContact),
-    LeadFound(Lead, AmoLead),
-    CreateLead(Lead, NewAmoLead),
-    CreateLeadWithContact(Lead, NewAmoLead, Contact, NewAmoContact),
-    /// The search failed; the record (and a pending contact it brought) is given back.
-    Failed(Record, Option<Record>, AmoError),
+/// What searching told the round to do with a record.
+enum Plan<'r> {
+    /// Ends the record where the round settles its plans: a found record finished,
+    /// a failure recorded, a broken record buried.
+    Settle(BoxFuture<'r, ()>),
+    /// Cleared for the batched create: `clear` puts it in its lane, unless the lease
+    /// of one of `records` was lost meanwhile.
+    Create(Vec<Record>, Box<dyn FnOnce() + Send + 'r>),
+    /// Not searched (AmoCRM was failing for the searches before it, or the service
+    /// drains): given back.
+    Skipped(Vec<Record>),
+}
+
+/// What AmoCRM (or, instead of it, the mirror) holds for one record.
+enum Lookup<E: EntityRules> {
+    Found(E::Row, E::Amo),
+    Missing(E::Row, E::New),
+    Failed(Record, AmoError),
     /// The stored record cannot be sent at all (e.g. its phone no longer parses).
     Broken(Record, String),
-    /// Not searched: AmoCRM was failing for the searches before it.
-    Skipped(Record, Option<Record>),
+    Skipped(Record),
 }
 
 /// What a round leaves for the worker to do.
@@ -160,15 +238,6 @@ pub struct RoundReport {
     pub halted: bool,
     /// Records not searched: still leased, their jobs untouched and not counted.
     pub skipped: Vec<Record>,
-}
-
-/// What AmoCRM holds for one contact's phone.
-enum ContactSearch {
-    Found(Contact, AmoContact),
-    Missing(Contact, NewAmoContact),
-    Failed(Contact, AmoError),
-    Broken(Contact, String),
-    Skipped(Contact),
 }
 
 pub struct RoundRunner<'a> {
@@ -193,20 +262,8 @@ impl RoundRunner<'_> {
     /// (reported, for the worker to put back).
     pub async fn run(&self, round: Round) -> RoundReport {
         let keeper = LeaseKeeper::new(self.rows, self.settings.lease);
-        for row in &round.contacts {
-            keeper.hold(Record::new(Entity::Contact, row.id), row.sync_lease_until);
-        }
-        for item in &round.leads {
-            keeper.hold(
-                Record::new(Entity::Lead, item.row.id),
-                item.row.sync_lease_until,
-            );
-            if let LeadLink::Pending(contact) = &item.contact {
-                keeper.hold(
-                    Record::new(Entity::Contact, contact.id),
-                    contact.sync_lease_until,
-                );
-            }
+        for (record, until) in round.leases() {
+            keeper.hold(record, until);
         }
         tokio::select! {
             report = self.search_then_create(round, &keeper) => report,
@@ -215,101 +272,77 @@ impl RoundRunner<'_> {
     }
 
     async fn search_then_create(&self, round: Round, keeper: &LeaseKeeper<'_>) -> RoundReport {
+        let rules = (
+            ContactRows {
+                repo: self.contacts,
+                amo: self.amo,
+            },
+            LeadRows {
+                repo: self.leads,
+                amo: self.amo,
+            },
+        );
+        let lanes = Lanes::new(self, &rules);
         // Set by the first search that fails for AmoCRM's reasons: the searches not yet
         // sent are skipped, instead of hundreds of calls meeting the same 429 or outage.
         let halt = AtomicBool::new(false);
         // One verdict for the whole round: its records are created together anyway.
         let search = self.authority.search_amocrm().await;
-        // Boxed one by one (not mapped lazily) so the worker's future stays `Send`.
-        let mut searches: Vec<BoxFuture<'_, Plan>> = Vec::new();
-        for row in round.contacts {
-            searches.push(Box::pin(self.search_contact(row, &halt, search)));
-        }
-        for item in round.leads {
-            searches.push(Box::pin(self.search_lead(item, &halt, search)));
-        }
+        let searches = round.searches(self, &lanes, &halt, search);
+        let mut report = RoundReport::default();
+        self.work(searches, &lanes.all(), keeper, &halt, search, &mut report)
+            .await;
+        report
+    }
+
+    /// Settles the plans as the searches come back, sending a lane's creates early
+    /// while searches go on, and the rest after the last search.
+    async fn work<'r>(
+        &self,
+        searches: Vec<BoxFuture<'r, Plan<'r>>>,
+        lanes: &[&'r dyn Creates],
+        keeper: &LeaseKeeper<'_>,
+        halt: &AtomicBool,
+        search: bool,
+        report: &mut RoundReport,
+    ) {
         let searches = PassingOn {
             left: searches.len(),
             searches: searches.into_iter(),
             turn: self.turn,
-            halt: &halt,
+            halt,
         };
         let mut plans = futures::stream::iter(searches).buffer_unordered(SEARCHES_IN_FLIGHT);
         // Creates of what the searches have cleared so far, sent while the rest are
         // searched: the first records of a long round reach AmoCRM seconds after their
         // search, not after the round's last one.
-        let mut creating: FuturesUnordered<BoxFuture<'_, ()>> = FuturesUnordered::new();
-        let mut cleared = Cleared::default();
-        let mut report = RoundReport::default();
+        let mut creating: FuturesUnordered<BoxFuture<'r, ()>> = FuturesUnordered::new();
         loop {
             tokio::select! {
                 biased;
                 Some(()) = creating.next(), if !creating.is_empty() => {}
                 plan = plans.next() => {
                     let Some(plan) = plan else { break };
-                    self.take_plan(plan, keeper, &mut cleared, &mut report).await;
+                    match plan {
+                        Plan::Settle(settle) => settle.await,
+                        Plan::Skipped(records) => report.skipped.extend(records),
+                        // Someone else holds the record now: they search and create, not us.
+                        Plan::Create(records, _) if records.iter().any(|r| keeper.lost(*r)) => {}
+                        Plan::Create(_, clear) => clear(),
+                    }
                     // Without searches the plans come at once: one full batch is cheaper.
                     if !search {
                         continue;
                     }
-                    if cleared.contacts.len() >= CREATE_EARLY {
-                        let batch = std::mem::take(&mut cleared.contacts);
-                        creating.push(Box::pin(self.create_contacts(batch)));
-                    }
-                    if cleared.leads.len() >= MAX_LEADS_PER_CREATE {
-                        let batch = std::mem::take(&mut cleared.leads);
-                        creating.push(Box::pin(self.create_leads(batch)));
-                    }
-                    if cleared.complex.len() >= MAX_LEADS_PER_CREATE {
-                        let batch = std::mem::take(&mut cleared.complex);
-                        creating.push(Box::pin(self.create_leads_with_contacts(batch)));
-                    }
+                    creating.extend(lanes.iter().filter_map(|&lane| lane.take(CREATE_EARLY)));
                 }
             }
         }
         while creating.next().await.is_some() {}
         report.halted = halt.load(Ordering::SeqCst);
-        self.create_contacts(cleared.contacts).await;
-        self.create_leads(cleared.leads).await;
-        self.create_leads_with_contacts(cleared.complex).await;
-        report
-    }
-
-    /// Settles what a search decided, or keeps a record that is to be created.
-    async fn take_plan(
-        &self,
-        plan: Plan,
-        keeper: &LeaseKeeper<'_>,
-        cleared: &mut Cleared,
-        report: &mut RoundReport,
-    ) {
-        match plan {
-            Plan::ContactFound(row, found) => {
-                self.finish_contact(&row, found.id, &found.name, false)
-                    .await;
-            }
-            Plan::LeadFound(row, found) => self.finish_lead(&row, found, false).await,
-            Plan::Failed(record, contact, error) => {
-                self.fail(record, &error).await;
-                if let Some(contact) = contact {
-                    self.give_back(contact).await;
-                }
-            }
-            Plan::Broken(record, why) => self.bury(record, &why).await,
-            Plan::Skipped(record, contact) => {
-                report.skipped.push(record);
-                report.skipped.extend(contact);
-            }
-            // Someone else holds the record now: they search and create, not us.
-            Plan::CreateContact(row, _) if keeper.lost(Record::new(Entity::Contact, row.id)) => {}
-            Plan::CreateLead(row, _) if keeper.lost(Record::new(Entity::Lead, row.id)) => {}
-            Plan::CreateLeadWithContact(row, _, contact, _)
-                if keeper.lost(Record::new(Entity::Lead, row.id))
-                    || keeper.lost(Record::new(Entity::Contact, contact.id)) => {}
-            Plan::CreateContact(row, new) => cleared.contacts.push((row, new)),
-            Plan::CreateLead(row, new) => cleared.leads.push((row, new)),
-            Plan::CreateLeadWithContact(row, lead, contact, new_contact) => {
-                cleared.complex.push(((row, contact), (lead, new_contact)));
+        for &lane in lanes {
+            if let Some(create) = lane.take(0) {
+                create.await;
             }
         }
     }
@@ -319,128 +352,144 @@ impl RoundRunner<'_> {
         halt.load(Ordering::SeqCst) || self.lifecycle.is_some_and(Lifecycle::is_draining)
     }
 
-    async fn find_contact(&self, row: Contact, halt: &AtomicBool, search: bool) -> ContactSearch {
+    /// Searches AmoCRM for `row` (linked to `link`), or asks the mirror instead when
+    /// this attempt does not search.
+    async fn look_up<E: EntityRules>(
+        &self,
+        rules: &E,
+        row: E::Row,
+        link: Option<i64>,
+        halt: &AtomicBool,
+        search: bool,
+    ) -> Lookup<E> {
         if self.stopping(halt) {
-            return ContactSearch::Skipped(row);
+            return Lookup::Skipped(record_of(&row));
         }
-        let phone = match Phone::from_e164(row.phone.as_deref().unwrap_or_default()) {
-            Ok(phone) => phone,
-            Err(error) => return ContactSearch::Broken(row, format!("stored phone: {error}")),
+        let new = match rules.new_record(&row, link) {
+            Ok(new) => new,
+            Err(why) => return Lookup::Broken(record_of(&row), why),
         };
-        if !searched(search, row.sync_attempts) {
-            return self.find_mirrored(row, phone).await;
-        }
-        match self.amo.find_contact_by_phone(&phone).await {
-            Ok(found) => match pick_contact(found) {
-                Some(existing) => ContactSearch::Found(row, existing),
-                None => {
-                    let new = new_contact(&row, phone);
-                    ContactSearch::Missing(row, new)
+        if !rules.searches(&row, search) {
+            return match rules.mirrored(&row, &new).await {
+                Ok(Some(found)) => Lookup::Found(row, found),
+                Ok(None) => Lookup::Missing(row, new),
+                // Given back untouched: the next round looks again.
+                Err(error) => {
+                    let record = record_of(&row);
+                    slog::warn!(self.logger, "could not look a record up in the mirror";
+                        "entity" => record.entity.as_str(), "record.id" => record.id,
+                        "error" => error.to_string());
+                    Lookup::Skipped(record)
                 }
-            },
+            };
+        }
+        match rules.search(&new).await {
+            Ok(Some(found)) => Lookup::Found(row, found),
+            Ok(None) => Lookup::Missing(row, new),
             Err(error) => {
                 halt_unless_rejection(halt, &error);
-                ContactSearch::Failed(row, error)
+                Lookup::Failed(record_of(&row), error)
             }
         }
     }
 
-    /// The mirror's answer instead of AmoCRM's: a webhook or reconciliation may have
-    /// brought this phone in since the record was stored.
-    async fn find_mirrored(&self, row: Contact, phone: Phone) -> ContactSearch {
-        match self.contacts.find_by_phone(phone.as_e164()).await {
-            Ok(Some(found)) if found.id != row.id && found.is_synced() => match found.amocrm_id {
-                Some(id) => ContactSearch::Found(
-                    row,
-                    AmoContact {
-                        id,
-                        name: found.name,
-                        phones: found.phone.into_iter().collect(),
-                        updated_at: found.amo_updated_at,
-                    },
-                ),
-                None => ContactSearch::Missing(row.clone(), new_contact(&row, phone)),
-            },
-            Ok(_) => ContactSearch::Missing(row.clone(), new_contact(&row, phone)),
-            // Given back untouched: the next round looks again.
-            Err(error) => {
-                slog::warn!(self.logger, "could not look a phone up in the mirror";
-                    "contact.id" => row.id, "error" => error.to_string());
-                ContactSearch::Skipped(row)
+    /// One record's search and what it leaves to do.
+    async fn plan<'r, E: EntityRules>(
+        &'r self,
+        lane: &'r Lane<'r, E>,
+        row: E::Row,
+        link: Option<i64>,
+        halt: &'r AtomicBool,
+        search: bool,
+    ) -> Plan<'r> {
+        match self.look_up(lane.rules, row, link, halt, search).await {
+            Lookup::Found(row, found) => Plan::Settle(Box::pin(async move {
+                self.finish(lane.rules, &row, found, false).await;
+            })),
+            Lookup::Missing(row, new) => {
+                let records = vec![record_of(&row)];
+                Plan::Create(records, Box::new(move || lane.push((row, new))))
             }
+            Lookup::Failed(record, error) => {
+                Plan::Settle(Box::pin(async move { self.fail(record, &error).await }))
+            }
+            Lookup::Broken(record, why) => {
+                Plan::Settle(Box::pin(async move { self.bury(record, &why).await }))
+            }
+            Lookup::Skipped(record) => Plan::Skipped(vec![record]),
         }
     }
 
-    async fn search_contact(&self, row: Contact, halt: &AtomicBool, search: bool) -> Plan {
-        match self.find_contact(row, halt, search).await {
-            ContactSearch::Found(row, existing) => Plan::ContactFound(row, existing),
-            ContactSearch::Missing(row, new) => Plan::CreateContact(row, new),
-            ContactSearch::Failed(row, error) => {
-                Plan::Failed(Record::new(Entity::Contact, row.id), None, error)
-            }
-            ContactSearch::Broken(row, why) => {
-                Plan::Broken(Record::new(Entity::Contact, row.id), why)
-            }
-            ContactSearch::Skipped(row) => {
-                Plan::Skipped(Record::new(Entity::Contact, row.id), None)
-            }
-        }
-    }
-
-    async fn search_lead(&self, item: LeadItem, halt: &AtomicBool, search: bool) -> Plan {
-        let LeadItem { row, contact } = item;
-        let contact_amocrm_id = match contact {
-            LeadLink::Known(id) => id,
-            LeadLink::Pending(contact) => match self.find_contact(contact, halt, search).await {
-                ContactSearch::Found(contact, existing) => {
-                    self.finish_contact(&contact, existing.id, &existing.name, false)
-                        .await;
-                    Some(existing.id)
-                }
-                // No lead can be linked to a contact AmoCRM does not have yet.
-                ContactSearch::Missing(contact, new_contact) => {
-                    let lead = new_lead(&row, None);
-                    return Plan::CreateLeadWithContact(row, lead, contact, new_contact);
-                }
-                ContactSearch::Failed(contact, error) => {
-                    let contact = Some(Record::new(Entity::Contact, contact.id));
-                    return Plan::Failed(Record::new(Entity::Lead, row.id), contact, error);
-                }
-                ContactSearch::Broken(contact, why) => {
-                    // The contact's own job buries it; the lead waits for it as before.
-                    self.bury(Record::new(Entity::Contact, contact.id), &why)
-                        .await;
-                    let error = AmoError::InvalidResponse(format!("its contact: {why}"));
-                    return Plan::Failed(Record::new(Entity::Lead, row.id), None, error);
-                }
-                ContactSearch::Skipped(contact) => {
-                    let contact = Some(Record::new(Entity::Contact, contact.id));
-                    return Plan::Skipped(Record::new(Entity::Lead, row.id), contact);
-                }
-            },
+    /// A record that links to another: a pending prerequisite is looked up first;
+    /// found, it is finished and the record searched for linked to it; missing, both
+    /// are created together.
+    async fn plan_linked<'r, E, P>(
+        &'r self,
+        lane: &'r Lane<'r, E>,
+        joint: &'r Joint<'r, E, P>,
+        row: E::Row,
+        link: Link<P::Row>,
+        halt: &'r AtomicBool,
+        search: bool,
+    ) -> Plan<'r>
+    where
+        E: Joins<P>,
+        P: EntityRules,
+    {
+        let pending = match link {
+            Link::Known(id) => return self.plan(lane, row, id, halt, search).await,
+            Link::Pending(pending) => pending,
         };
-        if self.stopping(halt) {
-            return Plan::Skipped(Record::new(Entity::Lead, row.id), None);
-        }
-        if !searched(search, row.sync_attempts) {
-            // The mirror was asked when the lead was stored (`LeadRepository::claim`).
-            let lead = new_lead(&row, contact_amocrm_id);
-            return Plan::CreateLead(row, lead);
-        }
-        match self.amo.find_lead_by_name(&row.name).await {
-            Ok(found) => match pick_lead(found, contact_amocrm_id) {
-                Some(existing) => Plan::LeadFound(row, existing),
-                None => {
-                    let lead = new_lead(&row, contact_amocrm_id);
-                    Plan::CreateLead(row, lead)
-                }
-            },
-            Err(error) => {
-                halt_unless_rejection(halt, &error);
-                Plan::Failed(Record::new(Entity::Lead, row.id), None, error)
+        let record = record_of(&row);
+        let prerequisite = joint.prerequisite;
+        let link = match self
+            .look_up(prerequisite, pending, None, halt, search)
+            .await
+        {
+            Lookup::Found(pending, found) => {
+                let id = prerequisite.amo_id(&found);
+                self.finish(prerequisite, &pending, found, false).await;
+                id
             }
-        }
+            // No record can be linked to one AmoCRM does not have yet.
+            Lookup::Missing(pending, pending_new) => {
+                let records = vec![record, record_of(&pending)];
+                return match joint.rules.new_record(&row, None) {
+                    Ok(new) => Plan::Create(
+                        records,
+                        Box::new(move || joint.push(((row, pending), (new, pending_new)))),
+                    ),
+                    Err(why) => Plan::Settle(Box::pin(async move {
+                        self.bury(records[0], &why).await;
+                        self.give_back(records[1]).await;
+                    })),
+                };
+            }
+            Lookup::Failed(pending, error) => {
+                return Plan::Settle(Box::pin(async move {
+                    self.fail(record, &error).await;
+                    self.give_back(pending).await;
+                }))
+            }
+            Lookup::Broken(pending, why) => {
+                // The prerequisite's own job buries it; the record waits for it as before.
+                self.bury(pending, &why).await;
+                let its = pending.entity.as_str();
+                let error = AmoError::InvalidResponse(format!("its {its}: {why}"));
+                return Plan::Settle(Box::pin(async move { self.fail(record, &error).await }));
+            }
+            Lookup::Skipped(pending) => return Plan::Skipped(vec![record, pending]),
+        };
+        self.plan(lane, row, Some(link), halt, search).await
     }
+}
+
+fn record_of<T: SyncRow>(row: &T) -> Record {
+    Record::new(T::ENTITY, row.record_id())
+}
+
+fn lease_of<T: SyncRow>(row: &T) -> (Record, Option<NaiveDateTime>) {
+    (record_of(row), row.lease_until())
 }
 
 /// A refusal is about one record; anything else (429, 5xx, timeout, access) is about
@@ -448,23 +497,6 @@ impl RoundRunner<'_> {
 fn halt_unless_rejection(halt: &AtomicBool, error: &AmoError) {
     if !error.is_rejection() {
         halt.store(true, Ordering::SeqCst);
-    }
-}
-
-fn new_contact(row: &Contact, phone: Phone) -> NewAmoContact {
-    NewAmoContact {
-        name: row.name.clone(),
-        phone,
-    }
-}
-
-fn new_lead(row: &Lead, contact_amocrm_id: Option<i64>) -> NewAmoLead {
-    NewAmoLead {
-        name: row.name.clone(),
-        price: row.price,
-        status_id: row.status_id,
-        pipeline_id: row.pipeline_id,
-        contact_id: contact_amocrm_id,
     }
 }
 

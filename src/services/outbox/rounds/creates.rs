@@ -1,134 +1,160 @@
-//! The creating half of a round: what the searches found missing goes to AmoCRM in
-//! batches, each result ends on its record (synced, failed, buried or given back).
+//! The creating half of a round: what the searches found missing gathers in a lane
+//! per entity (or per entity with its new prerequisite) and goes to AmoCRM in
+//! batches; each result ends on its record (synced, failed, buried or given back).
 
-use super::RoundRunner;
-use crate::amo::{
-    AmoError, AmoLead, CreatedWithContact, NewAmoContact, NewAmoLead, MAX_CONTACTS_PER_CREATE,
-    MAX_LEADS_PER_CREATE,
-};
-use crate::domain::{AmoId, LocalId};
-use crate::repositories::{Contact, Entity, Lead, Record};
-use crate::services::find_or_create::keep_pending;
+use std::sync::{Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+
+use super::{record_of, RoundRunner};
+use crate::amo::AmoError;
+use crate::repositories::{Record, SyncRow};
+use crate::services::find_or_create::{keep_pending, EntityRules, Joins};
 use crate::services::outbox::batches::{send_halving, Created};
 
-impl RoundRunner<'_> {
-    pub(super) async fn create_contacts(&self, batch: Vec<(Contact, NewAmoContact)>) {
-        for chunk in batch.chunks(MAX_CONTACTS_PER_CREATE) {
-            let news: Vec<NewAmoContact> = chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(&news, |part| async move {
-                self.amo.create_contacts(&part).await
-            })
-            .await;
-            for ((row, _), result) in chunk.iter().zip(results) {
-                match result {
-                    Created::Yes(id) => self.finish_contact(row, id, &row.name, true).await,
-                    Created::Unanswered => {
-                        self.fail(Record::new(Entity::Contact, row.id), &unanswered())
-                            .await;
-                    }
-                    Created::Failed(error) => {
-                        self.fail(Record::new(Entity::Contact, row.id), &error)
-                            .await
-                    }
-                }
-            }
+/// Records cleared for creation, gathering until they are sent together.
+pub(super) trait Creates: Sync {
+    /// Their create, when at least `early` have gathered (or a full request's worth);
+    /// with `early` 0, whatever has gathered.
+    fn take(&self, early: usize) -> Option<BoxFuture<'_, ()>>;
+}
+
+/// Takes what `cleared` holds once it reaches `early` (at most `max`).
+fn take_from<T>(cleared: &Mutex<Vec<T>>, early: usize, max: usize) -> Option<Vec<T>> {
+    let mut cleared = cleared.lock().unwrap_or_else(PoisonError::into_inner);
+    if cleared.is_empty() || cleared.len() < early.min(max) {
+        return None;
+    }
+    Some(std::mem::take(&mut *cleared))
+}
+
+/// One entity's records, created `max_per_create` per request.
+pub(super) struct Lane<'r, E: EntityRules> {
+    runner: &'r RoundRunner<'r>,
+    pub(super) rules: &'r E,
+    cleared: Mutex<Vec<(E::Row, E::New)>>,
+}
+
+impl<'r, E: EntityRules> Lane<'r, E> {
+    pub(super) fn new(runner: &'r RoundRunner<'r>, rules: &'r E) -> Self {
+        Lane {
+            runner,
+            rules,
+            cleared: Mutex::new(Vec::new()),
         }
     }
 
-    pub(super) async fn create_leads(&self, batch: Vec<(Lead, NewAmoLead)>) {
-        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
-            let news: Vec<NewAmoLead> = chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(
-                &news,
-                |part| async move { self.amo.create_leads(&part).await },
-            )
-            .await;
+    pub(super) fn push(&self, item: (E::Row, E::New)) {
+        let mut cleared = self.cleared.lock().unwrap_or_else(PoisonError::into_inner);
+        cleared.push(item);
+    }
+
+    async fn send(&self, batch: Vec<(E::Row, E::New)>) {
+        let (runner, rules) = (self.runner, self.rules);
+        for chunk in batch.chunks(rules.max_per_create()) {
+            let news: Vec<E::New> = chunk.iter().map(|(_, new)| new.clone()).collect();
+            let results = send_halving(&news, |part| rules.create_many(part)).await;
             for ((row, new), result) in chunk.iter().zip(results) {
                 match result {
                     Created::Yes(id) => {
-                        self.finish_lead(row, new.clone().into_created(id), true)
-                            .await;
+                        let made = rules.created(new.clone(), id);
+                        runner.finish(rules, row, made, true).await;
                     }
-                    Created::Unanswered => {
-                        self.fail(Record::new(Entity::Lead, row.id), &unanswered())
-                            .await
-                    }
-                    Created::Failed(error) => {
-                        self.fail(Record::new(Entity::Lead, row.id), &error).await
-                    }
+                    Created::Unanswered => runner.fail(record_of(row), &unanswered()).await,
+                    Created::Failed(error) => runner.fail(record_of(row), &error).await,
                 }
             }
         }
     }
+}
 
-    #[allow(clippy::type_complexity)]
-    pub(super) async fn create_leads_with_contacts(
-        &self,
-        batch: Vec<((Lead, Contact), (NewAmoLead, NewAmoContact))>,
-    ) {
-        for chunk in batch.chunks(MAX_LEADS_PER_CREATE) {
-            let news: Vec<(NewAmoLead, NewAmoContact)> =
-                chunk.iter().map(|(_, new)| new.clone()).collect();
-            let results = send_halving(&news, |part| async move {
-                self.amo.create_leads_with_contacts(&part).await
-            })
-            .await;
-            for (((row, contact), (lead, _)), result) in chunk.iter().zip(results) {
-                match result {
-                    Created::Yes(CreatedWithContact {
-                        lead_id,
-                        contact_id,
-                    }) => {
-                        self.finish_contact(contact, contact_id, &contact.name, true)
-                            .await;
-                        let mut lead = lead.clone();
-                        lead.contact_id = Some(contact_id);
-                        self.finish_lead(row, lead.into_created(lead_id), true)
-                            .await;
-                    }
-                    Created::Unanswered => {
-                        self.fail(Record::new(Entity::Lead, row.id), &unanswered())
-                            .await;
-                        self.give_back(Record::new(Entity::Contact, contact.id))
-                            .await;
-                    }
-                    Created::Failed(error) => {
-                        self.fail(Record::new(Entity::Lead, row.id), &error).await;
-                        self.give_back(Record::new(Entity::Contact, contact.id))
-                            .await;
-                    }
-                }
-            }
+impl<E: EntityRules> Creates for Lane<'_, E> {
+    fn take(&self, early: usize) -> Option<BoxFuture<'_, ()>> {
+        let batch = take_from(&self.cleared, early, self.rules.max_per_create())?;
+        Some(Box::pin(self.send(batch)))
+    }
+}
+
+/// A record of `E` and its prerequisite of `P`, with their bodies.
+pub(super) type Pair<E, P> = (
+    (<E as EntityRules>::Row, <P as EntityRules>::Row),
+    (<E as EntityRules>::New, <P as EntityRules>::New),
+);
+
+/// Records of `E` created each with its new prerequisite of `P` (a lead with its
+/// contact, by `leads/complex`).
+pub(super) struct Joint<'r, E: Joins<P>, P: EntityRules> {
+    runner: &'r RoundRunner<'r>,
+    pub(super) rules: &'r E,
+    pub(super) prerequisite: &'r P,
+    cleared: Mutex<Vec<Pair<E, P>>>,
+}
+
+impl<'r, E: Joins<P>, P: EntityRules> Joint<'r, E, P> {
+    pub(super) fn new(runner: &'r RoundRunner<'r>, rules: &'r E, prerequisite: &'r P) -> Self {
+        Joint {
+            runner,
+            rules,
+            prerequisite,
+            cleared: Mutex::new(Vec::new()),
         }
     }
 
-    pub(super) async fn finish_contact(
+    pub(super) fn push(&self, item: Pair<E, P>) {
+        let mut cleared = self.cleared.lock().unwrap_or_else(PoisonError::into_inner);
+        cleared.push(item);
+    }
+
+    async fn send(&self, batch: Vec<Pair<E, P>>) {
+        let (runner, rules, prerequisite) = (self.runner, self.rules, self.prerequisite);
+        for chunk in batch.chunks(rules.max_per_create()) {
+            let news: Vec<(E::New, P::New)> = chunk.iter().map(|(_, new)| new.clone()).collect();
+            let results = send_halving(&news, |part| rules.create_with(part)).await;
+            for (((row, pending), (new, pending_new)), result) in chunk.iter().zip(results) {
+                let error = match result {
+                    Created::Yes((id, link)) => {
+                        let made = prerequisite.created(pending_new.clone(), link);
+                        runner.finish(prerequisite, pending, made, true).await;
+                        let made = rules.created(rules.linked(new.clone(), link), id);
+                        runner.finish(rules, row, made, true).await;
+                        continue;
+                    }
+                    Created::Unanswered => unanswered(),
+                    Created::Failed(error) => error,
+                };
+                runner.fail(record_of(row), &error).await;
+                runner.give_back(record_of(pending)).await;
+            }
+        }
+    }
+}
+
+impl<E: Joins<P>, P: EntityRules> Creates for Joint<'_, E, P> {
+    fn take(&self, early: usize) -> Option<BoxFuture<'_, ()>> {
+        let batch = take_from(&self.cleared, early, self.rules.max_per_create())?;
+        Some(Box::pin(self.send(batch)))
+    }
+}
+
+impl RoundRunner<'_> {
+    /// Marks the row synced with what AmoCRM holds (`created`: by this round).
+    pub(super) async fn finish<E: EntityRules>(
         &self,
-        row: &Contact,
-        amocrm_id: i64,
-        name: &str,
+        rules: &E,
+        row: &E::Row,
+        amo: E::Amo,
         created: bool,
     ) {
-        match self
-            .contacts
-            .finish_sync(LocalId::new(row.id), AmoId::new(amocrm_id), name)
-            .await
-        {
-            Ok(record) => slog::info!(self.logger, "contact synced";
-                "contact.id" => record.id, "contact.amocrm_id" => amocrm_id, "amo.created" => created),
+        let (record, amocrm_id) = (record_of(row), rules.amo_id(&amo));
+        let entity = record.entity.as_str();
+        match rules.finish(row, amo).await {
+            Ok(finished) => slog::info!(self.logger, "record synced";
+                "entity" => entity, "record.id" => finished.record_id(),
+                "record.amocrm_id" => amocrm_id, "amo.created" => created),
             // The lease lapses and the next round finds the AmoCRM record by its search.
-            Err(error) => slog::error!(self.logger, "could not store a synced contact";
-                "contact.id" => row.id, "contact.amocrm_id" => amocrm_id, "error" => error.to_string()),
-        }
-    }
-
-    pub(super) async fn finish_lead(&self, row: &Lead, amo: AmoLead, created: bool) {
-        let amocrm_id = amo.id;
-        match self.leads.finish_sync(row.id, amo).await {
-            Ok(record) => slog::info!(self.logger, "lead synced";
-                "lead.id" => record.id, "lead.amocrm_id" => amocrm_id, "amo.created" => created),
-            Err(error) => slog::error!(self.logger, "could not store a synced lead";
-                "lead.id" => row.id, "lead.amocrm_id" => amocrm_id, "error" => error.to_string()),
+            Err(error) => slog::error!(self.logger, "could not store a synced record";
+                "entity" => entity, "record.id" => record.id, "record.amocrm_id" => amocrm_id,
+                "error" => error.to_string()),
         }
     }
 
@@ -149,7 +175,7 @@ impl RoundRunner<'_> {
             "recorded" => buried.is_ok());
     }
 
-    /// A contact brought along by a lead that failed: its own job tries it again.
+    /// A prerequisite brought along by a record that failed: its own job tries it again.
     pub(super) async fn give_back(&self, record: Record) {
         if let Err(error) = self.rows.release(record).await {
             slog::warn!(self.logger, "could not release a lease; it lapses by itself";

@@ -2,10 +2,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::amo::{CreatedWithContact, MockAmoTransport};
+use crate::amo::{AmoContact, CreatedWithContact, MockAmoTransport};
 use crate::domain::{AmoId, LocalId, SyncStatus};
 use crate::repositories::{
-    FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
+    Entity, FactAges, MockContactRepository, MockLeadRepository, MockSyncRowRepository,
 };
 use crate::services::mirror::authority::tests::{all_facts, auto_with, lacking_one_fact};
 use crate::settings::DedupMode;
@@ -156,6 +156,25 @@ async fn contacts_missing_from_amocrm_are_created_in_one_request_and_found_ones_
     run(amo, repo, MockLeadRepository::new(), round).await;
 }
 
+/// Lead 8 with its pending contact 9 in one round, and a lead repository that expects
+/// the lead synced as AmoCRM's lead 80 linked to contact 90.
+fn lead_8_with_pending_contact_9() -> (MockLeadRepository, Round) {
+    let mut leads = MockLeadRepository::new();
+    leads
+        .expect_finish_sync()
+        .withf(|id, amo| *id == 8 && amo.id == 80 && amo.main_contact_id == Some(90))
+        .times(1)
+        .returning(|_, _| Ok(lead(8, Some(9))));
+    let round = Round {
+        contacts: vec![],
+        leads: vec![LeadItem {
+            row: lead(8, Some(9)),
+            contact: LeadLink::Pending(contact(9, "+79160000009")),
+        }],
+    };
+    (leads, round)
+}
+
 /// Lead 8 with its pending contact 9, new to AmoCRM: both go out in one
 /// `leads/complex` item. `searches`: contact searches allowed (finding nothing).
 async fn lead_with_new_contact(authority: MirrorAuthority, searches: usize) {
@@ -189,25 +208,39 @@ async fn lead_with_new_contact(authority: MirrorAuthority, searches: usize) {
         .with(eq(LocalId::new(9)), eq(AmoId::new(90)), eq("Клиент 9"))
         .times(1)
         .returning(|_, _, _| Ok(contact(9, "+79160000009")));
-    let mut leads = MockLeadRepository::new();
-    leads
-        .expect_finish_sync()
-        .withf(|id, amo| *id == 8 && amo.id == 80 && amo.main_contact_id == Some(90))
-        .times(1)
-        .returning(|_, _| Ok(lead(8, Some(9))));
-    let round = Round {
-        contacts: vec![],
-        leads: vec![LeadItem {
-            row: lead(8, Some(9)),
-            contact: LeadLink::Pending(contact(9, "+79160000009")),
-        }],
-    };
+    let (leads, round) = lead_8_with_pending_contact_9();
     run_deciding(amo, contacts, leads, round, authority).await;
 }
 
 #[tokio::test]
 async fn a_lead_whose_contact_is_not_in_amocrm_is_created_with_it_by_leads_complex() {
     lead_with_new_contact(MirrorAuthority::fixed(DedupMode::Remote), 1).await;
+}
+
+#[tokio::test]
+async fn a_lead_whose_pending_contact_amocrm_holds_is_linked_to_it_and_created_on_its_own() {
+    let mut amo = MockAmoTransport::new();
+    amo.expect_find_contact_by_phone()
+        .times(1)
+        .returning(|_| Ok(vec![amo_contact(90, "+7 916 000-00-09")]));
+    amo.expect_find_lead_by_name()
+        .with(eq("Сделка 8"))
+        .times(1)
+        .returning(|_| Ok(vec![]));
+    amo.expect_create_leads_with_contacts().never();
+    amo.expect_create_leads()
+        .withf(|batch| batch.len() == 1 && batch[0].contact_id == Some(90))
+        .times(1)
+        .returning(|_| Ok(vec![Some(80)]));
+    let mut contacts = MockContactRepository::new();
+    contacts
+        .expect_finish_sync()
+        .with(eq(LocalId::new(9)), eq(AmoId::new(90)), eq("В AmoCRM"))
+        .times(1)
+        .returning(|_, _, _| Ok(contact(9, "+79160000009")));
+    let (leads, round) = lead_8_with_pending_contact_9();
+    let report = run(amo, contacts, leads, round).await;
+    assert!(!report.halted && report.skipped.is_empty());
 }
 
 #[tokio::test]
