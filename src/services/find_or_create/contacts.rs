@@ -269,10 +269,7 @@ impl Rules for ContactRules {
     type Entity<'a> = ContactRows<'a>;
 
     fn entity(&self) -> ContactRows<'_> {
-        Rows {
-            repo: &*self.repo,
-            amo: &*self.amo,
-        }
+        Rows::of(&self.repo, &self.amo)
     }
 
     async fn claim(&self, lease: Duration) -> Result<Claim<Contact>, RepoError> {

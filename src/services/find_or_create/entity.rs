@@ -3,6 +3,8 @@
 //! once) both take it from here. A flight's `Rules` add only how a submission is
 //! claimed; a round adds only how its records take turns, halt and batch.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::amo::{AmoError, AmoTransport};
@@ -13,6 +15,13 @@ use crate::services::mirror::authority::searched;
 pub(crate) struct Rows<'a, R: ?Sized> {
     pub repo: &'a R,
     pub amo: &'a dyn AmoTransport,
+}
+
+impl<'a, R: ?Sized> Rows<'a, R> {
+    /// The rules over a service's own repository and transport.
+    pub fn of(repo: &'a Arc<R>, amo: &'a Arc<dyn AmoTransport>) -> Self {
+        Rows { repo, amo: &**amo }
+    }
 }
 
 /// One entity's rules for a stored row.

@@ -181,10 +181,7 @@ impl Rules for LeadRules {
     type Entity<'a> = LeadRows<'a>;
 
     fn entity(&self) -> LeadRows<'_> {
-        Rows {
-            repo: &*self.repo,
-            amo: &*self.amo,
-        }
+        Rows::of(&self.repo, &self.amo)
     }
 
     async fn claim(&self, lease: Duration) -> Result<Claim<Lead>, RepoError> {
