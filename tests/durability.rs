@@ -15,14 +15,20 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "durability-token-0123456789";
 
-/// These tests run whole processes and measure calls per second: side by side they
-/// would race for ports and for the two cores.
 /// Contacts the two instances drain between them.
 const PAIR_JOBS: i64 = 2000;
-/// The integration's limit in the two-instance test: above AmoCRM's default 7, so that
+/// The fake AmoCRM's limit in the two-instance test: above AmoCRM's default 7, so that
 /// 2,000 phone searches take minutes, not ten; the sharing is tested all the same.
 const PAIR_RPS: u32 = 20;
+/// The limit the two instances are configured with (`AMO_MAX_RPS`), a tenth under the
+/// fake's: the test is about the instances sharing one limit (unshared they would
+/// call 36 times a second), and on two busy cores a call can reach the fake tens of
+/// milliseconds late against its siblings, which is this machine's jitter, not the
+/// sharing's.
+const PAIR_CONFIGURED_RPS: u32 = 18;
 
+/// These tests run whole processes and measure calls per second: side by side they
+/// would race for ports and for the two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
@@ -338,12 +344,12 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     let mut children = Killed(vec![fake_amocrm(fake_port, PAIR_RPS, 50)]);
     children
         .0
-        .push(amosync_with(&db_url, fake_port, a, PAIR_RPS, 30));
+        .push(amosync_with(&db_url, fake_port, a, PAIR_CONFIGURED_RPS, 30));
     let client = http_client();
     wait_up(&client, &format!("http://127.0.0.1:{a}/health")).await;
     children
         .0
-        .push(amosync_with(&db_url, fake_port, b, PAIR_RPS, 30));
+        .push(amosync_with(&db_url, fake_port, b, PAIR_CONFIGURED_RPS, 30));
     wait_up(&client, &format!("http://127.0.0.1:{b}/health")).await;
     // Both heartbeats have been seen: each instance now takes half of the calls a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -423,6 +429,11 @@ async fn two_instances_on_one_database_share_the_work_and_the_rate_limit() {
     assert!(
         max <= u64::from(PAIR_RPS),
         "together the instances stayed under the limit: {}",
+        state["counters"]
+    );
+    assert_eq!(
+        state["counters"]["rate_limited"], 0,
+        "no call was refused: {}",
         state["counters"]
     );
     assert_eq!(
