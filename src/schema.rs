@@ -1,10 +1,56 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    amo_catalogue_refreshes (part) {
+        #[max_length = 16]
+        part -> Varchar,
+        refreshed_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    amo_custom_fields (entity, id) {
+        #[max_length = 16]
+        entity -> Varchar,
+        id -> Bigint,
+        name -> Text,
+        #[max_length = 64]
+        field_type -> Varchar,
+        #[max_length = 255]
+        code -> Nullable<Varchar>,
+        sort -> Bigint,
+        is_api_only -> Bool,
+        options -> Longtext,
+    }
+}
+
+diesel::table! {
+    amo_pipelines (id) {
+        id -> Bigint,
+        name -> Text,
+        sort -> Bigint,
+        is_main -> Bool,
+        is_archive -> Bool,
+    }
+}
+
+diesel::table! {
     amo_senders (instance_id) {
         #[max_length = 64]
         instance_id -> Varchar,
         seen_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    amo_statuses (pipeline_id, id) {
+        pipeline_id -> Bigint,
+        id -> Bigint,
+        name -> Text,
+        sort -> Bigint,
+        #[max_length = 32]
+        color -> Nullable<Varchar>,
+        is_incoming -> Bool,
     }
 }
 
@@ -19,6 +65,17 @@ diesel::table! {
         last_error -> Nullable<Varchar>,
         refreshing_until -> Nullable<Datetime>,
         updated_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    amo_users (id) {
+        id -> Bigint,
+        name -> Text,
+        #[max_length = 255]
+        email -> Nullable<Varchar>,
+        is_active -> Bool,
+        is_admin -> Bool,
     }
 }
 
@@ -190,8 +247,13 @@ diesel::table! {
 diesel::joinable!(leads -> contacts (contact_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    amo_catalogue_refreshes,
+    amo_custom_fields,
+    amo_pipelines,
     amo_senders,
+    amo_statuses,
     amo_tokens,
+    amo_users,
     companies,
     contact_duplicates,
     contact_merges,

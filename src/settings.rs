@@ -17,7 +17,7 @@ mod sections;
 
 pub use api_tokens::{ApiClientToken, ApiTokens, Client, Scope, Scopes, LEGACY_SCOPES};
 pub use exposure::{Exposure, Refusal, DEMO_SWITCH};
-pub use sections::{Amo, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
+pub use sections::{Amo, Catalogue, Db, Http, Log, Reconcile, Retention, Sync, Webhooks};
 
 use parse::{
     amo_access_token, amo_base_url, api_tokens, database_url, default_workers, flag, is_local_host,
@@ -53,6 +53,7 @@ pub struct Settings {
     pub webhooks: Webhooks,
     pub reconcile: Reconcile,
     pub retention: Retention,
+    pub catalogue: Catalogue,
     pub log: Log,
     /// How a phone without a country code is read (`DEFAULT_PHONE_REGION`).
     pub default_phone_region: Region,
@@ -242,6 +243,9 @@ impl Settings {
                 interval: Duration::from_secs(
                     parse_or(&get, "RETENTION_INTERVAL_SECS", 600u64)?.max(1),
                 ),
+            },
+            catalogue: Catalogue {
+                refresh: Duration::from_secs(parse_or(&get, "CATALOGUE_REFRESH_SECS", 3600u64)?),
             },
             log: Log {
                 level: log_level(&get)?,

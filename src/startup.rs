@@ -160,6 +160,24 @@ fn reconciler(
     .with_upkeep(upkeep)
 }
 
+/// The AmoCRM account's catalogue kept in `db` (`amosync amocrm` uses it too).
+pub fn catalogue_service(
+    amo: Arc<dyn AmoTransport>,
+    db: &Db,
+    section: settings::Catalogue,
+    logger: Logger,
+) -> crate::services::CatalogueService {
+    crate::services::CatalogueService::new(
+        amo,
+        Arc::new(crate::repositories::MysqlCatalogueRepository::new(
+            db.clone(),
+        )),
+        Arc::new(MysqlCursorRepository::new(db.clone())),
+        crate::services::CatalogueConfig::from(section),
+        logger,
+    )
+}
+
 pub struct Application {
     server: Server,
     port: u16,
@@ -321,6 +339,15 @@ impl Application {
             logger.new(slog::o!("task" => "retention")),
         );
         workers.push(tokio::spawn(retention.run(Arc::clone(&lifecycle))));
+        let catalogue = Arc::new(catalogue_service(
+            Arc::clone(&amo_for_hooks),
+            &db,
+            settings.catalogue,
+            logger.new(slog::o!("task" => "catalogue")),
+        ));
+        workers.push(tokio::spawn(
+            Arc::clone(&catalogue).run(Arc::clone(&lifecycle)),
+        ));
         // Rounds keep the facts, the duplicates report, the webhook (when amosync has
         // one) and the mirror's authority current.
         let upkeep = || Upkeep {
@@ -365,6 +392,7 @@ impl Application {
             receiver,
             subscription,
             authority,
+            catalogue,
             amo: amo_for_hooks,
             db,
             lifecycle: Arc::clone(&lifecycle),

@@ -26,6 +26,8 @@ pub struct AppState {
     pub receiver: WebhookReceiver,
     pub subscription: Arc<WebhookSubscription>,
     pub authority: Arc<MirrorAuthority>,
+    /// The AmoCRM account's catalogue, as last stored.
+    pub catalogue: Arc<crate::services::CatalogueService>,
     /// AmoCRM, for the access state `/ready` and `/metrics` report.
     pub amo: Arc<dyn AmoTransport>,
     /// For `/ready` and `/metrics`; requests reach it through the services.

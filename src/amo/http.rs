@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use reqwest::{Client, Method};
 use url::Url;
 
+mod catalogue;
 mod creates;
 mod matching;
 mod paging;
@@ -29,7 +30,7 @@ use super::{
     AmoContact, AmoError, AmoLead, AmoPage, AmoTransport, AmoWebhook, CreatedWithContact,
     NewAmoContact, NewAmoLead,
 };
-use crate::domain::{Phone, Region};
+use crate::domain::{CatalogueEntity, CustomField, Phone, Pipeline, Region, User};
 use crate::redact::Redactor;
 use crate::settings;
 
@@ -418,6 +419,18 @@ impl AmoTransport for HttpAmoTransport {
     async fn probe(&self) -> Result<(), AmoError> {
         let url = self.url(&["api", "v4", "contacts"], &[("limit", "1")]);
         self.call(Method::GET, url, None).await.map(|_| ())
+    }
+
+    async fn custom_fields(&self, entity: CatalogueEntity) -> Result<Vec<CustomField>, AmoError> {
+        self.read_custom_fields(entity).await
+    }
+
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, AmoError> {
+        self.read_pipelines().await
+    }
+
+    async fn users(&self) -> Result<Vec<User>, AmoError> {
+        self.read_users().await
     }
 }
 

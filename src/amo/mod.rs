@@ -16,7 +16,7 @@ pub use tokens::{OAuthClient, OAuthTokens, StaticToken, StoredTokens, TokenSourc
 
 use async_trait::async_trait;
 
-use crate::domain::Phone;
+use crate::domain::{CatalogueEntity, CustomField, Phone, Pipeline, User};
 
 /// A contact as amosync needs it from AmoCRM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +197,17 @@ pub trait AmoTransport: Send + Sync {
 
     /// One cheap read, to learn whether AmoCRM accepts us (again).
     async fn probe(&self) -> Result<(), AmoError>;
+
+    /// Every custom field of `entity` (`GET /api/v4/{entity}/custom_fields`, all pages),
+    /// with its type and options.
+    async fn custom_fields(&self, entity: CatalogueEntity) -> Result<Vec<CustomField>, AmoError>;
+
+    /// The lead pipelines with their statuses (`GET /api/v4/leads/pipelines`).
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, AmoError>;
+
+    /// The account's users (`GET /api/v4/users`, all pages). Only an admin's token may
+    /// read them: `AmoError::Forbidden` otherwise, and other calls go on as before.
+    async fn users(&self) -> Result<Vec<User>, AmoError>;
 }
 
 #[cfg(test)]

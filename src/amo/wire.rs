@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::{AmoContact, AmoLead, AmoWebhook};
 
+mod catalogue;
 mod request;
+
+pub use catalogue::{CustomFieldsEmbedded, FieldDefinitionDto, PipelineList, UsersEmbedded};
 
 pub use request::{
     ComplexContactIn, ComplexEmbeddedIn, ContactLinkIn, CustomFieldIn, FieldValueIn,

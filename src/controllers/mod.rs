@@ -1,6 +1,7 @@
 //! HTTP: routes and thin handlers. Handlers parse input into domain types, call
 //! one service method and shape the response; errors go through `ApiError`.
 
+pub(crate) mod amocrm;
 mod auth;
 pub mod compression;
 pub(crate) mod contacts;

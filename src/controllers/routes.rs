@@ -10,7 +10,7 @@ use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::OpenApi;
 
 use super::{
-    auth, contacts, docs, health, idempotency, leads, legacy, metrics, sync_jobs, webhooks,
+    amocrm, auth, contacts, docs, health, idempotency, leads, legacy, metrics, sync_jobs, webhooks,
 };
 use crate::domain::FieldError;
 use crate::error::ApiError;
@@ -70,6 +70,8 @@ endpoints! {
     leads::create_lead: Token(Write), idempotent;
     leads::list_leads: Token(Read);
     leads::get_lead: Token(Read);
+    amocrm::list_fields: Token(Read);
+    amocrm::list_pipelines: Token(Read);
     legacy::create_contact_legacy: Token(Write), idempotent;
     legacy::create_lead_legacy: Token(Write), idempotent;
     sync_jobs::list_jobs: Token(Admin);

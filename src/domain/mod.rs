@@ -1,11 +1,16 @@
 //! Newtypes that parse at the boundary, so services never see raw client strings.
 
+mod catalogue;
 mod ids;
 mod name;
 mod network;
 mod phone;
 mod sync_status;
 
+pub use catalogue::{
+    Catalogue, CatalogueEntity, CustomField, FieldOption, FieldType, Pipeline, Status,
+    UnknownEntity, User, LOST_STATUS_ID, WON_STATUS_ID,
+};
 pub use ids::{AmoId, LocalId};
 pub use name::{present_name, EntityName, NameError};
 pub use network::is_internal;

@@ -4,6 +4,7 @@
 //! `Entity` (`sync_rows`); each entity's repository keeps only its own lookups,
 //! claim and finish.
 
+mod catalogue;
 mod contacts;
 mod cursors;
 mod db;
@@ -25,6 +26,7 @@ mod sync_state;
 mod tables;
 mod tokens;
 
+pub use catalogue::{CatalogueAge, CatalogueRepository, MysqlCatalogueRepository};
 pub use contacts::{ContactFilter, ContactRepository, MysqlContactRepository};
 pub use cursors::{CursorRepository, MysqlCursorRepository};
 pub use db::{retry_deadlocks, with_named_lock, Db, MIGRATIONS};
@@ -57,6 +59,8 @@ pub use sync_rows::{MysqlSyncRowRepository, Record, SyncRowRepository};
 pub use tables::table_sizes;
 pub use tokens::{MysqlTokenStore, Resealed, TokenStoreError};
 
+#[cfg(test)]
+pub use catalogue::MockCatalogueRepository;
 #[cfg(test)]
 pub use contacts::MockContactRepository;
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! - `inbox`: webhook deliveries accepted, stored and applied to the mirror;
 //! - `mirror`: reconciliation, read-backs, restores, and when the mirror is trusted;
 //!
-//! and a few services of their own (idempotency keys, AmoCRM's rate shared among
-//! instances, retention).
+//! and a few services of their own (the AmoCRM account's catalogue, idempotency keys,
+//! AmoCRM's rate shared among instances, retention).
 
+mod catalogue;
 mod error;
 mod find_or_create;
 mod idempotency;
@@ -18,6 +19,7 @@ mod outbox;
 mod rate_share;
 mod retention;
 
+pub use catalogue::{CatalogueConfig, CatalogueService, Refreshed};
 pub use error::ServiceError;
 pub use find_or_create::{
     ContactInput, ContactService, LeadContact, LeadInput, LeadService, Saved, SyncSettings, Synced,

@@ -111,6 +111,7 @@ impl Settings {
                 self.retention.jobs_days.to_string(),
             ),
             ("RETENTION_INTERVAL_SECS", secs(self.retention.interval)),
+            ("CATALOGUE_REFRESH_SECS", secs(self.catalogue.refresh)),
             (
                 "TRUSTED_PROXIES",
                 self.http

@@ -124,6 +124,13 @@ pub struct Retention {
     pub interval: Duration,
 }
 
+/// The AmoCRM account's catalogue (custom fields, pipelines, users) kept in the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Catalogue {
+    /// Time between refreshes (`CATALOGUE_REFRESH_SECS`, 0: only on demand).
+    pub refresh: Duration,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Log {
     pub level: slog::Level,

@@ -46,6 +46,8 @@ fn base_env(db: &TestDb, amo: &FakeAmo) -> HashMap<String, String> {
         ("AMO_ACCESS_PROBE_SECS", "1".to_owned()),
         // Off unless a test is about it: it would add AmoCRM calls to every test.
         ("RECONCILE_INTERVAL_SECS", "0".to_owned()),
+        // Likewise: off unless a test is about the catalogue.
+        ("CATALOGUE_REFRESH_SECS", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

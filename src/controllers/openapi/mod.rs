@@ -28,6 +28,7 @@ use crate::error::Problem;
         (name = "contacts", description = "Find-or-create and read contacts"),
         (name = "leads", description = "Find-or-create and read leads"),
         (name = "legacy", description = "Drop-in routes of the earlier Node service"),
+        (name = "amocrm", description = "The AmoCRM account's catalogue: custom fields and pipelines"),
         (name = "sync", description = "The outbox of work still on its way to AmoCRM"),
         (name = "webhooks", description = "AmoCRM's webhook and amosync's subscription"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
@@ -44,7 +45,7 @@ struct BearerScheme;
 pub const SCOPES_DESCRIPTION: &str = "A token from API_TOKENS, written \
     name:scope1+scope2:token. Each operation names the scope it needs: `write` posts \
     contacts and leads (also the drop-in routes), `read` reads the mirror's contacts and \
-    leads, `admin` lists and retries sync jobs and manages amosync's webhook. A token \
+    leads and the AmoCRM account's catalogue, `admin` lists and retries sync jobs and manages amosync's webhook. A token \
     written without scopes (name:token) holds `write` only. A token lacking the scope \
     gets 403 insufficient_scope. /metrics takes METRICS_TOKEN instead.";
 
