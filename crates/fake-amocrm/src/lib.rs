@@ -7,13 +7,15 @@
 //! page behind the `next` link a full last page carries), no total count, `query` as a
 //! case-insensitive substring over names and every custom-field value (so a payment-code note
 //! matches a phone search, as AmoCRM's false positives do), `filter`/`order`, batch creates and
-//! updates that fail as a whole with `validation-errors`, complex leads and links; the webhooks
-//! API; and a webhook emitter that POSTs form bodies in the api/v2 layout with AmoCRM's timeout,
-//! retry and disable rules. Operators drive it through `/_fake/` routes or the methods here.
+//! updates that fail as a whole with `validation-errors`, complex leads and links; the
+//! account's catalogue (custom fields, pipelines with statuses, users); the webhooks API; and
+//! a webhook emitter that POSTs form bodies in the api/v2 layout with AmoCRM's timeout, retry
+//! and disable rules. Operators drive it through `/_fake/` routes or the methods here.
 //!
 //! The state lock is never held across an await; webhook deliveries run on their own tasks.
 
 mod admin;
+mod catalogue;
 mod companies;
 mod config;
 mod emitter;
@@ -153,6 +155,30 @@ impl FakeAmo {
 
     pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().latency = latency;
+    }
+
+    /// Adds a custom field (a user field, without a code) to `entity` (`contacts`,
+    /// `leads` or `companies`), as an admin would in AmoCRM; answers its id.
+    pub fn add_custom_field(&self, entity: &str, name: &str, field_type: &str) -> i64 {
+        let entity = match entity {
+            "leads" => "leads",
+            "companies" => "companies",
+            _ => "contacts",
+        };
+        self.shared
+            .lock()
+            .catalogue
+            .add_field(entity, name, field_type)
+    }
+
+    /// Deletes a custom field of any entity; whether there was one.
+    pub fn remove_custom_field(&self, id: i64) -> bool {
+        self.shared.lock().catalogue.remove_field(id)
+    }
+
+    /// `GET /users` answers 403, as AmoCRM does to a token that is not an admin's.
+    pub fn forbid_users(&self, forbidden: bool) {
+        self.shared.lock().catalogue.users_forbidden = forbidden;
     }
 
     /// Every `/api/v4` call answers this status, as AmoCRM would send it, until `None`.

@@ -20,7 +20,7 @@ pub(crate) enum OrderBy {
     UpdatedAt,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct ListParams {
     pub page: usize,
     pub limit: usize,
@@ -126,6 +126,17 @@ impl ListParams {
 
 /// One page of a HAL list; a full page always links `next`, even when nothing follows.
 pub(crate) fn page_of(base: &str, entity: &str, rows: Vec<Value>, p: &ListParams) -> HttpResponse {
+    page_at(base, entity, entity, rows, p)
+}
+
+/// Like `page_of`, for lists whose path (`contacts/custom_fields`) is not their `_embedded` key.
+pub(crate) fn page_at(
+    base: &str,
+    path: &str,
+    key: &str,
+    rows: Vec<Value>,
+    p: &ListParams,
+) -> HttpResponse {
     let start = (p.page - 1).saturating_mul(p.limit);
     if start >= rows.len() {
         return no_content();
@@ -138,11 +149,11 @@ pub(crate) fn page_of(base: &str, entity: &str, rows: Vec<Value>, p: &ListParams
         for (key, value) in &p.carried {
             q.append_pair(key, value);
         }
-        json!({"href": format!("{base}/api/v4/{entity}?{}", q.finish())})
+        json!({"href": format!("{base}/api/v4/{path}?{}", q.finish())})
     };
     let mut links = json!({"self": href(p.page)});
     if rows.len() == p.limit {
         links["next"] = href(p.page + 1);
     }
-    hal(json!({"_page": p.page, "_links": links, "_embedded": {entity: rows}}))
+    hal(json!({"_page": p.page, "_links": links, "_embedded": {key: rows}}))
 }

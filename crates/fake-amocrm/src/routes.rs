@@ -15,7 +15,7 @@ use crate::params::{page_of, ListParams, RowKeys};
 use crate::records::Contact;
 use crate::state::{Shared, State};
 use crate::wire::{contact_json, failure, hal, lead_json, no_content, problem, respond, BAD_LOGIN};
-use crate::{admin, links, oauth, webhooks, writes};
+use crate::{admin, catalogue, links, oauth, webhooks, writes};
 
 pub(crate) async fn dispatch(
     req: HttpRequest,
@@ -93,6 +93,11 @@ fn route(req: &HttpRequest, rest: &str, body: &[u8], s: &mut State) -> HttpRespo
         s.searches += 1;
     }
     match (req.method().as_str(), segments.as_slice()) {
+        ("GET", [entity @ ("contacts" | "leads" | "companies"), "custom_fields"]) => {
+            catalogue::list_fields(&s.catalogue, &s.base_url, entity, &params)
+        }
+        ("GET", ["leads", "pipelines"]) => catalogue::list_pipelines(&s.catalogue, &s.base_url),
+        ("GET", ["users"]) => catalogue::list_users(&s.catalogue, &s.base_url, &params),
         ("GET", ["contacts"]) => list_contacts(s, &params),
         ("GET", ["contacts", one]) => match id(one) {
             Some(id) => match s.contact(id) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::catalogue::Catalogue;
 use crate::config::FakeConfig;
 use crate::events::{Action, Delivery, Event};
 use crate::limits::Limiter;
@@ -91,6 +92,8 @@ pub(crate) struct State {
     pub contact_arrivals: VecDeque<(String, Instant)>,
     /// Where change events go; `None` when the webhook emitter is off.
     pub events: Option<UnboundedSender<Event>>,
+    /// Custom fields, pipelines and users.
+    pub catalogue: Catalogue,
 }
 
 /// A change time that never repeats the previous one, so `updated_at` always moves forward.
@@ -128,6 +131,7 @@ impl State {
             arrived: Instant::now(),
             contact_arrivals: VecDeque::new(),
             events,
+            catalogue: Catalogue::seeded(),
         }
     }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod binary;
+mod catalogue;
 mod emitter;
 mod helpers;
 mod lists_and_errors;
