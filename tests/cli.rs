@@ -381,3 +381,52 @@ fn webhooks_subscribe_never_registers_a_private_server_url_in_a_real_account() {
     ]);
     refused(&amosync(&["webhooks", "subscribe"], &env), &["SERVER_URL"]);
 }
+
+#[tokio::test]
+async fn amocrm_fields_pipelines_and_users_read_the_catalogue_once_and_then_print_the_stored_copy()
+{
+    let db = support::TestDb::create_named("amosync_cli").await;
+    let fake = start_fake(0);
+    let mut env = env_with_database(db.url());
+    env.retain(|(k, _)| !matches!(*k, "AMO_DOMAIN" | "AMO_ACCESS_TOKEN"));
+    env.push(("AMO_BASE_URL", format!("http://127.0.0.1:{}", fake.1)));
+    env.push(("AMO_ACCESS_TOKEN", "cli-fake-token".into()));
+    let run = |args: &[&str], env: &[(&'static str, String)]| {
+        let out = amosync(args, env);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {stdout}{}", text(&out.stderr));
+        stdout
+    };
+    let leads = run(&["amocrm", "fields", "--entity", "leads"], &env);
+    let utm = leads
+        .lines()
+        .find(|l| l.contains("\tUTM_SOURCE\t"))
+        .unwrap_or_else(|| panic!("no UTM_SOURCE field:\n{leads}"));
+    assert!(utm.starts_with("leads\t") && utm.contains("\ttracking_data\t"), "{utm}");
+    assert!(leads.lines().all(|l| l.starts_with("leads\t")), "{leads}");
+    let select = leads
+        .lines()
+        .find(|l| l.contains("\tselect\t"))
+        .expect("a select field");
+    assert!(select.contains("\t-\t") && select.contains("=Звонок"), "{select}");
+
+    let pipelines = run(&["amocrm", "pipelines"], &env);
+    assert!(pipelines.contains("\tmain"), "{pipelines}");
+    assert_eq!(
+        pipelines.lines().filter(|l| l.starts_with("  status\t142\t")).count(),
+        2,
+        "won in both pipelines:\n{pipelines}"
+    );
+    let users = run(&["amocrm", "users"], &env);
+    assert!(users.contains("\tactive\tadmin") && users.contains("\tinactive"), "{users}");
+
+    // Stored now: with AmoCRM gone, the stored copy is still printed; --refresh fails.
+    drop(fake);
+    let mut offline = env.clone();
+    offline.retain(|(k, _)| *k != "AMO_BASE_URL");
+    offline.push(("AMO_BASE_URL", "http://127.0.0.1:9".into()));
+    let again = run(&["amocrm", "fields", "--entity", "leads"], &offline);
+    assert_eq!(again, leads);
+    let refused = amosync(&["amocrm", "fields", "--refresh"], &offline);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+}

@@ -1,4 +1,4 @@
-//! The commands other than `sync` and `db`: serve, migrate, check-config, auth, webhooks.
+//! The commands other than `sync`, `db` and `amocrm`: serve, migrate, check-config, auth, webhooks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +82,9 @@ pub(super) fn with_runtime(
                 "give --full or a subcommand (see amosync sync --help)".into(),
             )),
             Command::Db { action } => super::db::db(settings, logger.clone(), action).await,
+            Command::Amocrm { action } => {
+                super::amocrm::amocrm(settings, logger.clone(), action).await
+            }
             Command::CheckConfig => check_config(&settings),
         }
     });

@@ -2,6 +2,7 @@
 //! becomes an exit status: 0 done, 2 wrong usage or configuration, 1 failed while
 //! running.
 
+mod amocrm;
 mod commands;
 mod db;
 mod error;
@@ -53,6 +54,11 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         action: WebhookAction,
+    },
+    /// The AmoCRM account's catalogue as stored: custom fields, pipelines, users.
+    Amocrm {
+        #[command(subcommand)]
+        action: AmoCrmAction,
     },
     /// Inspect the database: `amosync db stats`.
     Db {
@@ -141,6 +147,59 @@ enum WebhookAction {
     Unsubscribe,
     /// List the account's webhooks (other integrations' by their origin only).
     List,
+}
+
+/// The entities with custom fields, as `amocrm fields --entity` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FieldEntity {
+    Contacts,
+    Leads,
+    Companies,
+}
+
+impl From<FieldEntity> for crate::domain::CatalogueEntity {
+    fn from(entity: FieldEntity) -> Self {
+        match entity {
+            FieldEntity::Contacts => crate::domain::CatalogueEntity::Contacts,
+            FieldEntity::Leads => crate::domain::CatalogueEntity::Leads,
+            FieldEntity::Companies => crate::domain::CatalogueEntity::Companies,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AmoCrmAction {
+    /// Custom fields: entity, id, type, code (- for none), name, options (id=value).
+    Fields {
+        /// Only this entity's fields.
+        #[arg(long, value_enum)]
+        entity: Option<FieldEntity>,
+        /// Read the catalogue from AmoCRM first (done anyway when never read).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Lead pipelines, each followed by its statuses.
+    Pipelines {
+        /// Read the catalogue from AmoCRM first (done anyway when never read).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Users: id, name, email, active or inactive, admin (needs an admin's token).
+    Users {
+        /// Read the catalogue from AmoCRM first (done anyway when never read).
+        #[arg(long)]
+        refresh: bool,
+    },
+}
+
+impl AmoCrmAction {
+    fn refresh(&self) -> bool {
+        match self {
+            AmoCrmAction::Fields { refresh, .. }
+            | AmoCrmAction::Pipelines { refresh }
+            | AmoCrmAction::Users { refresh } => *refresh,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
