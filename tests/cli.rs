@@ -394,7 +394,11 @@ async fn amocrm_fields_pipelines_and_users_read_the_catalogue_once_and_then_prin
     let run = |args: &[&str], env: &[(&'static str, String)]| {
         let out = amosync(args, env);
         let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{args:?}: {stdout}{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            text(&out.stderr)
+        );
         stdout
     };
     let leads = run(&["amocrm", "fields", "--entity", "leads"], &env);
@@ -402,23 +406,35 @@ async fn amocrm_fields_pipelines_and_users_read_the_catalogue_once_and_then_prin
         .lines()
         .find(|l| l.contains("\tUTM_SOURCE\t"))
         .unwrap_or_else(|| panic!("no UTM_SOURCE field:\n{leads}"));
-    assert!(utm.starts_with("leads\t") && utm.contains("\ttracking_data\t"), "{utm}");
+    assert!(
+        utm.starts_with("leads\t") && utm.contains("\ttracking_data\t"),
+        "{utm}"
+    );
     assert!(leads.lines().all(|l| l.starts_with("leads\t")), "{leads}");
     let select = leads
         .lines()
         .find(|l| l.contains("\tselect\t"))
         .expect("a select field");
-    assert!(select.contains("\t-\t") && select.contains("=Звонок"), "{select}");
+    assert!(
+        select.contains("\t-\t") && select.contains("=Звонок"),
+        "{select}"
+    );
 
     let pipelines = run(&["amocrm", "pipelines"], &env);
     assert!(pipelines.contains("\tmain"), "{pipelines}");
     assert_eq!(
-        pipelines.lines().filter(|l| l.starts_with("  status\t142\t")).count(),
+        pipelines
+            .lines()
+            .filter(|l| l.starts_with("  status\t142\t"))
+            .count(),
         2,
         "won in both pipelines:\n{pipelines}"
     );
     let users = run(&["amocrm", "users"], &env);
-    assert!(users.contains("\tactive\tadmin") && users.contains("\tinactive"), "{users}");
+    assert!(
+        users.contains("\tactive\tadmin") && users.contains("\tinactive"),
+        "{users}"
+    );
 
     // Stored now: with AmoCRM gone, the stored copy is still printed; --refresh fails.
     drop(fake);

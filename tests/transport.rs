@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use amosync::amo::{
-    AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, NewAmoContact, NewAmoLead,
+    AmoAccess, AmoClientConfig, AmoError, AmoTransport, HttpAmoTransport, NewAmoContact, NewAmoLead,
 };
-use amosync::domain::{Phone, Region};
+use amosync::domain::{CatalogueEntity, Phone, Region};
 use fake_amocrm::{FakeAmo, FakeConfig};
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -872,4 +872,94 @@ async fn amosyncs_own_limiter_never_earns_a_429_from_the_strict_window() {
     assert!(searches.iter().all(Result::is_ok));
     assert_eq!(amo.rate_limited(), 0);
     assert_eq!(amo.max_requests_in_one_second(), 7);
+}
+
+// ---------------------------------------------------------------- catalogue
+
+#[tokio::test]
+async fn custom_fields_are_read_page_by_page_until_no_next_link() {
+    let (server, amo) = amo().await;
+    let field = |id: i64| {
+        json!({"id": id, "name": format!("F{id}"), "type": "select", "code": null,
+        "sort": id, "enums": [{"id": id * 10, "value": "one", "sort": 1}]})
+    };
+    let path_at = "/api/v4/leads/custom_fields";
+    authorized("GET", path_at)
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            "custom_fields",
+            1,
+            true,
+            vec![field(1), field(2)],
+        )))
+        .mount(&server)
+        .await;
+    authorized("GET", path_at)
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            "custom_fields",
+            2,
+            false,
+            vec![field(3)],
+        )))
+        .mount(&server)
+        .await;
+
+    let fields = amo
+        .custom_fields(CatalogueEntity::Leads)
+        .await
+        .expect("fields");
+
+    let ids: Vec<i64> = fields.iter().map(|f| f.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert!(fields.iter().all(|f| f.entity == CatalogueEntity::Leads));
+    assert_eq!(fields[2].options[0].id, 30);
+}
+
+#[tokio::test]
+async fn pipelines_come_in_one_answer_with_their_statuses() {
+    let (server, amo) = amo().await;
+    authorized("GET", "/api/v4/leads/pipelines")
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "_total_items": 1,
+            "_embedded": {"pipelines": [{"id": 9, "name": "Main", "sort": 1, "is_main": true,
+                "is_archive": false, "_embedded": {"statuses": [
+                    {"id": 143, "name": "Lost", "sort": 11000, "type": 0},
+                    {"id": 70, "name": "Incoming", "sort": 10, "type": 1}]}}]}
+        })))
+        .mount(&server)
+        .await;
+
+    let pipelines = amo.pipelines().await.expect("pipelines");
+
+    assert_eq!(pipelines.len(), 1);
+    let ids: Vec<i64> = pipelines[0].statuses.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [70, 143]);
+    assert!(pipelines[0].statuses[0].is_incoming);
+}
+
+#[tokio::test]
+async fn users_refused_to_a_non_admin_token_do_not_hold_other_calls_back() {
+    let (server, amo) = amo().await;
+    authorized("GET", "/api/v4/users")
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "title": "Forbidden", "type": "https://httpstatus.es/403", "status": 403,
+            "detail": "Insufficient rights"})))
+        .mount(&server)
+        .await;
+    authorized("GET", "/api/v4/leads/pipelines")
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"_total_items": 0, "_embedded": {"pipelines": []}})),
+        )
+        .mount(&server)
+        .await;
+
+    let err = amo.users().await.expect_err("403");
+    assert!(matches!(err, AmoError::Forbidden), "{err:?}");
+
+    assert!(matches!(amo.access(), AmoAccess::Ok), "{:?}", amo.access());
+    amo.pipelines()
+        .await
+        .expect("the next call goes out as usual");
 }

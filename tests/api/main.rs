@@ -15,6 +15,7 @@ mod amo_errors;
 mod auth_and_health;
 mod backup_restore;
 mod batching;
+mod catalogue;
 mod contacts;
 mod dedup;
 mod echo_race;

@@ -83,7 +83,7 @@ async fn each_route_needs_the_scope_its_description_names() {
         .await
         .body;
     let operations = scoped_operations(&doc);
-    assert_eq!(operations.len(), 13, "{operations:?}");
+    assert_eq!(operations.len(), 15, "{operations:?}");
     for (method, path, scope) in &operations {
         assert!(SCOPES.contains(&scope.as_str()), "{method} {path}: {scope}");
         assert!(
