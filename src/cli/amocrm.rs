@@ -80,7 +80,7 @@ async fn refresh(catalogue: &CatalogueService) -> Result<(), CliError> {
         Refreshed::Stored { users: None, .. } => {
             eprintln!("read from AmoCRM; users were refused (only an admin's token may list them)")
         }
-        Refreshed::Stored { .. } => {}
+        Refreshed::Stored { .. } | Refreshed::Fresh => {}
         Refreshed::Skipped => {
             eprintln!("another instance is reading the catalogue; showing what is stored")
         }

@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn every_named_type_reads_back_as_its_name_and_new_types_are_kept() {
-        for (name, kind) in NAMED_TYPES.iter() {
+        for (name, kind) in &NAMED_TYPES {
             assert_eq!(FieldType::from_name(name), *kind);
             assert_eq!(kind.as_str(), *name);
         }

@@ -1,7 +1,8 @@
 //! The AmoCRM account's catalogue (custom fields of contacts, leads and companies,
 //! pipelines with statuses, users), cached in the database: refreshed at start,
-//! every `CATALOGUE_REFRESH_SECS`, and on demand (`refresh`, for code that meets a
-//! field AmoCRM no longer knows). Readers get the stored copy, never a live call.
+//! every `CATALOGUE_REFRESH_SECS`, and on demand (`refresh`; `refresh_unless_fresh`
+//! for code that meets a field AmoCRM no longer knows). Readers get the stored copy,
+//! never a live call.
 //!
 //! One instance refreshes at a time (a lease on the `catalogue` cursor); the others
 //! skip that turn and read what it stored.
@@ -19,6 +20,11 @@ use crate::repositories::{CatalogueAge, CatalogueRepository, CursorRepository};
 use crate::settings;
 
 const LEASE_NAME: &str = "catalogue";
+
+/// The least time between two refreshes asked for by `refresh_unless_fresh`: AmoCRM
+/// counts reading the same data again and again as suspicious, so a burst of refusals
+/// costs one read, not one each.
+pub const MIN_DEMAND_GAP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CatalogueConfig {
@@ -49,6 +55,8 @@ pub enum Refreshed {
     },
     /// Another instance was refreshing; nothing was read.
     Skipped,
+    /// Read less than `MIN_DEMAND_GAP` ago; nothing was read.
+    Fresh,
 }
 
 pub struct CatalogueService {
@@ -93,7 +101,7 @@ impl CatalogueService {
                     users,
                 }) => slog::info!(self.logger, "AmoCRM catalogue refreshed";
                     "fields" => fields, "pipelines" => pipelines, "users" => users),
-                Ok(Refreshed::Skipped) => {}
+                Ok(Refreshed::Skipped | Refreshed::Fresh) => {}
                 Err(err) => {
                     slog::warn!(self.logger, "AmoCRM catalogue refresh failed"; "error" => err.to_string())
                 }
@@ -119,6 +127,17 @@ impl CatalogueService {
             slog::warn!(self.logger, "could not release the catalogue lease"; "error" => err.to_string());
         }
         outcome
+    }
+
+    /// For code that met a field, option or status AmoCRM no longer knows: refreshes
+    /// unless the fields were stored less than `MIN_DEMAND_GAP` ago.
+    pub async fn refresh_unless_fresh(&self) -> Result<Refreshed, ServiceError> {
+        let stored = self.repo.age().await?.fields;
+        let gap = chrono::Duration::from_std(MIN_DEMAND_GAP).unwrap_or_default();
+        if stored.is_some_and(|at| chrono::Utc::now().naive_utc() - at < gap) {
+            return Ok(Refreshed::Fresh);
+        }
+        self.refresh().await
     }
 
     async fn read_and_store(&self) -> Result<Refreshed, ServiceError> {
@@ -376,6 +395,53 @@ mod tests {
             service.refresh().await.expect("skipped"),
             Refreshed::Skipped
         );
+    }
+
+    fn stored_ago(secs: i64) -> MockCatalogueRepository {
+        let mut repo = MockCatalogueRepository::new();
+        repo.expect_age().times(1).returning(move || {
+            Ok(CatalogueAge {
+                fields: Some(chrono::Utc::now().naive_utc() - chrono::Duration::seconds(secs)),
+                ..CatalogueAge::default()
+            })
+        });
+        repo
+    }
+
+    #[tokio::test]
+    async fn a_refresh_on_demand_right_after_another_reads_nothing() {
+        let mut amo = MockAmoTransport::new();
+        amo.expect_custom_fields().never();
+        let mut cursors = MockCursorRepository::new();
+        cursors.expect_lease().never();
+        let service = CatalogueService::new(
+            Arc::new(amo),
+            Arc::new(stored_ago(5)),
+            Arc::new(cursors),
+            config(),
+            logger(),
+        );
+        assert_eq!(
+            service.refresh_unless_fresh().await.expect("fresh"),
+            Refreshed::Fresh
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_on_demand_after_the_gap_reads_the_catalogue() {
+        let mut repo = stored_ago(MIN_DEMAND_GAP.as_secs() as i64 + 5);
+        repo.expect_replace().times(1).returning(|_| Ok(()));
+        let service = CatalogueService::new(
+            Arc::new(amo(Ok(vec![user()]))),
+            Arc::new(repo),
+            Arc::new(leased()),
+            config(),
+            logger(),
+        );
+        assert!(matches!(
+            service.refresh_unless_fresh().await.expect("refreshed"),
+            Refreshed::Stored { fields: 3, .. }
+        ));
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ mod outbox;
 mod rate_share;
 mod retention;
 
-pub use catalogue::{CatalogueConfig, CatalogueService, Refreshed};
+pub use catalogue::{CatalogueConfig, CatalogueService, Refreshed, MIN_DEMAND_GAP};
 pub use error::ServiceError;
 pub use find_or_create::{
     ContactInput, ContactService, LeadContact, LeadInput, LeadService, Saved, SyncSettings, Synced,

@@ -145,3 +145,18 @@ async fn reading_the_catalogue_needs_a_token() {
         assert_eq!(reply.status, 401, "{path}");
     }
 }
+
+#[tokio::test]
+async fn users_refused_by_amocrm_keep_the_stored_users_while_the_rest_is_refreshed() {
+    let app = refreshing_every("1").spawn().await;
+    app.wait_for("SELECT COUNT(*) AS n FROM amo_users", 2).await;
+    app.amo.forbid_users(true);
+    let added = app.amo.add_custom_field("leads", "Промокод", "text");
+    app.eventually("/api/v1/amocrm/fields?entity=leads", |r| {
+        items(&r.body).iter().any(|f| f["id"] == added)
+    })
+    .await;
+    assert_eq!(app.count("amo_users"), 2, "the stored users stay");
+    let access = app.get("/ready").await;
+    assert_eq!(access.body["amocrm"]["state"], "ok", "{}", access.body);
+}
