@@ -21,6 +21,12 @@ use crate::settings;
 
 const LEASE_NAME: &str = "catalogue";
 
+/// The first refresh waits this long after start: start-up's own AmoCRM calls (the
+/// first reconciliation, a webhook subscription made right after start by another
+/// process with a limiter of its own) and the first submissions go first, and five
+/// calls more in that second would push two processes over AmoCRM's limit.
+const START_DELAY: Duration = Duration::from_secs(5);
+
 /// The least time between two refreshes asked for by `refresh_unless_fresh`: AmoCRM
 /// counts reading the same data again and again as suspicious, so a burst of refusals
 /// costs one read, not one each.
@@ -87,12 +93,13 @@ impl CatalogueService {
         }
     }
 
-    /// Refreshes at once, then every `interval` (not at all when it is zero) until
-    /// the service drains.
+    /// Refreshes shortly after start, then every `interval` (not at all when it is
+    /// zero) until the service drains.
     pub async fn run(self: Arc<Self>, lifecycle: Arc<Lifecycle>) {
         if self.config.interval.is_zero() {
             return;
         }
+        lifecycle.pause(START_DELAY.min(self.config.interval)).await;
         while !lifecycle.is_draining() {
             match self.refresh().await {
                 Ok(Refreshed::Stored {
