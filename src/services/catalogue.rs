@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use slog::Logger;
 
+use super::leased::while_leased;
 use super::ServiceError;
 use crate::amo::{AmoError, AmoTransport};
 use crate::domain::{Catalogue, CatalogueEntity, CustomField, Pipeline, User};
@@ -121,19 +122,15 @@ impl CatalogueService {
     /// another instance is at it. Any failure leaves the stored catalogue as it was.
     pub async fn refresh(&self) -> Result<Refreshed, ServiceError> {
         let _turn = self.running.lock().await;
-        if self
-            .cursors
-            .lease(LEASE_NAME, 0, self.config.lease)
-            .await?
-            .is_none()
-        {
-            return Ok(Refreshed::Skipped);
-        }
-        let outcome = self.read_and_store().await;
-        if let Err(err) = self.cursors.release(LEASE_NAME).await {
-            slog::warn!(self.logger, "could not release the catalogue lease"; "error" => err.to_string());
-        }
-        outcome
+        let work = self.read_and_store();
+        let done = while_leased(
+            &*self.cursors,
+            LEASE_NAME,
+            self.config.lease,
+            &self.logger,
+            work,
+        );
+        Ok(done.await?.unwrap_or(Refreshed::Skipped))
     }
 
     /// For code that met a field, option or status AmoCRM no longer knows: refreshes

@@ -14,6 +14,7 @@ mod error;
 mod find_or_create;
 mod idempotency;
 mod inbox;
+mod leased;
 mod mirror;
 mod outbox;
 mod rate_share;

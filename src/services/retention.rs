@@ -13,6 +13,7 @@ use std::time::Duration;
 use slog::Logger;
 use tokio::time::Instant;
 
+use super::leased::while_leased;
 use crate::lifecycle::Lifecycle;
 use crate::repositories::{CursorRepository, Prunable, RepoError, RetentionRepository};
 use crate::settings;
@@ -106,17 +107,6 @@ impl Retention {
 
     /// One pass over the three tables, under the lease.
     pub async fn pass(&self, lifecycle: &Lifecycle) -> Result<Pruned, RepoError> {
-        if self
-            .cursors
-            .lease(LEASE_NAME, 0, self.config.lease)
-            .await?
-            .is_none()
-        {
-            return Ok(Pruned {
-                skipped: true,
-                ..Pruned::default()
-            });
-        }
         let stop_at = Instant::now() + self.config.lease / 2;
         let outcome = async {
             let inbox = self
@@ -138,18 +128,24 @@ impl Retention {
             let keys = self
                 .prune(Prunable::ExpiredIdempotencyKeys, 0, stop_at, lifecycle)
                 .await?;
-            Ok(Pruned {
+            Ok::<_, RepoError>(Pruned {
                 inbox,
                 jobs,
                 keys,
                 skipped: false,
             })
-        }
-        .await;
-        if let Err(err) = self.cursors.release(LEASE_NAME).await {
-            slog::warn!(self.logger, "could not release the retention lease"; "error" => err.to_string());
-        }
-        outcome
+        };
+        let done = while_leased(
+            &*self.cursors,
+            LEASE_NAME,
+            self.config.lease,
+            &self.logger,
+            outcome,
+        );
+        Ok(done.await?.unwrap_or(Pruned {
+            skipped: true,
+            ..Pruned::default()
+        }))
     }
 
     /// Batches of `what` until none is left, the pass's time is up or the service
